@@ -12,7 +12,7 @@ from torch import nn
 from torch.distributions import Bernoulli, Categorical, Independent, Normal
 
 ACTIVATIONS = {"relu": nn.ReLU, "softplus": nn.Softplus, "tanh": nn.Tanh, "elu": nn.ELU,
-               "sigmoid": nn.Sigmoid}
+               "sigmoid": nn.Sigmoid, "silu": nn.SiLU}
 
 
 def activation(name: str) -> nn.Module:

@@ -15,6 +15,11 @@ BUILTIN_MODELS = {
     "cca": "baselines.cca:CCA",
     "dcca": "baselines.dcca:DCCA",
     "dccae": "baselines.dccae:DCCAE",
+    "vcca": "baselines.vcca:VCCA",
+    "vcca_private": "baselines.vcca:VCCAPrivate",
+    "mvae": "baselines.mvae:MVAE",
+    "mmvae_elbo": "baselines.mmvae:MMVAEELBO",
+    "mmvae_iwae": "baselines.mmvae:MMVAEIWAE",
 }
 
 
@@ -40,9 +45,20 @@ def model_class(name: str) -> type[MultimodalModel]:
 
 
 def hyperparameters(name: str) -> dict[str, Any]:
-    """The model's hyper-parameters and their defaults."""
-    signature = inspect.signature(model_class(name).__init__)
-    return {p.name: p.default for p in signature.parameters.values() if p.name != "self"}
+    """The model's hyper-parameters and their defaults: the arguments of its ``__init__`` and, when
+    that passes ``**params`` on to its parent (a variant that only changes defaults), the
+    parent's."""
+    found: dict[str, Any] = {}
+    for cls in model_class(name).__mro__:
+        if "__init__" not in vars(cls):
+            continue
+        parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
+        for p in parameters:
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                found.setdefault(p.name, p.default)
+        if not any(p.kind == p.VAR_KEYWORD for p in parameters):
+            break
+    return found
 
 
 def make_model(name: str, params: dict[str, Any] | None = None) -> MultimodalModel:

@@ -17,8 +17,14 @@ SMALL_PARAMS = {
     "cca": dict(n_components=6),
     "dcca": dict(latent_dim=6, hidden=(32,)),
     "dccae": dict(latent_dim=6, hidden=(32,)),
+    "vcca": dict(latent_dim=6, hidden=(32,)),
+    "vcca_private": dict(latent_dim=6, private_dim=4, hidden=(32,)),
+    "mvae": dict(latent_dim=6, hidden=(32,)),
+    "mmvae_elbo": dict(latent_dim=6, hidden=(32,)),
+    "mmvae_iwae": dict(latent_dim=6, hidden=(32,), K=3),
 }
-MULTI_MODALITY_MODELS = {"cmmd", "mxo", "cca", "dcca", "dccae"}
+MULTI_MODALITY_MODELS = {"cmmd", "mxo", "cca", "dcca", "dccae", "vcca", "vcca_private", "mvae",
+                         "mmvae_elbo", "mmvae_iwae"}
 
 
 @pytest.fixture(scope="module")

@@ -64,7 +64,9 @@ def panel_values(stats: PosteriorStats) -> dict[str, np.ndarray]:
     values = {"kl_xO_prior": kl_to_standard_normal(stats.z_given_xO)}
     if stats.z_given_xM is not None:
         values["kl_xM_prior"] = kl_to_standard_normal(stats.z_given_xM)
-        values["kl_xO_xM"] = kl_between(stats.z_given_xO, stats.z_given_xM)
+        # Comparable only in one latent space (VCCA-private's z and h2 may differ in size).
+        if stats.z_given_xM.mean.shape == stats.z_given_xO.mean.shape:
+            values["kl_xO_xM"] = kl_between(stats.z_given_xO, stats.z_given_xM)
     if stats.decoder_logvar is not None:
         values["decoder_variance"] = np.exp(stats.decoder_logvar)
     return values

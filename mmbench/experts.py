@@ -1,0 +1,70 @@
+"""Joint posteriors built from one expert per modality: MVAE's product and MMVAE's mixture.
+
+Experts are stacked along a leading modality axis: ``mean`` and ``logvar`` of shape (M, ..., d)
+hold the M per-modality Gaussians q(z | x_m) of every point (e.g. (M, batch, d)).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def product_of_experts(mean: torch.Tensor, logvar: torch.Tensor,
+                       mask: torch.Tensor | None = None, prior_expert: bool = True
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Product of diagonal Gaussian experts (Wu & Goodman 2018), optionally times N(0, I).
+
+    The product of N(mu_i, var_i) is Gaussian with precision T = sum_i T_i (T_i = 1 / var_i) and
+    mean sum_i mu_i T_i / T; the prior expert adds T_0 = 1 and mu_0 = 0.
+
+    mean, logvar: (M, ..., d) the M experts.
+    mask: (S, M) with 1 where expert m takes part in product s and 0 where it does not (bool or
+        float), so S subsets are formed from one encoding of every modality; None: one product
+        of all M experts.
+    prior_expert: include the N(0, I) expert (MVAE's choice, which keeps the product defined for
+        an empty subset).
+    Returns (mean, logvar), each (S, ..., d), or (..., d) when ``mask`` is None.
+    """
+    if mean.shape != logvar.shape:
+        raise ValueError(f"product_of_experts: mean {tuple(mean.shape)} and logvar "
+                         f"{tuple(logvar.shape)} differ")
+    n_experts = mean.shape[0]
+    squeeze = mask is None
+    if mask is None:
+        mask = torch.ones(1, n_experts, device=mean.device)
+    if mask.ndim != 2 or mask.shape[1] != n_experts:
+        raise ValueError(f"product_of_experts: mask has shape {tuple(mask.shape)}; expected "
+                         f"(subsets, {n_experts})")
+    mask = mask.to(mean.dtype)
+    if not prior_expert and bool((mask.sum(1) == 0).any()):
+        raise ValueError("product_of_experts: a subset has no expert and there is no prior expert")
+    precision = torch.exp(-logvar).flatten(1)                 # (M, N)
+    total = mask @ precision                                  # (S, N)
+    weighted_mean = mask @ (mean.flatten(1) * precision)      # (S, N)
+    if prior_expert:
+        total = total + 1.0
+    shape = (mask.shape[0], *mean.shape[1:])
+    joint_mean = (weighted_mean / total).reshape(shape)
+    joint_logvar = -torch.log(total).reshape(shape)
+    if squeeze:
+        return joint_mean[0], joint_logvar[0]
+    return joint_mean, joint_logvar
+
+
+def mixture_log_prob(component_log_probs: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """log (1/M) sum_m q_m(z) from the M components' log-densities stacked along ``dim``."""
+    return torch.logsumexp(component_log_probs, dim) - math.log(component_log_probs.shape[dim])
+
+
+def mixture_moments(means: torch.Tensor, variances: torch.Tensor, dim: int = 0
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and variance per dimension of the equally weighted mixture of the components stacked
+    along ``dim`` (each with its own mean and variance per dimension): the moment-matched
+    Gaussian of a mixture of experts.
+
+    mean = (1/M) sum_m mu_m; var = (1/M) sum_m (var_m + (mu_m - mean)^2).
+    """
+    mean = means.mean(dim)
+    variance = (variances + (means - mean.unsqueeze(dim)) ** 2).mean(dim)
+    return mean, variance
