@@ -104,6 +104,23 @@ class DataSpec:
         return sum(self.missing.values())
 
 
+def init_parameters(cls: type) -> dict[str, Any]:
+    """The hyper-parameters of a model class and their defaults: the arguments of its
+    ``__init__`` and, when that passes ``**params`` on to its parent (a variant that only changes
+    defaults), the parent's."""
+    found: dict[str, Any] = {}
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        parameters = list(inspect.signature(klass.__init__).parameters.values())[1:]
+        for p in parameters:
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                found.setdefault(p.name, p.default)
+        if not any(p.kind == p.VAR_KEYWORD for p in parameters):
+            break
+    return found
+
+
 class MultimodalModel(ABC):
     """The contract: sklearn-style hyper-parameters in ``__init__``, then ``fit`` and the verbs."""
 
@@ -139,8 +156,7 @@ class MultimodalModel(ABC):
 
     def get_params(self) -> dict[str, Any]:
         """The hyper-parameters given to ``__init__`` (sklearn's convention)."""
-        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
-        return {p: getattr(self, p) for p in names}
+        return {p: getattr(self, p) for p in init_parameters(type(self))}
 
     def save(self, path) -> None:
         raise CapabilityError(f"{self.name} cannot be saved")

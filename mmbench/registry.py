@@ -3,11 +3,10 @@ group (``[project.entry-points."mmbench.models"] mymodel = "mypkg.model:MyModel"
 from __future__ import annotations
 
 import importlib
-import inspect
 from importlib.metadata import entry_points
 from typing import Any
 
-from mmbench.model import MultimodalModel
+from mmbench.model import MultimodalModel, init_parameters
 
 BUILTIN_MODELS = {
     "cmmd": "cmmd.model:CMMD",
@@ -45,20 +44,8 @@ def model_class(name: str) -> type[MultimodalModel]:
 
 
 def hyperparameters(name: str) -> dict[str, Any]:
-    """The model's hyper-parameters and their defaults: the arguments of its ``__init__`` and, when
-    that passes ``**params`` on to its parent (a variant that only changes defaults), the
-    parent's."""
-    found: dict[str, Any] = {}
-    for cls in model_class(name).__mro__:
-        if "__init__" not in vars(cls):
-            continue
-        parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
-        for p in parameters:
-            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-                found.setdefault(p.name, p.default)
-        if not any(p.kind == p.VAR_KEYWORD for p in parameters):
-            break
-    return found
+    """The model's hyper-parameters and their defaults."""
+    return init_parameters(model_class(name))
 
 
 def make_model(name: str, params: dict[str, Any] | None = None) -> MultimodalModel:
