@@ -128,7 +128,7 @@ def _print_summary(frame: pd.DataFrame, run_ids: list[str]) -> None:
     frame = frame[frame["run_id"].isin(run_ids)]
     if frame.empty:
         return
-    summary = summarize(frame)
+    summary = summarize(frame, run_ids)
     table = Table(*summary.columns, title="mean ± std over seeds")
     for row in summary.itertuples(index=False):
         table.add_row(*map(str, row))

@@ -56,9 +56,13 @@ def mean_std(values: pd.Series, digits: int = 2) -> str:
     return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
 
 
-def summarize(frame: pd.DataFrame) -> pd.DataFrame:
+def summarize(frame: pd.DataFrame, run_order: list[str] | None = None) -> pd.DataFrame:
     """One row per model label and grid point: mean ± std over seeds of the main metrics,
-    plus counts of finished and failed runs."""
+    plus counts of finished and failed runs. Rows come in the order of their first run in
+    ``run_order`` (e.g. a suite's), else of the frame."""
+    if run_order is not None:
+        position = {run_id: i for i, run_id in enumerate(run_order)}
+        frame = frame.sort_values("run_id", key=lambda ids: ids.map(position), kind="stable")
     keys = ["label"] + [c for c in frame.columns if c.startswith(("data.", "param."))]
     ok = frame[frame["status"] == "ok"]
     rows = []
@@ -72,4 +76,6 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
         row["runs"] = f"{group[group['status'] == 'ok']['run_id'].nunique()} ok, " \
                       f"{group[group['status'] != 'ok']['run_id'].nunique()} failed"
         rows.append(row)
-    return pd.DataFrame(rows).fillna("")
+    table = pd.DataFrame(rows)
+    metrics = [m for m in SUMMARY_METRICS if m in table.columns]
+    return table[keys + metrics + ["runs"]].fillna("")

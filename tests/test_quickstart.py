@@ -7,34 +7,45 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from mmbench.cli import app
+from mmbench.registry import BUILTIN_MODELS, model_class
+from mmbench.suite import load_suite
 
 QUICKSTART = Path(__file__).parents[1] / "suites" / "quickstart.yaml"
 
 
 def test_quickstart_runs_records_every_model_and_seed_and_resumes(tmp_path):
+    suite = load_suite(QUICKSTART)
+    labels = {m.display_label: m.name for m in suite.models}
+    assert set(labels.values()) == set(BUILTIN_MODELS), "quickstart runs every model"
+    n_runs = len(labels) * len(suite.seeds)
+
     results = tmp_path / "results"
     runner = CliRunner()
     first = runner.invoke(app, ["run", str(QUICKSTART), "--smoke", "--results", str(results)])
     assert first.exit_code == 0, first.output
     records = [json.loads(p.read_text()) for p in results.glob("runs/*/record.json")]
-    assert len(records) == 6 and all(r["status"] == "ok" for r in records), first.output
+    assert len(records) == n_runs and all(r["status"] == "ok" for r in records), first.output
     table = pd.read_csv(results / "results.csv")
     errors = table[table.metric == "error_pct"]
-    assert sorted(errors.groupby("label").seed.apply(sorted).items()) == [
-        ("CMMD", [0, 1, 2]), ("M-xO", [0, 1, 2])]
+    assert dict(errors.groupby("label").seed.apply(sorted)) == {
+        label: suite.seeds for label in labels}
     assert errors.value.between(0, 100).all()
-    # M-xO cannot generate, so only CMMD has an rmse
-    assert set(table[table.metric == "rmse"].label) == {"CMMD"}
-    assert "CMMD" in first.output and "M-xO" in first.output
+    generators = {label for label, name in labels.items()
+                  if "generate" in model_class(name).capabilities}
+    assert set(table[table.metric == "rmse"].label) == generators
+    assert {"CMMD", "CCA", "MVAE"} <= generators and "M-xO" not in generators
+    # the summary lists the models in the suite's order
+    positions = [first.output.index(label + " ") for label in labels]
+    assert positions == sorted(positions)
 
     stamps = {p: p.stat().st_mtime_ns for p in results.glob("runs/*/record.json")}
     again = runner.invoke(app, ["run", str(QUICKSTART), "--smoke", "--results", str(results)])
-    assert again.exit_code == 0 and "6 already done" in again.output
+    assert again.exit_code == 0 and f"{n_runs} already done" in again.output
     assert stamps == {p: p.stat().st_mtime_ns for p in results.glob("runs/*/record.json")}
 
     # a lost record is redone, and only that one
     lost = next(iter(stamps)).parent
     shutil.rmtree(lost)
     third = runner.invoke(app, ["run", str(QUICKSTART), "--smoke", "--results", str(results)])
-    assert third.exit_code == 0 and "5 already done" in third.output
-    assert len(list(results.glob("runs/*/record.json"))) == 6
+    assert third.exit_code == 0 and f"{n_runs - 1} already done" in third.output
+    assert len(list(results.glob("runs/*/record.json"))) == n_runs
