@@ -1,14 +1,11 @@
 """MMVAE: log-weights against scipy densities, stratified sampling, one decoder call per modality,
 the objectives, DReG wiring, moment-matched posteriors, planted collapse, and training on digits."""
-from dataclasses import replace
-
 import numpy as np
 import pytest
 import torch
 from scipy import stats
 
 from baselines.mmvae import MMVAE, MMVAEELBO, MMVAEIWAE
-from mmbench.data import load_dataset
 from mmbench.metrics import collapse_curve, collapsed_dimensions, kl_to_standard_normal
 from mmbench.model import DataSpec
 from mmbench.trainer import TrainConfig
@@ -214,25 +211,11 @@ def test_collapse_analysis_flags_exactly_the_planted_dimensions():
         assert np.allclose(collapse_curve(kl, np.array([1e-4, 1.0])), [0.5, 0.5])
 
 
-@pytest.fixture(scope="module")
-def digits():
-    splits = load_dataset("mnist_embedded", seed=0)
-    index = np.arange(1000)
-    return [getattr(splits, s).subset(index) for s in ("train", "valid", "test")]
-
-
-def with_third_view(views):
-    """x3 = the inverted observed digit (in [0, 1]: Bernoulli), observed beside x1."""
-    data = {**views.data, "x3": 1.0 - views.data["x1"]}
-    modalities = {**views.modalities, "x3": Modality("bernoulli", (28, 28))}
-    return replace(views, data=data, modalities=modalities, observed=("x1", "x3"))
-
-
 @pytest.mark.parametrize("cls,third_view", [(MMVAEELBO, False), (MMVAEIWAE, False),
                                             (MMVAEIWAE, True)],
                          ids=["elbo", "iwae", "iwae-three-views"])
-def test_trains_on_embedded_mnist_and_returns_documented_shapes(digits, cls, third_view):
-    train, valid, test = [with_third_view(v) if third_view else v for v in digits]
+def test_trains_on_embedded_mnist_and_returns_documented_shapes(request, cls, third_view):
+    train, valid, test = request.getfixturevalue("digits_three_views" if third_view else "digits")
     model = cls(latent_dim=8, hidden=(64,), **({"K": 3} if cls is MMVAEIWAE else {}))
     report = model.fit(train, valid, trainer=TrainConfig(epochs=3, batch_size=100, lr=1e-3,
                                                          amsgrad=True))

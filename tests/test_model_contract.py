@@ -28,7 +28,7 @@ MULTI_MODALITY_MODELS = {"cmmd", "mxo", "cca", "dcca", "dccae", "vcca", "vcca_pr
 
 
 @pytest.fixture(scope="module")
-def digits():
+def small_digits():
     return load_dataset("digits_embedded", seed=0)
 
 
@@ -65,21 +65,22 @@ def check_contract(model, train, valid, test, n_classes):
 
 
 @pytest.mark.parametrize("name", available_models())
-def test_model_honours_the_interface_on_real_digits(name, digits, tmp_path):
+def test_model_honours_the_interface_on_real_digits(name, small_digits, tmp_path):
     model = make_model(name, SMALL_PARAMS.get(name, {}))
-    z = check_contract(model, digits.train, digits.valid, digits.test, digits.n_classes)
+    splits = small_digits
+    z = check_contract(model, splits.train, splits.valid, splits.test, splits.n_classes)
     if isinstance(model, TorchModel):
         model.save(tmp_path / "checkpoint.pt")
         reloaded = type(model).load(tmp_path / "checkpoint.pt")
-        assert np.allclose(reloaded.represent(digits.test.xO), z, atol=1e-6)
+        assert np.allclose(reloaded.represent(splits.test.xO), z, atol=1e-6)
 
 
 @pytest.mark.parametrize("roles", [(("x1", "x3"), ("x2",)), (("x1",), ("x2", "x3"))],
                          ids=["two-observed", "two-missing"])
 @pytest.mark.parametrize("name", sorted(MULTI_MODALITY_MODELS))
-def test_model_handles_three_modalities(name, roles, digits):
-    splits = [with_third_view(getattr(digits, s), *roles) for s in ("train", "valid", "test")]
-    check_contract(make_model(name, SMALL_PARAMS.get(name, {})), *splits, digits.n_classes)
+def test_model_handles_three_modalities(name, roles, small_digits):
+    splits = [with_third_view(getattr(small_digits, s), *roles) for s in ("train", "valid", "test")]
+    check_contract(make_model(name, SMALL_PARAMS.get(name, {})), *splits, small_digits.n_classes)
 
 
 def test_every_model_has_small_test_parameters():

@@ -1,14 +1,11 @@
 """MVAE: its sub-sampled objective against the formulas written out, KL annealing, one encoding
 per modality, posteriors, planted posterior collapse, and training on real digits."""
-from dataclasses import replace
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from baselines.mvae import MVAE
-from mmbench.data import load_dataset
 from mmbench.metrics import collapse_curve, collapsed_dimensions, kl_to_standard_normal
 from mmbench.model import DataSpec
 from mmbench.trainer import TrainConfig
@@ -188,23 +185,9 @@ def test_collapse_analysis_flags_exactly_the_planted_dimensions():
         assert np.allclose(collapse_curve(kl, np.array([1e-6, 1.0])), [2 / 5, 2 / 5])
 
 
-@pytest.fixture(scope="module")
-def digits():
-    splits = load_dataset("mnist_embedded", seed=0)
-    index = np.arange(1000)
-    return [getattr(splits, s).subset(index) for s in ("train", "valid", "test")]
-
-
-def with_third_view(views):
-    """x3 = the inverted observed digit (in [0, 1]: Bernoulli), observed beside x1."""
-    data = {**views.data, "x3": 1.0 - views.data["x1"]}
-    modalities = {**views.modalities, "x3": Modality("bernoulli", (28, 28))}
-    return replace(views, data=data, modalities=modalities, observed=("x1", "x3"))
-
-
 @pytest.mark.parametrize("third_view", [False, True], ids=["two-views", "three-views"])
-def test_trains_on_embedded_mnist_and_returns_documented_shapes(digits, third_view):
-    train, valid, test = [with_third_view(v) if third_view else v for v in digits]
+def test_trains_on_embedded_mnist_and_returns_documented_shapes(request, third_view):
+    train, valid, test = request.getfixturevalue("digits_three_views" if third_view else "digits")
     model = MVAE(latent_dim=8, hidden=(64,), annealing_epochs=2)
     report = model.fit(train, valid, trainer=TrainConfig(epochs=3, batch_size=100, lr=1e-3))
     assert report.epochs == 3

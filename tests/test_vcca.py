@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 
 from baselines.vcca import VCCA, VCCAPrivate
-from mmbench.data import load_dataset
 from mmbench.metrics import collapsed_dimensions, kl_to_standard_normal
 from mmbench.model import DataSpec
 from mmbench.report.collapse import panel_values
@@ -154,13 +153,6 @@ def test_collapse_analysis_flags_exactly_the_planted_dimensions():
     kl = kl_to_standard_normal(model.posteriors(views).z_given_xO)
     assert list(collapsed_dimensions(kl, eps=1e-9)) == planted
     assert list(collapsed_dimensions(kl, eps=1.0)) == planted
-
-
-@pytest.fixture(scope="module")
-def digits():
-    splits = load_dataset("mnist_embedded", seed=0)
-    index = np.arange(1000)
-    return [getattr(splits, s).subset(index) for s in ("train", "valid", "test")]
 
 
 @pytest.mark.parametrize("cls", [VCCA, VCCAPrivate])

@@ -1,0 +1,26 @@
+"""Fixtures shared by the model tests: a slice of the embedded digits, with two or three views."""
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from mmbench.data import load_dataset
+from mmbench.views import Modality
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """1,000 points of each split of ``mnist_embedded``: x1 observed, x2 missing."""
+    splits = load_dataset("mnist_embedded", seed=0)
+    index = np.arange(1000)
+    return [getattr(splits, s).subset(index) for s in ("train", "valid", "test")]
+
+
+@pytest.fixture(scope="session")
+def digits_three_views(digits):
+    """The same points with x3 = the inverted observed digit (Bernoulli), observed beside x1."""
+    def with_third_view(views):
+        data = {**views.data, "x3": 1.0 - views.data["x1"]}
+        modalities = {**views.modalities, "x3": Modality("bernoulli", (28, 28))}
+        return replace(views, data=data, modalities=modalities, observed=("x1", "x3"))
+    return [with_third_view(v) for v in digits]
