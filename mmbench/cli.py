@@ -1,18 +1,23 @@
 """The ``mmbench`` command line."""
 from __future__ import annotations
 
+import os
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import pandas as pd
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from mmbench.results import summarize, write_tidy
-from mmbench.runner import RunStore, execute_run, pending, smoke_version
 from mmbench.cli_data import app as data_app
+from mmbench.executors import (Executor, ExecutorError, LocalExecutor, ProcessExecutor,
+                               RayExecutor)
+from mmbench.runner import RunStore, pending, smoke_version
 from mmbench.suite import SuiteError, load_suite
 
 app = typer.Typer(help="Benchmark multimodal generative models with missing modalities.",
@@ -22,7 +27,7 @@ console = Console()
 
 
 def fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(2)
 
 
@@ -48,6 +53,22 @@ def select_runs(suite, models: Optional[str], seeds: Optional[str], smoke: bool)
     return runs
 
 
+class ExecutorKind(str, Enum):
+    local = "local"
+    process = "process"
+    ray = "ray"
+
+
+def check_executor_options(executor: ExecutorKind, jobs: Optional[int],
+                           address: Optional[str]) -> None:
+    if jobs is not None and executor == ExecutorKind.local:
+        fail("--jobs needs --executor process or ray")
+    if address is not None and executor != ExecutorKind.ray:
+        fail("--address needs --executor ray")
+    if address is not None and jobs is not None:
+        fail("--jobs sizes a local Ray cluster; with --address the cluster's resources decide")
+
+
 @app.command()
 def run(
     suite_file: Path = typer.Argument(..., help="Suite YAML, e.g. suites/quickstart.yaml"),
@@ -60,12 +81,23 @@ def run(
     cell: Optional[int] = typer.Option(None, help="Run only the run with this --dry-run index"),
     retry_failed: bool = typer.Option(False, help="Run again the runs recorded as failed"),
     data_dir: Optional[str] = typer.Option(None, help="Data directory [default: $MMBENCH_DATA]"),
+    executor: ExecutorKind = typer.Option(
+        ExecutorKind.local, help="local: one run after another in this process; process: "
+                                 "--jobs runs at once, a worker process each; ray: Ray tasks"),
+    jobs: Optional[int] = typer.Option(
+        None, min=1, help="Runs at once (process), CPUs of the local Ray cluster (ray) "
+                          "[default: the number of CPU cores]"),
+    address: Optional[str] = typer.Option(
+        None, help="Ray cluster to run on, e.g. auto or ray://head:10001 [default: start a "
+                   "local one]; the results directory must be on a file system all nodes share"),
 ) -> None:
-    """Run a suite; finished runs are skipped, so an interrupted suite resumes."""
+    """Run a suite; finished runs are skipped, so an interrupted suite resumes. Exits with 1 when
+    a run was lost (its worker died): run the suite again to redo it."""
     try:
         suite = load_suite(suite_file)
     except SuiteError as error:
         fail(str(error))
+    check_executor_options(executor, jobs, address)
     results = results or Path("results") / (suite.name + ("-smoke" if smoke else ""))
     device = device or suite.device
     runs = select_runs(suite, models, seeds, smoke)
@@ -80,31 +112,71 @@ def run(
     todo = pending(runs, store, retry_failed)
     console.print(f"[bold]{suite.name}[/]: {len(runs)} runs, {len(runs) - len(todo)} already "
                   f"done, results in {results}")
-    _execute(todo, results, device, data_dir)
+    lost = _execute(todo, results, device, data_dir, executor, jobs, address) if todo else 0
     tidy_path = write_tidy(results)
     _print_summary(pd.read_csv(tidy_path), [r["run_id"] for r in runs])
     console.print(f"tidy results: {tidy_path}")
+    if lost:
+        console.print(f"[bold red]{lost} run(s) lost[/] (their worker died): run the suite again "
+                      "to redo them", highlight=False)
+        raise typer.Exit(1)
 
 
-def _execute(todo: list[dict], results: Path, device: str, data_dir: Optional[str]) -> None:
+def _execute(todo: list[dict], results: Path, device: str, data_dir: Optional[str],
+             kind: ExecutorKind, jobs: Optional[int], address: Optional[str]) -> int:
+    """Run ``todo`` with the chosen executor under a progress display (the local executor shows
+    one bar per run, the others one line per finished run); returns the number of runs lost."""
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[status]}"), TimeElapsedColumn())
+    bars: dict[str, int] = {}
+    lost: list[dict] = []
     with Progress(*columns, console=console) as progress:
         overall = progress.add_task("suite", total=len(todo), status="")
-        for run in todo:
-            epochs = run["config"]["train"]["epochs"]
-            task = progress.add_task(f"  {run['label']} seed {run['coordinates']['seed']}",
-                                     total=epochs, status="")
 
-            def on_epoch(epoch, total, row, task=task):
+        def on_start(run):
+            bar = progress.add_task(f"  {_name(run)}", total=run["config"]["train"]["epochs"],
+                                    status="")
+            bars[run["run_id"]] = bar
+
+            def on_epoch(epoch, total, row):
                 loss = row.get("valid_loss", row["loss"])
-                progress.update(task, completed=epoch, status=f"loss {loss:.4g}")
+                progress.update(bar, completed=epoch, status=f"loss {loss:.4g}")
+            return on_epoch
 
-            record = execute_run(run, results, device, data_dir, on_epoch)
-            status = ("[green]ok[/]" if record["status"] == "ok"
-                      else f"[red]failed[/]: {record['error'][:80]}")
-            progress.update(task, completed=epochs, status=status)
+        def on_done(run, record, why):
+            if record is None:
+                lost.append(run)
+                status = f"[red]lost[/]: {why}"
+            elif record["status"] == "ok":
+                status = "[green]ok[/]"
+            else:
+                status = f"[red]failed[/]: {record['error'][:80]}"
+            if run["run_id"] in bars:
+                progress.update(bars[run["run_id"]], completed=run["config"]["train"]["epochs"],
+                                status=status)
+            else:
+                progress.console.print(f"  {_name(run)}: {status}", highlight=False)
             progress.advance(overall)
+
+        try:
+            _executor(kind, jobs, address, on_start).execute(todo, results, device, data_dir,
+                                                             on_done)
+        except ExecutorError as error:
+            fail(str(error))
+    return len(lost)
+
+
+def _executor(kind: ExecutorKind, jobs: Optional[int], address: Optional[str],
+              on_start) -> Executor:
+    if kind == ExecutorKind.local:
+        return LocalExecutor(on_start)
+    if kind == ExecutorKind.process:
+        return ProcessExecutor(jobs or os.cpu_count() or 1)
+    return RayExecutor(jobs, address)
+
+
+def _name(run: dict) -> str:
+    return f"{run['label']} seed {run['coordinates']['seed']}"
 
 
 def _print_plan(runs: list[dict], store: RunStore) -> None:

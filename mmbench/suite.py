@@ -11,12 +11,14 @@ protocol, validated with pydantic and expanded into runs.
     train: {epochs: 100, batch_size: 100, lr: 1.0e-4, patience: 20, max_seconds: 3600}
     downstream: {classifier: linear_svm}
     device: cpu
+    resources: {cpus: 2}          # what one run needs, for the process and ray executors
     models:
       - name: cmmd
         label: CMMD                # the name results are reported under
         params: {latent_dim: 70}
         grid: {omega: "0:1:0.1"}   # a list, or "start:stop:step" (stop included: 11 values)
         train: {lr: 1.0e-4}        # overrides of the suite's train block
+        resources: {gpus: 0.5}     # overrides of the suite's resources, field by field
 
 A grid (of the data or of a model) is the product of its axes, or zipped (``grid_mode: zip``).
 The runs are: data grid point x model block x model grid point x replicate seed, in that order.
@@ -129,6 +131,15 @@ class TrainBlock(Strict):
     eval_batch_size: int = Field(4096, gt=0)
 
 
+class Resources(Strict):
+    """What one run needs: ``cpus`` is also its number of torch threads (whichever executor runs
+    it, so that records do not depend on the executor); ``gpus`` is what a Ray task reserves
+    (fractions share a GPU). An unset field is left to the executor."""
+
+    cpus: int | None = Field(None, ge=1)
+    gpus: float | None = Field(None, ge=0)
+
+
 class DataBlock(Grid):
     """The data set, its fixed ``options`` and a ``grid`` over options (e.g. folds, speakers)."""
 
@@ -161,12 +172,14 @@ class DownstreamBlock(Strict):
 
 class ModelBlock(Grid):
     """One model: fixed ``params``, a ``grid`` over hyper-parameters, ``train`` overrides of the
-    suite's train block, and the ``label`` its results are reported under (default: its name)."""
+    suite's train block, ``resources`` overriding the suite's field by field, and the ``label``
+    its results are reported under (default: its name)."""
 
     name: str
     label: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     train: dict[str, Any] = Field(default_factory=dict)
+    resources: Resources = Field(default_factory=Resources)
 
     @field_validator("name")
     @classmethod
@@ -220,6 +233,7 @@ class Suite(Strict):
     train: TrainBlock = Field(default_factory=TrainBlock)
     downstream: DownstreamBlock = Field(default_factory=DownstreamBlock)
     device: str = "cpu"
+    resources: Resources = Field(default_factory=Resources)
 
     @field_validator("seeds")
     @classmethod
@@ -239,7 +253,9 @@ class Suite(Strict):
 
     def runs(self) -> list[dict[str, Any]]:
         """Every run's fully resolved config, in a stable order: data point, model, model grid
-        point, replicate. Each carries its ``run_id`` (a hash of the config)."""
+        point, replicate. Each carries its ``run_id`` (a hash of the config) and its
+        ``resources`` (the fields set by the suite or the model block; not part of the config,
+        so they never change a run id)."""
         from mmbench.registry import hyperparameters
         runs = []
         for data_point in self.data.points():
@@ -247,6 +263,8 @@ class Suite(Strict):
                 for model_point in block.points():
                     params = {**hyperparameters(block.name), **block.params, **model_point}
                     train = self.train.model_copy(update=block.train).model_dump()
+                    resources = {**self.resources.model_dump(exclude_none=True),
+                                 **block.resources.model_dump(exclude_none=True)}
                     for replicate in self.seeds:
                         coordinates = {"data": data_point, "model": block.name,
                                        "grid": model_point, "seed": replicate}
@@ -260,7 +278,7 @@ class Suite(Strict):
                         }
                         runs.append({"run_id": run_id(config), "config": config,
                                      "label": block.display_label,
-                                     "coordinates": coordinates})
+                                     "coordinates": coordinates, "resources": resources})
         return runs
 
 

@@ -35,9 +35,13 @@ def base(**changes) -> dict:
 
 @pytest.mark.parametrize("suite, expected", [
     (base(seedz=[1]), "seedz: unknown field; allowed: ['data', 'description', 'device', "
-                      "'downstream', 'models', 'name', 'seed', 'seeds', 'train']"),
+                      "'downstream', 'models', 'name', 'resources', 'seed', 'seeds', 'train']"),
     (base(models=[{"name": "mxo", "parms": {}}]),
-     "models.0.parms: unknown field; allowed: ['grid', 'grid_mode', 'label', 'name', 'params', 'train']"),
+     "models.0.parms: unknown field; allowed: ['grid', 'grid_mode', 'label', 'name', 'params', "
+     "'resources', 'train']"),
+    (base(resources={"cpus": 0}), "resources.cpus: Input should be greater than or equal to 1"),
+    (base(models=[{"name": "mxo", "resources": {"gpu": 1}}]),
+     "models.0.resources.gpu: unknown field; allowed: ['cpus', 'gpus']"),
     (base(models=[{"name": "cmmd", "grid": {"omegaa": [0.1]}}]),
      "models.0.grid: model 'cmmd' has no hyper-parameter(s) ['omegaa']; allowed: ['activation', 'alpha',"),
     (base(models=[{"name": "cmmd", "grid": {"omega": "0:2:0.5"}}]),
@@ -128,6 +132,17 @@ def test_overrides_and_smoke_budget(tmp_path):
     smoke = smoke_version(run)
     assert (smoke["config"]["train"]["epochs"], smoke["config"]["smoke"]) == (2, True)
     assert smoke["run_id"] != run["run_id"]
+
+
+def test_resources_override_per_model_and_never_change_run_ids(tmp_path):
+    models = [{"name": "mxo", "params": {"hidden": [8]}},
+              {"name": "mxo", "label": "gpu", "params": {"hidden": [4]}, "resources": {"gpus": 1}},
+              {"name": "mxo", "label": "wide", "params": {"hidden": [2]}, "resources": {"cpus": 4}}]
+    plain = load_suite(write_suite(tmp_path, base(models=models))).runs()
+    assert [r["resources"] for r in plain] == [{}, {"gpus": 1}, {"cpus": 4}]
+    given = load_suite(write_suite(tmp_path, base(models=models, resources={"cpus": 2}))).runs()
+    assert [r["resources"] for r in given] == [{"cpus": 2}, {"cpus": 2, "gpus": 1}, {"cpus": 4}]
+    assert [r["run_id"] for r in given] == [r["run_id"] for r in plain]
 
 
 def test_dry_run_lists_stable_indices_and_cell_runs_only_that_run(tmp_path):
