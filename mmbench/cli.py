@@ -72,23 +72,23 @@ def check_executor_options(executor: ExecutorKind, jobs: Optional[int],
 @app.command()
 def run(
     suite_file: Path = typer.Argument(..., help="Suite YAML, e.g. suites/quickstart.yaml"),
-    results: Optional[Path] = typer.Option(None, help="Results directory [default: results/<suite name>]"),
+    results: Optional[Path] = typer.Option(None, help="Results directory \\[default: results/<suite name>]"),
     models: Optional[str] = typer.Option(None, help="Comma-separated model names or labels to run"),
     seeds: Optional[str] = typer.Option(None, help="Comma-separated replicate seeds to run"),
-    device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N [default: the suite's]"),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N \\[default: the suite's]"),
     smoke: bool = typer.Option(False, help="Tiny budget (2 epochs, a few hundred points) to check plumbing"),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the runs and whether each is done"),
     cell: Optional[int] = typer.Option(None, help="Run only the run with this --dry-run index"),
     retry_failed: bool = typer.Option(False, help="Run again the runs recorded as failed"),
-    data_dir: Optional[str] = typer.Option(None, help="Data directory [default: $MMBENCH_DATA]"),
+    data_dir: Optional[str] = typer.Option(None, help="Data directory \\[default: $MMBENCH_DATA]"),
     executor: ExecutorKind = typer.Option(
         ExecutorKind.local, help="local: one run after another in this process; process: "
                                  "--jobs runs at once, a worker process each; ray: Ray tasks"),
     jobs: Optional[int] = typer.Option(
         None, min=1, help="Runs at once (process), CPUs of the local Ray cluster (ray) "
-                          "[default: the number of CPU cores]"),
+                          "\\[default: the number of CPU cores]"),
     address: Optional[str] = typer.Option(
-        None, help="Ray cluster to run on, e.g. auto or ray://head:10001 [default: start a "
+        None, help="Ray cluster to run on, e.g. auto or ray://head:10001 \\[default: start a "
                    "local one]; the results directory must be on a file system all nodes share"),
 ) -> None:
     """Run a suite; finished runs are skipped, so an interrupted suite resumes. Exits with 1 when
@@ -234,12 +234,12 @@ def table(
     results: Path = typer.Argument(..., help="Results directory, e.g. results/xrmb_folds"),
     fmt: str = typer.Option("markdown", "--format", help="markdown, latex or csv"),
     metric: Optional[str] = typer.Option(
-        None, help="Comma-separated metrics [default: those of error_pct, map_micro_pct, "
+        None, help="Comma-separated metrics \\[default: those of error_pct, map_micro_pct, "
                    "map_macro_pct, rmse that the runs have]"),
-    digits: Optional[int] = typer.Option(None, help="Decimals [default: 3 for rmse, else 2]"),
+    digits: Optional[int] = typer.Option(None, help="Decimals \\[default: 3 for rmse, else 2]"),
     reference: Optional[Path] = typer.Option(
         None, help="CSV of the paper's figures "
-                   "[default: results/reference/cmmd_paper_results.csv]"),
+                   "\\[default: results/reference/cmmd_paper_results.csv]"),
     no_paper: bool = typer.Option(False, "--no-paper", help="Leave out the paper's figures"),
     by_group: bool = typer.Option(False, "--by-group",
                                   help="One row per test group, e.g. XRMB speaker (Table 6)"),
@@ -268,7 +268,7 @@ def table(
 @app.command()
 def collapse(
     results: Optional[Path] = typer.Argument(
-        None, help="Results directory [default: the most recently modified under results/]"),
+        None, help="Results directory \\[default: the most recently modified under results/]"),
     eps: str = typer.Option("0:6", help="KL range START:STOP in nats"),
     variance_eps: str = typer.Option("0:0.13", help="Range START:STOP for the decoder variance"),
     delta: float = typer.Option(
@@ -276,7 +276,7 @@ def collapse(
     points: int = typer.Option(40, help="Points on each eps range"),
     where: Optional[list[str]] = typer.Option(
         None, help="Only runs with KEY=VALUE (e.g. fold=1, seed=0); repeatable"),
-    out: Optional[Path] = typer.Option(None, help="Output folder [default: RESULTS/figures]"),
+    out: Optional[Path] = typer.Option(None, help="Output folder \\[default: RESULTS/figures]"),
 ) -> None:
     """Posterior-collapse curves (paper Fig. 2) from the stored posterior statistics: PDF, PNG
     and the curve values as CSV."""
@@ -306,12 +306,12 @@ FIGURES = ("omega", "generations", "tsne")
 def figure(
     kind: str = typer.Argument(..., help="omega, generations or tsne"),
     results: Optional[Path] = typer.Argument(
-        None, help="Results directory [default: the most recently modified under results/]"),
+        None, help="Results directory \\[default: the most recently modified under results/]"),
     where: Optional[list[str]] = typer.Option(None, help="Only runs with KEY=VALUE; repeatable"),
     examples: int = typer.Option(8, help="generations: test points shown"),
     points: int = typer.Option(2000, help="tsne: test points embedded"),
     perplexity: float = typer.Option(30.0, help="tsne: perplexity"),
-    out: Optional[Path] = typer.Option(None, help="Output folder [default: RESULTS/figures]"),
+    out: Optional[Path] = typer.Option(None, help="Output folder \\[default: RESULTS/figures]"),
 ) -> None:
     """Error and rmse against omega (Fig. 3), generated missing modalities beside the truth
     (App. G), or t-SNE of the test representations (App. F): PDF and PNG (and CSV of the values)."""

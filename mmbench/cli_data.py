@@ -20,7 +20,7 @@ app = typer.Typer(help="Find, download and verify the full data sets.", no_args_
                   pretty_exceptions_enable=False)
 console = Console()
 
-DATA_DIR_HELP = "Data directory [default: $MMBENCH_DATA, else ~/.cache/mmbench/data]"
+DATA_DIR_HELP = "Data directory \\[default: $MMBENCH_DATA, else ~/.cache/mmbench/data]"
 
 
 def _size(n_bytes: float) -> str:
@@ -120,7 +120,7 @@ def _retry(source: Source, data_dir: Optional[str]) -> str:
 
 
 @app.command()
-def check(name: Optional[str] = typer.Argument(None, help="A source or data set [default: all]"),
+def check(name: Optional[str] = typer.Argument(None, help="A source or data set \\[default: all]"),
           data_dir: Optional[str] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP)):
     """Verify the checksums of the files present; exit status 1 when one does not match."""
     root = resolve_data_dir(data_dir)

@@ -18,7 +18,7 @@ import time
 import traceback
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -215,9 +215,6 @@ def smoke_version(run: dict[str, Any]) -> dict[str, Any]:
     config["train"].update(epochs=2, patience=None, max_seconds=None)
     config["smoke"] = True
     return {**run, "config": config, "run_id": run_id(config)}
-
-
-RunCallback = Callable[[dict[str, Any], dict[str, Any] | None], None]
 
 
 def pending(runs: list[dict[str, Any]], store: RunStore, retry_failed: bool = False) -> list[dict]:
