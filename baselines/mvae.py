@@ -105,20 +105,27 @@ class MVAENetwork(nn.Module):
             return torch.ones((), device=self.step.device)
         return torch.clamp((self.step + 1).float() / self.annealing_steps, max=1.0)
 
+    def subset_indices(self, subsets) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The (S, M) membership mask of the subsets and, per modality, the indices of the
+        subsets that contain it, on the device. Built on the host and copied without waiting for
+        the device's queue (a blocking copy would be a sync per step on a GPU)."""
+        device = self.step.device
+        mask = torch.tensor([[float(j in subset) for j in range(len(self.names))]
+                             for subset in subsets])
+        rows = [torch.tensor([s for s, subset in enumerate(subsets) if j in subset])
+                for j in range(len(self.names))]
+        return (mask.to(device, non_blocking=True),
+                [r.to(device, non_blocking=True) for r in rows])
+
     def loss(self, batch):
         subsets = self.fixed_subsets + self.random_subsets()
-        device = self.step.device
-        mask = torch.zeros(len(subsets), len(self.names))
-        for s, subset in enumerate(subsets):
-            mask[s, list(subset)] = 1.0
-        mean, logvar = product_of_experts(*self.experts(batch, self.names), mask.to(device))
+        mask, rows_of = self.subset_indices(subsets)
+        mean, logvar = product_of_experts(*self.experts(batch, self.names), mask)
         z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)           # (S, b, d)
         zeros = torch.zeros_like(mean)
         kl = gaussian_kl_per_dim(mean, logvar, zeros, zeros).sum(-1)          # (S, b)
         log_lik = torch.zeros_like(kl)
-        for j, m in enumerate(self.names):
-            rows = torch.tensor([s for s, subset in enumerate(subsets) if j in subset],
-                                device=device)
+        for m, rows in zip(self.names, rows_of):
             decoded = self.decoders[m](z.index_select(0, rows))               # batch (S_m, b)
             log_lik = log_lik.index_add(0, rows, self.weights[m] * decoded.log_prob(batch[m]))
         beta = self.kl_weight()

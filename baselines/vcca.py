@@ -32,7 +32,7 @@ from torch import nn
 from torch.distributions import kl_divergence
 
 from mmbench.model import DataSpec, GaussianStats, PosteriorStats, TorchModel, concat
-from mmbench.nn import (MLP, GaussianHead, gaussian_posterior, likelihood_head,
+from mmbench.nn import (MLP, Dropout, GaussianHead, gaussian_posterior, likelihood_head,
                         standard_normal_like, stochastic_mlp)
 from mmbench.views import Views
 
@@ -82,7 +82,7 @@ class VCCANetwork(nn.Module):
             view: ViewDecoder(model.latent_dim + self.private_dim, decoder_hidden,
                               {m: dims[m] for m in names}, spec.likelihoods, variances, act, drop)
             for view, names in self.views.items()})
-        self.latent_dropout = nn.Dropout(model.latent_dropout)
+        self.latent_dropout = Dropout(model.latent_dropout)
 
     def shared_posterior(self, batch):
         return self.shared_encoder(concat(batch, self.spec.observed))

@@ -2,7 +2,8 @@
 
 Data stay on the device as tensors; a mini-batch is an index slice of a random permutation (no
 per-sample Python). The model is an ``nn.Module`` whose ``loss(batch)`` returns the scalar loss to
-minimise and a dict of its named parts (floats or 0-d tensors) for the history.
+minimise and a dict of its named parts (0-d tensors; a float costs a host-to-device copy per step
+on a GPU) for the history. The host reads the losses once per epoch, not once per step.
 """
 from __future__ import annotations
 
@@ -86,17 +87,76 @@ def iterate_minibatches(data: Batch, batch_size: int, generator: torch.Generator
 
 @torch.no_grad()
 def evaluate_loss(module: nn.Module, data: Batch, batch_size: int) -> float:
-    """Mean loss over ``data`` in evaluation mode (dropout off), weighted by batch size."""
+    """Mean loss over ``data`` in evaluation mode (dropout off), weighted by batch size. The
+    batch losses stay on the device and are read once."""
     was_training = module.training
     module.eval()
-    total, count = 0.0, 0
+    losses, sizes = [], []
     for batch in iterate_minibatches(data, batch_size, shuffle=False):
-        loss, _ = module.loss(batch)
-        size = next(iter(batch.values())).shape[0]
-        total += float(loss) * size
-        count += size
+        losses.append(module.loss(batch)[0].detach())
+        sizes.append(next(iter(batch.values())).shape[0])
     module.train(was_training)
-    return total / count
+    weighted = torch.stack(losses).cpu().double() * torch.tensor(sizes, dtype=torch.float64)
+    return float(weighted.sum()) / sum(sizes)
+
+
+def make_optimizer(module: nn.Module, config: TrainConfig) -> torch.optim.Adam:
+    """Adam over the trainable parameters of ``module``, fused into one kernel where it can be."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    # The fused kernel is ~10x cheaper than the per-tensor loop on CPU (a third of a small
+    # model's step otherwise); other devices fall back to the multi-tensor implementation.
+    fused = {"fused": True} if params[0].device.type in ("cpu", "cuda") else {"foreach": True}
+    return torch.optim.Adam(params, lr=config.lr, amsgrad=config.amsgrad, **fused)
+
+
+def train_epoch(module: nn.Module, optimizer: torch.optim.Optimizer, data: Batch, batch_size: int,
+                generator: torch.Generator | None = None, epoch: int = 1) -> dict[str, float]:
+    """One pass of Adam steps over shuffled mini-batches of ``data``; the epoch's mean loss and
+    mean named parts.
+
+    The host reads the losses once, at the end of the epoch (on a GPU a read per step would stall
+    the step queue). A non-finite loss raises :class:`DivergedError` naming the epoch, the first
+    bad batch and that batch's parts, also when the non-finite parameters it left make a later
+    batch fail with another error.
+    """
+    module.train()
+    rows, names = [], ("loss",)
+    try:
+        for batch in iterate_minibatches(data, batch_size, generator):
+            loss, parts = module.loss(batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            names = ("loss", *parts)
+            rows.append(torch.stack([loss.detach().float(), *(
+                torch.as_tensor(v, device=loss.device).detach().float() for v in parts.values())]))
+    except Exception as error:
+        if rows and (divergence := first_divergence(torch.stack(rows).cpu(), names, epoch)):
+            raise divergence from error
+        raise
+    values = torch.stack(rows).cpu().double()                          # (batches, 1 + parts)
+    divergence = first_divergence(values, names, epoch)
+    if divergence is not None:
+        raise divergence
+    return dict(zip(names, values.mean(0).tolist()))
+
+
+def first_divergence(values: torch.Tensor, names: tuple[str, ...],
+                     epoch: int) -> DivergedError | None:
+    """The error for the first batch whose loss is not finite, or None.
+
+    values: (batches, 1 + parts) on the host, each row a batch's loss then its parts in the order
+    of ``names``.
+    """
+    finite = torch.isfinite(values[:, 0])
+    if bool(finite.all()):
+        return None
+    bad = int((~finite).nonzero()[0])
+    loss, *parts = values[bad].tolist()
+    return DivergedError(
+        f"loss became {loss} at epoch {epoch}, batch {bad + 1}; parts: "
+        + ", ".join(f"{k}={v:.4g}" for k, v in zip(names[1:], parts))
+        + ". Lower the learning rate or check the data scale.")
 
 
 class Trainer:
@@ -112,37 +172,14 @@ class Trainer:
         # Near-zero importance weights make denormal arithmetic (2x slower backward on CPU).
         torch.set_flush_denormal(True)
         generator = torch.Generator().manual_seed(config.seed)
-        params = [p for p in module.parameters() if p.requires_grad]
-        # The fused kernel is ~10x cheaper than the per-tensor loop on CPU (a third of a small
-        # model's step otherwise); other devices fall back to the multi-tensor implementation.
-        fused = {"fused": True} if params[0].device.type in ("cpu", "cuda") else {"foreach": True}
-        optimizer = torch.optim.Adam(params, lr=config.lr, amsgrad=config.amsgrad, **fused)
+        optimizer = make_optimizer(module, config)
         report = FitReport()
         best_state = None
         best = math.inf
         start = time.perf_counter()
         for epoch in range(1, config.epochs + 1):
-            module.train()
-            sums: dict[str, float] = {}
-            n_batches = 0
-            for batch in iterate_minibatches(train, config.batch_size, generator):
-                loss, parts = module.loss(batch)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                # One host sync per batch for the NaN check and the history.
-                values = torch.stack([loss.detach(), *(torch.as_tensor(v, device=loss.device)
-                                                        .detach().float() for v in parts.values())])
-                values = values.tolist()
-                if not math.isfinite(values[0]):
-                    raise DivergedError(
-                        f"loss became {values[0]} at epoch {epoch}, batch {n_batches + 1}; parts: "
-                        + ", ".join(f"{k}={v:.4g}" for k, v in zip(parts, values[1:]))
-                        + ". Lower the learning rate or check the data scale.")
-                for key, value in zip(("loss", *parts), values):
-                    sums[key] = sums.get(key, 0.0) + value
-                n_batches += 1
-            row = {"epoch": epoch, **{k: v / n_batches for k, v in sums.items()}}
+            means = train_epoch(module, optimizer, train, config.batch_size, generator, epoch)
+            row = {"epoch": epoch, **means}
             if valid is not None:
                 row["valid_loss"] = evaluate_loss(module, valid, config.eval_batch_size)
                 if not math.isfinite(row["valid_loss"]):

@@ -8,7 +8,7 @@ from baselines.mxo import MxO
 from mmbench.data import load_dataset
 from mmbench.downstream import fit_downstream
 from mmbench.metrics import error_pct
-from mmbench.trainer import TrainConfig, Trainer, iterate_minibatches
+from mmbench.trainer import DivergedError, TrainConfig, Trainer, iterate_minibatches
 
 
 def test_minibatches_are_a_partition_of_the_data():
@@ -43,6 +43,50 @@ def test_early_stopping_restores_the_best_validation_epoch():
     assert report.best_epoch == best["epoch"] and report.epochs == best["epoch"] + 3
     # the restored parameter is the best epoch's: its validation loss is the best one
     assert module.loss(valid)[0].item() == pytest.approx(best["valid_loss"], rel=1e-6)
+
+
+class DivergesAtBatch(nn.Module):
+    """A quadratic loss that becomes NaN from optimisation step ``bad`` on; with ``then_raise``
+    the step after that fails with another error, as a distribution would on NaN parameters."""
+
+    def __init__(self, bad: int, then_raise: bool = False):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(()))
+        self.bad, self.then_raise, self.steps = bad, then_raise, 0
+
+    def loss(self, batch):
+        self.steps += 1
+        if self.then_raise and self.steps > self.bad:
+            raise ValueError("parameters are NaN")
+        loss = (self.w - batch["target"].mean()) ** 2
+        if self.steps >= self.bad:
+            loss = loss * torch.tensor(float("nan"))
+        return loss, {"square": loss.detach()}
+
+
+@pytest.mark.parametrize("then_raise", [False, True], ids=["nan-to-the-end", "then-an-error"])
+def test_divergence_names_the_epoch_and_first_bad_batch(then_raise):
+    data = {"target": torch.ones(40, 1)}
+    config = TrainConfig(epochs=3, batch_size=10, lr=0.1, patience=None)
+    # 4 batches per epoch: step 6 is epoch 2, batch 2
+    with pytest.raises(DivergedError, match=r"loss became nan at epoch 2, batch 2; parts: square=nan\.") as caught:
+        Trainer(config).fit(DivergesAtBatch(bad=6, then_raise=then_raise), data)
+    assert isinstance(caught.value.__cause__, ValueError) == then_raise
+
+
+def test_history_and_validation_loss_are_means_over_batches():
+    target = torch.arange(40.0)[:, None]
+    config = TrainConfig(epochs=1, batch_size=10, lr=0.0, patience=None, eval_batch_size=15)
+    report = Trainer(config).fit(DivergesAtBatch(bad=10**9), {"target": target}, {"target": target})
+    # lr 0 keeps w = 0, so a batch's loss is its mean target squared
+    order = torch.randperm(40, generator=torch.Generator().manual_seed(config.seed))
+    train_batches = target[order].reshape(4, 10).mean(1) ** 2
+    valid_batches = [target[a:b].mean() ** 2 for a, b in ((0, 15), (15, 30), (30, 40))]
+    row = report.history[0]
+    assert row["loss"] == pytest.approx(float(train_batches.mean()))
+    assert row["square"] == pytest.approx(row["loss"])
+    assert row["valid_loss"] == pytest.approx(float(15 * valid_batches[0] + 15 * valid_batches[1]
+                                                    + 10 * valid_batches[2]) / 40)
 
 
 def test_a_fit_is_reproducible_from_its_seed():
