@@ -1,4 +1,5 @@
-"""Fixtures shared by the model tests: a slice of the embedded digits, with two or three views."""
+"""Fixtures shared by the model tests: a slice of the embedded digits, with two or three views,
+and the check of a model trained on it."""
 from dataclasses import replace
 
 import numpy as np
@@ -24,3 +25,20 @@ def digits_three_views(digits):
         modalities = {**views.modalities, "x3": Modality("bernoulli", (28, 28))}
         return replace(views, data=data, modalities=modalities, observed=("x1", "x3"))
     return [with_third_view(v) for v in digits]
+
+
+@pytest.fixture(scope="session")
+def check_trained_on_digits():
+    """The check shared by the generative models' tests: after ``report = model.fit(...)`` on
+    ``digits``, losses are finite and fall, and represent / generate / posteriors on ``test``
+    have the documented shapes."""
+    def check(model, report, test, latent_dim):
+        assert all(np.isfinite(v) for row in report.history for v in row.values())
+        assert report.history[-1]["loss"] < report.history[0]["loss"]
+        assert model.represent(test.xO).shape == (test.n, latent_dim)
+        generated = model.generate(test.xO)
+        assert list(generated) == ["x2"] and generated["x2"].shape == (test.n, 784)
+        posteriors = model.posteriors(test)
+        assert posteriors.z_given_xO.mean.shape == (test.n, latent_dim)
+        return posteriors
+    return check

@@ -156,16 +156,12 @@ def test_collapse_analysis_flags_exactly_the_planted_dimensions():
 
 
 @pytest.mark.parametrize("cls", [VCCA, VCCAPrivate])
-def test_trains_on_embedded_mnist_and_returns_documented_shapes(digits, cls):
+def test_trains_on_embedded_mnist_and_returns_documented_shapes(digits, check_trained_on_digits,
+                                                                cls):
     train, valid, test = digits
     model = cls(latent_dim=8, hidden=(64,))
     report = model.fit(train, valid, trainer=TrainConfig(epochs=3, batch_size=100, lr=1e-3))
-    assert all(np.isfinite(v) for row in report.history for v in row.values())
-    assert report.history[-1]["loss"] < report.history[0]["loss"]
-    assert model.represent(test.xO).shape == (test.n, 8)
-    assert model.generate(test.xO)["x2"].shape == (test.n, 784)
-    posteriors = model.posteriors(test)
-    assert posteriors.z_given_xO.mean.shape == (test.n, 8)
+    posteriors = check_trained_on_digits(model, report, test, latent_dim=8)
     if cls is VCCAPrivate:
         assert posteriors.z_given_xM.mean.shape == (test.n, 30)
 

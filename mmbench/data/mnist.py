@@ -178,19 +178,32 @@ class DigitPairs:
     part: which files the split draws from ("train" files for train and valid, "test" files).
     mnist / svhn: (k,) positions of the paired images in those files.
     mnist_pool: positions of every MNIST image the split may use (for 3-modality MNIST).
+    mnist_images, mnist_digits, svhn_images: the whole files of ``part``.
     """
 
     part: str
     mnist: np.ndarray
     svhn: np.ndarray
     mnist_pool: np.ndarray
+    mnist_images: np.ndarray
+    mnist_digits: np.ndarray
+    svhn_images: np.ndarray
+
+    @property
+    def labels(self) -> np.ndarray:
+        """(k,) digit of each pair."""
+        return self.mnist_digits[self.mnist]
+
+    def pixels(self) -> dict[str, np.ndarray]:
+        """{"mnist": (k, 784), "svhn": (k, 3072)} float32 pixels in [0, 1] of the pairs."""
+        return {"mnist": _pixels(self.mnist_images[self.mnist]),
+                "svhn": _pixels(self.svhn_images[self.svhn])}
 
 
 def _pair_digits(data_dir: Path, rng: np.random.Generator, pairs_per_image: int,
                  max_per_class: int, valid_fraction: float,
-                 sizes: dict[str, int | None]) -> tuple[dict, dict[str, DigitPairs]]:
-    """The MNIST and SVHN files ({part: ((mnist images, digits), (svhn images, digits))}) and
-    the pairs of each split ({split: DigitPairs}).
+                 sizes: dict[str, int | None]) -> dict[str, DigitPairs]:
+    """The MNIST-SVHN pairs of each split, {split: DigitPairs}, in the order of ``SPLITS``.
 
     Validation images are held out from the training files (stratified, ``valid_fraction`` of
     each) before pairing, so no image is in both a training and a validation pair. A split with
@@ -211,13 +224,13 @@ def _pair_digits(data_dir: Path, rng: np.random.Generator, pairs_per_image: int,
              "test": ("test", np.arange(len(mnist_test)), np.arange(len(svhn_test)))}
     pairs = {}
     for split, (part, mnist_pool, svhn_pool) in pools.items():
-        (_, mnist_labels), (_, svhn_labels) = files[part]
+        (mnist_images, mnist_labels), (svhn_images, svhn_labels) = files[part]
         into_mnist, into_svhn = pair_by_class(mnist_labels[mnist_pool], svhn_labels[svhn_pool],
                                               pairs_per_image, max_per_class, rng)
         keep = _subsample(len(into_mnist), sizes[split], rng)
         pairs[split] = DigitPairs(part, mnist_pool[into_mnist[keep]], svhn_pool[into_svhn[keep]],
-                                  mnist_pool)
-    return files, pairs
+                                  mnist_pool, mnist_images, mnist_labels, svhn_images)
+    return pairs
 
 
 def _subsample(n: int, size: int | None, rng: np.random.Generator) -> np.ndarray:
@@ -235,6 +248,15 @@ def _pairs_digest(pairs: dict[str, dict[str, np.ndarray]]) -> str:
             digest.update(f"{split}/{name}".encode())
             digest.update(np.ascontiguousarray(index, dtype=np.int64).tobytes())
     return digest.hexdigest()
+
+
+def _paired_splits(name: str, views: dict[str, Views], indices: dict[str, dict[str, np.ndarray]],
+                   pairs: dict[str, DigitPairs], seed: int, pairs_per_image: int) -> DataSplits:
+    """The splits of a paired-digits data set, with the pairing recorded in ``info``."""
+    return DataSplits(name, views["train"], views["valid"], views["test"], n_classes=10,
+                      info={"seed": seed, "pairs_per_image": pairs_per_image,
+                            "pair_files": {s: pairs[s].part for s in SPLITS},
+                            "pairs": indices, "pairs_sha256": _pairs_digest(indices)})
 
 
 _DIGIT_MODALITIES = {"mnist": Modality("bernoulli", MNIST_SHAPE),
@@ -260,22 +282,13 @@ def mnist_svhn(seed: int = 0, data_dir: Path | None = None, pairs_per_image: int
     ``info["pairs"]`` holds, per split, the positions of the paired images in the MNIST and SVHN
     files ("train" files for train and valid); ``info["pairs_sha256"]`` identifies them.
     """
-    rng = np.random.default_rng(seed)
-    files, pairs = _pair_digits(data_dir, rng, pairs_per_image, max_per_class, valid_fraction,
-                                {"train": n_train, "valid": n_valid, "test": n_test})
-    views, indices = {}, {}
-    for split in SPLITS:
-        (mnist_images, mnist_labels), (svhn_images, _) = files[pairs[split].part]
-        paired = pairs[split]
-        views[split] = Views({"mnist": _pixels(mnist_images[paired.mnist]),
-                              "svhn": _pixels(svhn_images[paired.svhn])},
-                             ("mnist",), ("svhn",), mnist_labels[paired.mnist],
-                             modalities=_DIGIT_MODALITIES)
-        indices[split] = {"mnist": paired.mnist, "svhn": paired.svhn}
-    return DataSplits("mnist_svhn", views["train"], views["valid"], views["test"], n_classes=10,
-                      info={"seed": seed, "pairs_per_image": pairs_per_image,
-                            "pair_files": {s: pairs[s].part for s in SPLITS},
-                            "pairs": indices, "pairs_sha256": _pairs_digest(indices)})
+    pairs = _pair_digits(data_dir, np.random.default_rng(seed), pairs_per_image, max_per_class,
+                         valid_fraction, {"train": n_train, "valid": n_valid, "test": n_test})
+    views = {split: Views(paired.pixels(), ("mnist",), ("svhn",), paired.labels,
+                          modalities=_DIGIT_MODALITIES) for split, paired in pairs.items()}
+    indices = {split: {"mnist": paired.mnist, "svhn": paired.svhn}
+               for split, paired in pairs.items()}
+    return _paired_splits("mnist_svhn", views, indices, pairs, seed, pairs_per_image)
 
 
 @register_dataset("mnist3")
@@ -298,23 +311,19 @@ def mnist3(seed: int = 0, data_dir: Path | None = None, observed: tuple[str, ...
                         f"{list(names)}")
     missing = tuple(m for m in names if m not in observed)
     rng = np.random.default_rng(seed)
-    files, pairs = _pair_digits(data_dir, rng, pairs_per_image, max_per_class, valid_fraction,
-                                {"train": n_train, "valid": n_valid, "test": n_test})
+    pairs = _pair_digits(data_dir, rng, pairs_per_image, max_per_class, valid_fraction,
+                         {"train": n_train, "valid": n_valid, "test": n_test})
     views, indices = {}, {}
-    for split in SPLITS:
-        (mnist_images, mnist_labels), (svhn_images, _) = files[pairs[split].part]
-        paired = pairs[split]
-        labels = mnist_labels[paired.mnist]
+    for split, paired in pairs.items():
+        labels = paired.labels
         pool = paired.mnist_pool
-        rotated = pool[random_member_of_class(mnist_labels[pool], labels, rng)]
+        rotated = pool[random_member_of_class(paired.mnist_digits[pool], labels, rng)]
         angles = rng.uniform(-max_angle, max_angle, size=len(labels))
-        rotated_pixels = rotate_images(mnist_images[rotated].astype(np.float32) / 255.0, angles)
-        data = {"mnist": _pixels(mnist_images[paired.mnist]),
-                "mnist_rotated": rotated_pixels.reshape(len(labels), -1),
-                "svhn": _pixels(svhn_images[paired.svhn])}
+        rotated_pixels = rotate_images(paired.mnist_images[rotated].astype(np.float32) / 255.0,
+                                       angles)
+        pixels = paired.pixels()
+        data = {"mnist": pixels["mnist"], "mnist_rotated": rotated_pixels.reshape(len(labels), -1),
+                "svhn": pixels["svhn"]}
         views[split] = Views(data, observed, missing, labels, modalities=_DIGIT_MODALITIES)
         indices[split] = {"mnist": paired.mnist, "mnist_rotated": rotated, "svhn": paired.svhn}
-    return DataSplits("mnist3", views["train"], views["valid"], views["test"], n_classes=10,
-                      info={"seed": seed, "pairs_per_image": pairs_per_image,
-                            "pair_files": {s: pairs[s].part for s in SPLITS},
-                            "pairs": indices, "pairs_sha256": _pairs_digest(indices)})
+    return _paired_splits("mnist3", views, indices, pairs, seed, pairs_per_image)
