@@ -50,11 +50,10 @@ import torch
 from torch import nn
 from torch.distributions import Independent, Laplace
 
-from baselines.mvae import likelihood_weights_for
 from mmbench import bounds
 from mmbench.experts import mixture_log_prob, mixture_moments
 from mmbench.model import DataSpec, GaussianStats, PosteriorStats, TorchModel
-from mmbench.nn import MLP, BernoulliHead, GaussianHead
+from mmbench.nn import likelihood_head, stochastic_mlp
 from mmbench.views import Views
 
 SCALE_FLOOR = 1e-6  # the authors' eta: added to posterior scales, clamps Laplace means in (0, 1)
@@ -117,30 +116,32 @@ class LaplaceLikelihood(nn.Module):
         return Independent(FixedScaleLaplace(mean, self.scale), 1)
 
 
-def likelihood_head(model: "MMVAE", likelihood: str, in_dim: int, out_dim: int) -> nn.Module:
+def decoder_head(model: "MMVAE", likelihood: str, in_dim: int, out_dim: int) -> nn.Module:
+    """p(x_m | z) for a modality of ``likelihood``: the authors' Laplace, or (``model.likelihood
+    == "modality"``) its own family with the fixed Gaussian variance ``likelihood_scale ** 2``."""
     if model.likelihood == "laplace":
         return LaplaceLikelihood(in_dim, out_dim, model.likelihood_scale, likelihood == "bernoulli")
-    if likelihood == "bernoulli":
-        return BernoulliHead(in_dim, out_dim)
-    return GaussianHead(in_dim, out_dim, model.likelihood_scale ** 2)
+    return likelihood_head(likelihood, in_dim, out_dim, model.likelihood_scale ** 2)
 
 
 class MMVAENetwork(nn.Module):
     def __init__(self, spec: DataSpec, model: "MMVAE"):
         super().__init__()
         self.spec, self.hp = spec, model
-        self.names = (*spec.observed, *spec.missing)
-        dims = {**spec.observed, **spec.missing}
-        self.weights = likelihood_weights_for(spec, model.likelihood_weights, model.name)
+        self.names = spec.modalities
+        self.weights = spec.per_modality(model.likelihood_weights or {}, 1.0,
+                                         f"{model.name}: likelihood_weights")
         decoder_hidden = model.hidden[::-1] if model.decoder_hidden is None else model.decoder_hidden
-        self.encoders = nn.ModuleDict()
-        self.decoders = nn.ModuleDict()
+        act, drop = model.activation, model.dropout
+        self.encoders, self.decoders = nn.ModuleDict(), nn.ModuleDict()
         for m in self.names:
-            body = MLP(dims[m], model.hidden, model.activation, model.dropout)
-            self.encoders[m] = nn.Sequential(body, LaplaceExpert(body.out_dim, model.latent_dim))
-            body = MLP(model.latent_dim, decoder_hidden, model.activation, model.dropout)
-            self.decoders[m] = nn.Sequential(
-                body, likelihood_head(model, spec.likelihoods[m], body.out_dim, dims[m]))
+            self.encoders[m] = stochastic_mlp(
+                spec.dims[m], model.hidden, lambda width: LaplaceExpert(width, model.latent_dim),
+                act, drop)
+            self.decoders[m] = stochastic_mlp(
+                model.latent_dim, decoder_hidden,
+                lambda width: decoder_head(model, spec.likelihoods[m], width, spec.dims[m]),
+                act, drop)
         self.prior_raw_scale = nn.Parameter(torch.zeros(model.latent_dim),
                                             requires_grad=model.learn_prior)
 
@@ -271,7 +272,7 @@ class MMVAE(TorchModel):
             return out
 
         out = self.batched(stats, views.data)
-        gaussian_missing = [m for m in self.spec_.missing if self.spec_.likelihoods[m] == "gaussian"]
+        gaussian_missing = self.spec_.gaussian_missing
         decoder_logvar = None
         if gaussian_missing:
             variance = self.likelihood_scale ** 2 * (2 if self.likelihood == "laplace" else 1)

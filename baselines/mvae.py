@@ -48,34 +48,22 @@ from mmbench.trainer import EpochCallback, FitReport, TrainConfig
 from mmbench.views import Views
 
 
-def likelihood_weights_for(spec: DataSpec, weights: Mapping[str, float] | None,
-                           model: str) -> dict[str, float]:
-    """lambda_m for every modality of ``spec`` (1 where ``weights`` does not name it)."""
-    names = (*spec.observed, *spec.missing)
-    weights = dict(weights or {})
-    unknown = sorted(set(weights) - set(names))
-    if unknown:
-        raise ValueError(f"{model}: likelihood_weights names {unknown}, which are not modalities "
-                         f"of the data (allowed: {list(names)})")
-    return {m: float(weights.get(m, 1.0)) for m in names}
-
-
 class MVAENetwork(nn.Module):
     def __init__(self, spec: DataSpec, model: "MVAE", steps_per_epoch: int):
         super().__init__()
         self.spec, self.hp = spec, model
-        self.names = (*spec.observed, *spec.missing)
-        dims = {**spec.observed, **spec.missing}
-        self.weights = likelihood_weights_for(spec, model.likelihood_weights, model.name)
+        self.names = spec.modalities
+        self.weights = spec.per_modality(model.likelihood_weights or {}, 1.0,
+                                         f"{model.name}: likelihood_weights")
         latent, act, drop = model.latent_dim, model.activation, model.dropout
         self.encoders = nn.ModuleDict({
-            m: stochastic_mlp(dims[m], model.hidden, lambda w: GaussianHead(w, latent, "input"),
-                              act, drop)
+            m: stochastic_mlp(spec.dims[m], model.hidden,
+                              lambda w: GaussianHead(w, latent, "input"), act, drop)
             for m in self.names})
         decoder_hidden = model.hidden[::-1] if model.decoder_hidden is None else model.decoder_hidden
         self.decoders = nn.ModuleDict({
             m: stochastic_mlp(latent, decoder_hidden,
-                              lambda w, m=m: likelihood_head(spec.likelihoods[m], w, dims[m],
+                              lambda w, m=m: likelihood_head(spec.likelihoods[m], w, spec.dims[m],
                                                              model.decoder_variance),
                               act, drop)
             for m in self.names})
@@ -207,7 +195,7 @@ class MVAE(TorchModel):
         when the data have no missing modality); decoder log-variances of the Gaussian missing
         modalities at the mean of z|xO."""
         given_xM = self.spec_.missing if self.z_given_xM == "missing" else self.module_.names
-        gaussian_missing = [m for m in self.spec_.missing if self.spec_.likelihoods[m] == "gaussian"]
+        gaussian_missing = self.spec_.gaussian_missing
 
         def stats(batch):
             mean, logvar = self._posterior(batch, self.spec_.observed)

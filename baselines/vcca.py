@@ -63,10 +63,10 @@ class VCCANetwork(nn.Module):
         self.private_dim = model.private_dim
         act, drop = model.activation, model.dropout
         decoder_hidden = model.hidden[::-1] if model.decoder_hidden is None else model.decoder_hidden
-        variances = decoder_variances(model.decoder_variance, spec)
+        variances = spec.per_modality(model.decoder_variance, "shared",
+                                      f"{model.name}: decoder_variance")
         # The views that exist: x1 = the observed modalities, x2 = the missing ones (if any).
         self.views = {"x1": spec.observed, **({"x2": spec.missing} if spec.missing else {})}
-        dims = {**spec.observed, **spec.missing}
 
         def gaussian(latent):
             return lambda width: GaussianHead(width, latent, "input")
@@ -75,12 +75,13 @@ class VCCANetwork(nn.Module):
                                              gaussian(model.latent_dim), act, drop)
         if self.private_dim:
             self.private_encoders = nn.ModuleDict({
-                view: stochastic_mlp(sum(dims[m] for m in names), model.hidden,
+                view: stochastic_mlp(sum(spec.dims[m] for m in names), model.hidden,
                                      gaussian(self.private_dim), act, drop)
                 for view, names in self.views.items()})
         self.decoders = nn.ModuleDict({
             view: ViewDecoder(model.latent_dim + self.private_dim, decoder_hidden,
-                              {m: dims[m] for m in names}, spec.likelihoods, variances, act, drop)
+                              {m: spec.dims[m] for m in names}, spec.likelihoods, variances,
+                              act, drop)
             for view, names in self.views.items()})
         self.latent_dropout = Dropout(model.latent_dropout)
 
@@ -116,19 +117,6 @@ class VCCANetwork(nn.Module):
             h2 = torch.zeros(z.shape[0], self.private_dim, device=z.device) if h2 is None else h2
             z = torch.cat([z, h2], dim=1)
         return self.decoders["x2"](z)
-
-
-def decoder_variances(setting: DecoderVariance, spec: DataSpec) -> dict[str, str | float]:
-    """The ``likelihood_head`` variance of every modality: one setting for all, or a mapping
-    modality name -> setting ("shared" for the modalities it does not name)."""
-    names = (*spec.observed, *spec.missing)
-    if not isinstance(setting, Mapping):
-        return {m: setting for m in names}
-    unknown = sorted(set(setting) - set(names))
-    if unknown:
-        raise ValueError(f"decoder_variance names {unknown}, which are not modalities of the "
-                         f"data (allowed: {list(names)})")
-    return {m: setting.get(m, "shared") for m in names}
 
 
 class VCCA(TorchModel):
@@ -182,7 +170,7 @@ class VCCA(TorchModel):
         """z|xO = q(z | x1); z|xM = q(h2 | x2) (VCCA-private) or None (VCCA); decoder
         log-variances of the Gaussian missing modalities (see the module's docstring)."""
         private = bool(self.module_.private_dim) and bool(self.spec_.missing)
-        gaussian_missing = [m for m in self.spec_.missing if self.spec_.likelihoods[m] == "gaussian"]
+        gaussian_missing = self.spec_.gaussian_missing
 
         def stats(batch):
             mean, logvar = gaussian_posterior(self.module_.shared_posterior(batch))

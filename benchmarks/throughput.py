@@ -91,7 +91,7 @@ def random_views(spec: DataSpec, n: int, seed: int = 0) -> Views:
     Bernoulli ones U(0, 1) (grey pixels, soft tags); uniform class ids, or Bernoulli(0.1) label
     indicators for multi-label data."""
     rng = np.random.default_rng(seed)
-    dims = {**spec.observed, **spec.missing}
+    dims = spec.dims
     data = {m: (rng.random((n, d)) if spec.likelihoods[m] == "bernoulli"
                 else rng.standard_normal((n, d))).astype(np.float32) for m, d in dims.items()}
     labels = ((rng.random((n, spec.n_classes)) < 0.1).astype(np.int64) if spec.multilabel
@@ -243,6 +243,11 @@ def main(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--cca-rows", type=int, default=10000, help="rows of the CCA fit")
     parser.add_argument("--csv", type=Path, default=None, help="write the rows to this CSV file")
     args = parser.parse_args(argv)
+    for option, given, known in (("--models", args.models, available_models()),
+                                 ("--configs", args.configs, list(CONFIGS))):
+        unknown = sorted(set(given.split(",")) - set(known))
+        if unknown:
+            parser.error(f"{option}: unknown {unknown}; choose from {sorted(known)}")
 
     device = torch.device(args.device)
     if args.threads:

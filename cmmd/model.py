@@ -150,7 +150,7 @@ class CMMD(TorchModel):
     def posteriors(self, views: Views) -> PosteriorStats:
         """z|xO: the conditional prior; z|xM: the encoder q(z|xO,xM,y); decoder log-variances of
         the Gaussian missing modalities at z = E[z | xO]."""
-        gaussian_missing = [m for m in self.spec_.missing if self.spec_.likelihoods[m] == "gaussian"]
+        gaussian_missing = self.spec_.gaussian_missing
 
         def stats(batch):
             batch = dict(batch, y=batch["y"] if self.spec_.multilabel else batch["y"].long())

@@ -103,6 +103,33 @@ class DataSpec:
     def missing_dim(self) -> int:
         return sum(self.missing.values())
 
+    @property
+    def dims(self) -> dict[str, int]:
+        """The width of every modality, the observed ones first."""
+        return {**self.observed, **self.missing}
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """Every modality: the observed ones, then the missing ones."""
+        return tuple(self.dims)
+
+    @property
+    def gaussian_missing(self) -> list[str]:
+        """The missing modalities with a Gaussian likelihood (those with a decoder variance)."""
+        return [m for m in self.missing if self.likelihoods[m] == "gaussian"]
+
+    def per_modality(self, setting: Any, default: Any, field: str) -> dict[str, Any]:
+        """A hyper-parameter's value for every modality: ``setting`` for all, or, when it is a
+        mapping modality name -> value, its value and ``default`` for the modalities it does not
+        name. A name that is not a modality of the data is an error naming ``field``."""
+        if not isinstance(setting, Mapping):
+            return {m: setting for m in self.modalities}
+        unknown = sorted(set(setting) - set(self.modalities))
+        if unknown:
+            raise ValueError(f"{field} names {unknown}, which are not modalities of the data "
+                             f"(allowed: {list(self.modalities)})")
+        return {m: setting.get(m, default) for m in self.modalities}
+
 
 def init_parameters(cls: type) -> dict[str, Any]:
     """The hyper-parameters of a model class and their defaults: the arguments of its

@@ -150,7 +150,8 @@ def gaussian_posterior(stats_of: Independent) -> tuple[torch.Tensor, torch.Tenso
 
 def stochastic_mlp(in_dim: int, hidden: Sequence[int], head, act: str = "softplus",
                    dropout: float = 0.0) -> nn.Sequential:
-    """An :class:`MLP` followed by ``head(features_dim)``; calling it returns a distribution."""
+    """An :class:`MLP` followed by ``head(features_dim)``; calling it returns what the head does
+    (a distribution, or its parameters)."""
     body = MLP(in_dim, hidden, act, dropout)
     return nn.Sequential(body, head(body.out_dim))
 
