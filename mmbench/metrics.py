@@ -4,8 +4,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import average_precision_score
 
-from mmbench.divergences import gaussian_kl_per_dim
-from mmbench.model import GaussianStats
+from mmbench.stats import GaussianStats
 
 DELTA = 0.01
 
@@ -34,15 +33,18 @@ def rmse(truth: np.ndarray, generated: np.ndarray) -> float:
     return float(np.sqrt(np.mean((truth.astype(np.float64) - generated) ** 2)))
 
 
-def kl_to_standard_normal(stats: GaussianStats) -> np.ndarray:
-    """KL[N(mean, var) || N(0, 1)] per point and dimension, (n, d)."""
-    zeros = np.zeros_like(stats.mean)
-    return gaussian_kl_per_dim(stats.mean, stats.logvar, zeros, zeros)
-
-
 def kl_between(q: GaussianStats, p: GaussianStats) -> np.ndarray:
-    """KL[q || p] per point and dimension, (n, d)."""
-    return gaussian_kl_per_dim(q.mean, q.logvar, p.mean, p.logvar)
+    """KL[q || p] of diagonal Gaussians per point and dimension, (n, d), in nats:
+    (var_q / var_p + (mean_q - mean_p)^2 / var_p - 1 - log(var_q / var_p)) / 2."""
+    log_ratio = q.logvar - p.logvar
+    mahalanobis = (q.mean - p.mean) ** 2 / np.exp(p.logvar)
+    return 0.5 * (np.exp(log_ratio) + mahalanobis - 1.0 - log_ratio)
+
+
+def kl_to_standard_normal(stats: GaussianStats) -> np.ndarray:
+    """KL[N(mean, var) || N(0, 1)] per point and dimension, (n, d), in nats."""
+    zeros = np.zeros_like(stats.mean)
+    return kl_between(stats, GaussianStats(zeros, zeros))
 
 
 def collapse_thresholds(values: np.ndarray, delta: float = DELTA) -> np.ndarray:
@@ -59,7 +61,8 @@ def collapse_thresholds(values: np.ndarray, delta: float = DELTA) -> np.ndarray:
 
 
 def collapse_curve(values: np.ndarray, eps: np.ndarray, delta: float = DELTA) -> np.ndarray:
-    """Share of the d dimensions of ``values`` (n, d) collapsed at each eps; (len(eps),) in [0, 1]."""
+    """Share of the d dimensions of ``values`` (n, d) collapsed at each eps, (len(eps),) in
+    [0, 1]."""
     thresholds = collapse_thresholds(values, delta)
     return (thresholds[None, :] <= np.asarray(eps, dtype=np.float64)[:, None]).mean(axis=1)
 

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mmbench.stats import GaussianStats, PosteriorStats
 from mmbench.trainer import EpochCallback, FitReport, TrainConfig, Trainer, resolve_device
 from mmbench.views import Views
 
@@ -28,52 +29,6 @@ Arrays = Mapping[str, np.ndarray]
 
 class CapabilityError(NotImplementedError):
     """The model does not offer this verb (see its ``capabilities``)."""
-
-
-@dataclass(frozen=True)
-class GaussianStats:
-    """Diagonal Gaussians, one per data point: mean and log-variance, each (n, d)."""
-
-    mean: np.ndarray
-    logvar: np.ndarray
-
-
-@dataclass(frozen=True)
-class PosteriorStats:
-    """The distributions that the collapse analysis compares (paper Fig. 2 and App. E).
-
-    z_given_xO: the representation available at test time (CMMD's prior p(z|xO), the joint
-        posterior of MVAE/MMVAE, VCCA's q(z|x1)).
-    z_given_xM: the representation that sees the missing modalities (CMMD's encoder
-        q(z|xO,xM,y), the joint posterior of MVAE/MMVAE, VCCA-private's private q(h2|x2)).
-        None where the model has none.
-    decoder_logvar: log-variance of the Gaussian decoder of the missing modalities at the test
-        points, (n, d_xM); None for non-Gaussian decoders.
-    Each comparison is made against N(0, I) or between the two, per latent dimension.
-    """
-
-    z_given_xO: GaussianStats
-    z_given_xM: GaussianStats | None = None
-    decoder_logvar: np.ndarray | None = None
-
-    def to_arrays(self) -> dict[str, np.ndarray]:
-        """Flat dict for ``np.savez`` (keys like ``z_given_xO.mean``)."""
-        out = {}
-        for key in ("z_given_xO", "z_given_xM"):
-            stats = getattr(self, key)
-            if stats is not None:
-                out[f"{key}.mean"], out[f"{key}.logvar"] = stats.mean, stats.logvar
-        if self.decoder_logvar is not None:
-            out["decoder_logvar"] = self.decoder_logvar
-        return out
-
-    @classmethod
-    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> "PosteriorStats":
-        def stats(key):
-            if f"{key}.mean" not in arrays:
-                return None
-            return GaussianStats(arrays[f"{key}.mean"], arrays[f"{key}.logvar"])
-        return cls(stats("z_given_xO"), stats("z_given_xM"), arrays.get("decoder_logvar"))
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ import pytest
 
 from mmbench.metrics import (collapse_curve, collapsed_dimensions, error_pct, kl_between,
                              kl_to_standard_normal, map_pct, rmse)
-from mmbench.model import GaussianStats
+from mmbench.stats import GaussianStats
 
 
 def test_error_pct_counts_wrong_argmax():
@@ -56,3 +56,20 @@ def test_kl_between_is_zero_for_identical_and_positive_otherwise():
     assert np.allclose(kl_between(a, a), 0.0)
     # dim 1: (1 - 2)^2 / (2 e^-1) = e / 2
     assert np.allclose(kl_between(a, b), [[0.0, np.e / 2]])
+
+
+def test_kl_between_matches_torch_distributions():
+    import torch
+    from torch.distributions import Normal, kl_divergence
+    rng = np.random.default_rng(0)
+    q = GaussianStats(rng.normal(size=(5, 3)), rng.normal(size=(5, 3)))
+    p = GaussianStats(rng.normal(size=(5, 3)), rng.normal(size=(5, 3)))
+
+    def normal(stats):
+        return Normal(torch.as_tensor(stats.mean), torch.as_tensor(np.exp(stats.logvar / 2)))
+    expected = kl_divergence(normal(q), normal(p)).numpy()
+    np.testing.assert_allclose(kl_between(q, p), expected, rtol=1e-10)
+    zeros = np.zeros((5, 3))
+    np.testing.assert_allclose(kl_to_standard_normal(q),
+                               kl_divergence(normal(q), normal(GaussianStats(zeros, zeros))),
+                               rtol=1e-10)
