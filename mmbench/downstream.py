@@ -48,7 +48,6 @@ def _scores(classifier, features: np.ndarray) -> np.ndarray:
 class DownstreamResult:
     scores: np.ndarray          # (n_test, K) scores on the test representation
     params: dict[str, Any]      # the hyper-parameters chosen on the validation split
-    valid_metric: float         # validation error % (single-label) or mAP % (multi-label)
 
 
 def fit_downstream(kind: str, train: tuple[np.ndarray, np.ndarray],
@@ -73,14 +72,17 @@ def fit_downstream(kind: str, train: tuple[np.ndarray, np.ndarray],
         classifier.fit(z_train, y_train)
         scores = _scores(classifier, z_valid)
         # Lower is better for both: error %, and minus mAP %.
-        loss = -map_pct(y_valid, scores) if multilabel else error_pct(y_valid, _full(scores, classifier))
+        if multilabel:
+            loss = -map_pct(y_valid, scores)
+        else:
+            loss = error_pct(y_valid, _full(scores, classifier))
         if best is None or loss < best[0]:
             best = (loss, params, classifier)
-    loss, params, classifier = best
+    _, params, classifier = best
     test_scores = _scores(classifier, z_test)
     if not multilabel:
         test_scores = _full(test_scores, classifier)
-    return DownstreamResult(test_scores, params, abs(loss))
+    return DownstreamResult(test_scores, params)
 
 
 def _full(scores: np.ndarray, classifier) -> np.ndarray:

@@ -8,31 +8,34 @@ import numpy as np
 
 from mmbench.downstream import fit_downstream
 from mmbench.metrics import error_pct, map_pct, rmse
-from mmbench.model import MultimodalModel, PosteriorStats
+from mmbench.model import MultimodalModel
+from mmbench.records import DownstreamSettings
+from mmbench.stats import N_GENERATED_KEPT, Generations, PosteriorStats, spread
 from mmbench.views import DataSplits, Views
-
-N_GENERATED_KEPT = 64  # test points whose generations a record keeps for figures
-
-
-def kept_points(n: int) -> np.ndarray:
-    """Indices of the test points whose generations a record keeps: N_GENERATED_KEPT spread
-    evenly over the split (splits are often sorted by class: the first ones would be one class)."""
-    return np.unique(np.linspace(0, n - 1, min(N_GENERATED_KEPT, n)).round().astype(np.int64))
 
 
 @dataclass
 class Evaluation:
+    """What :func:`evaluate` measured and what a record keeps of it.
+
+    metrics: name -> value on the test split; metrics_by_group: test group -> its metrics.
+    downstream_params: the downstream classifier's chosen hyper-parameters (None: the model's
+        own classifier). representation: the test split's z, (n_test, d_z).
+    posteriors: the model's Gaussian statistics on the test split (None: it has none).
+    generations: the generated missing modalities at N_GENERATED_KEPT test points spread over
+        the split, beside the truth (None: the model does not generate).
+    """
+
     metrics: dict[str, float]
+    representation: np.ndarray
     downstream_params: dict[str, Any] | None = None
     posteriors: PosteriorStats | None = None
-    generated: dict[str, np.ndarray] = field(default_factory=dict)
-    generated_index: np.ndarray | None = None  # the test points of ``generated``
-    metrics_by_group: dict[str, dict[str, float]] = field(default_factory=dict)  # e.g. per speaker
-    representation: np.ndarray | None = None
+    generations: Generations | None = None
+    metrics_by_group: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
-def evaluate(model: MultimodalModel, splits: DataSplits, downstream: dict[str, Any],
-             seed: int = 0) -> Evaluation:
+def evaluate(model: MultimodalModel, splits: DataSplits,
+             downstream: DownstreamSettings = DownstreamSettings(), seed: int = 0) -> Evaluation:
     """Classification (the model's own classifier, else the downstream protocol), rmse of the
     generated missing modalities, and the posterior statistics, all on the test split.
 
@@ -41,27 +44,26 @@ def evaluate(model: MultimodalModel, splits: DataSplits, downstream: dict[str, A
     When the test split has group ids (e.g. XRMB speakers), the same metrics per group too.
     """
     test = splits.test
-    result = Evaluation(metrics={})
     representation = model.represent(test.xO)
-    result.representation = representation
+    downstream_params = None
     if "classify" in model.capabilities:
         scores = model.predict_proba(test.xO)
     else:
         train, valid = splits.train, splits.valid
-        if downstream.get("max_train") and train.n > downstream["max_train"]:
+        if downstream.max_train and train.n > downstream.max_train:
             rng = np.random.default_rng(seed)
-            train = train.subset(np.sort(rng.choice(train.n, downstream["max_train"], replace=False)))
-        chosen = fit_downstream(downstream["classifier"],
+            train = train.subset(np.sort(rng.choice(train.n, downstream.max_train, replace=False)))
+        chosen = fit_downstream(downstream.classifier,
                                 (model.represent(train.xO), train.labels),
                                 (model.represent(valid.xO), valid.labels),
-                                representation, downstream.get("grid"), seed)
-        scores, result.downstream_params = chosen.scores, chosen.params
-    generated = None
+                                representation, downstream.grid, seed)
+        scores, downstream_params = chosen.scores, chosen.params
+    generated = generations = None
     if "generate" in model.capabilities and test.missing:
         generated = model.generate(test.xO)
-        result.generated_index = kept_points(test.n)
-        result.generated = {m: generated[m][result.generated_index] for m in test.missing}
-    result.metrics = split_metrics(test, scores, generated)
+        generations = kept_generations(test, generated)
+    result = Evaluation(split_metrics(test, scores, generated), representation,
+                        downstream_params, generations=generations)
     if test.groups is not None:
         for group in np.unique(test.groups):
             mask = test.groups == group
@@ -71,6 +73,19 @@ def evaluate(model: MultimodalModel, splits: DataSplits, downstream: dict[str, A
     if "posteriors" in model.capabilities:
         result.posteriors = model.posteriors(test)
     return result
+
+
+def kept_generations(test: Views, generated: dict[str, np.ndarray]) -> Generations:
+    """The generations a record keeps: those of N_GENERATED_KEPT test points spread over the
+    split, beside the truth, the observed modalities and the vocabulary of tag modalities."""
+    kept = spread(test.n, N_GENERATED_KEPT)
+    return Generations(
+        generated={m: generated[m][kept] for m in test.missing},
+        truth={m: test.data[m][kept] for m in test.missing},
+        observed={m: test.data[m][kept] for m in test.observed},
+        vocabulary={m: np.array(test.modality(m).vocabulary) for m in test.data
+                    if test.modality(m).vocabulary},
+        index=kept)
 
 
 def split_metrics(views: Views, scores: np.ndarray,

@@ -10,7 +10,7 @@ record, ``lost`` says how, and a resumed suite runs it again. A lost run costs o
 - :class:`ProcessExecutor`: one spawned process per run, at most ``jobs`` alive at once.
 - :class:`RayExecutor`: one Ray task per run, on a local Ray cluster or an existing one.
 
-Whoever runs a run writes its record with the atomic :meth:`mmbench.runner.RunStore.write`; on a
+Whoever runs a run writes its record with the atomic :meth:`mmbench.store.RunStore.write`; on a
 multi-node Ray cluster the results directory must therefore be on a shared file system. A run
 whose suite sets ``resources.cpus`` trains with that many torch threads under every executor, so
 that its record does not depend on the executor that ran it.
@@ -24,15 +24,16 @@ import signal
 from contextlib import contextmanager
 from multiprocessing.connection import wait
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol
+from typing import Callable, Iterator, Protocol
 
 import torch
 
-from mmbench.runner import RunStore, execute_run
+from mmbench.records import Record, Run
+from mmbench.runner import execute_run
+from mmbench.store import RunStore
 from mmbench.trainer import EpochCallback
 
-Run = dict[str, Any]
-Done = Callable[[Run, dict[str, Any] | None, str | None], None]
+Done = Callable[[Run, Record | None, str | None], None]
 
 
 class ExecutorError(RuntimeError):
@@ -47,7 +48,7 @@ class Executor(Protocol):
 
 
 def run_in_worker(run: Run, results_dir: str, device: str, data_dir: str | None,
-                  threads: int) -> dict[str, Any]:
+                  threads: int) -> Record:
     """A worker's entry point (a spawned process or a Ray task): run ``run`` with ``threads``
     torch threads, write its record and return it."""
     torch.set_num_threads(threads)
@@ -76,7 +77,7 @@ class LocalExecutor:
     def execute(self, runs, results_dir, device, data_dir, on_done) -> None:
         for run in runs:
             on_epoch = self.on_start(run) if self.on_start else None
-            with torch_threads(run["resources"].get("cpus")):
+            with torch_threads(run.resources.cpus):
                 record = execute_run(run, results_dir, device, data_dir, on_epoch)
             on_done(run, record, None)
 
@@ -99,16 +100,16 @@ class ProcessExecutor:
             while waiting or alive:
                 while waiting and len(alive) < self.jobs:
                     run = waiting.pop(0)
-                    threads = run["resources"].get("cpus", default_threads)
+                    threads = run.resources.cpus or default_threads
                     process = context.Process(
-                        target=run_in_worker, name=f"mmbench-{run['run_id']}",
+                        target=run_in_worker, name=f"mmbench-{run.run_id}",
                         args=(run, _absolute(results_dir), device, _absolute(data_dir), threads))
                     process.start()
                     alive[process.sentinel] = (process, run)
                 for sentinel in wait(list(alive)):
                     process, run = alive.pop(sentinel)
                     process.join()
-                    record = store.record(run["run_id"]) if process.exitcode == 0 else None
+                    record = store.record(run.run_id) if process.exitcode == 0 else None
                     on_done(run, record, None if record else _how_it_died(process.exitcode))
         finally:
             for process, _ in alive.values():
@@ -144,8 +145,10 @@ class RayExecutor:
         task = ray.remote(max_retries=0)(run_in_worker)
         tasks = {}
         for run in runs:
-            cpus = run["resources"].get("cpus", 1)
-            gpus = run["resources"].get("gpus", 1 if device.startswith("cuda") else 0)
+            cpus = run.resources.cpus or 1
+            gpus = run.resources.gpus
+            if gpus is None:
+                gpus = 1 if device.startswith("cuda") else 0
             ref = task.options(num_cpus=cpus, num_gpus=gpus).remote(
                 run, _absolute(results_dir), device, _absolute(data_dir), cpus)
             tasks[ref] = run

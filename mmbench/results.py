@@ -2,31 +2,35 @@
 from __future__ import annotations
 
 import os
+from dataclasses import asdict
 from pathlib import Path
+from typing import Iterable
 
 import pandas as pd
 
-from mmbench.runner import RunStore
+from mmbench.records import Record
+from mmbench.store import RunStore
 
 TIDY_FILE = "results.csv"
 
 
-def tidy(records: list[dict]) -> pd.DataFrame:
-    """Columns: run_id, status, model, label, seed, data.<option>, param.<grid axis>, metric,
-    value. Timings are metrics too (train_seconds, eval_seconds); a failed run has one row with
-    metric "error" and its message in ``error``."""
+def tidy(records: Iterable[Record]) -> pd.DataFrame:
+    """Columns: run_id, status, model, label, dataset, seed, data.<option>, param.<grid axis>,
+    metric, value. Timings are metrics too (train_seconds, eval_seconds); a run that did not
+    finish has one row with metric "error" and its message in ``error``."""
     rows = []
     for record in records:
-        coordinates = record["coordinates"]
-        base = {"run_id": record["run_id"], "status": record["status"],
-                "model": coordinates["model"], "label": record["label"],
-                "dataset": record["config"]["data"]["name"], "seed": coordinates["seed"],
-                **{f"data.{k}": v for k, v in coordinates["data"].items()},
-                **{f"param.{k}": v for k, v in coordinates["grid"].items()}}
-        if record["status"] != "ok":
-            rows.append({**base, "metric": "error", "value": float("nan"), "error": record["error"]})
+        coordinates = record.coordinates
+        base = {"run_id": record.run_id, "status": record.status,
+                "model": coordinates.model, "label": record.label,
+                "dataset": record.config.data.name, "seed": coordinates.seed,
+                **{f"data.{k}": v for k, v in coordinates.data.items()},
+                **{f"param.{k}": v for k, v in coordinates.grid.items()}}
+        if not record.ok:
+            rows.append({**base, "metric": "error", "value": float("nan"), "error": record.error})
             continue
-        for metric, value in {**record["metrics"], **record["timings"]}.items():
+        timings = {} if record.timings is None else asdict(record.timings)
+        for metric, value in {**record.metrics, **timings}.items():
             rows.append({**base, "metric": metric, "value": value})
     return pd.DataFrame(rows)
 
@@ -39,11 +43,6 @@ def write_tidy(results_dir: str | Path) -> Path:
     tidy(RunStore(results_dir).records()).to_csv(staging, index=False)
     os.replace(staging, path)
     return path
-
-
-def load_results(results_dir: str | Path) -> pd.DataFrame:
-    """The tidy table of a results directory, rebuilt from its records."""
-    return tidy(RunStore(results_dir).records())
 
 
 SUMMARY_METRICS = ("error_pct", "map_micro_pct", "map_macro_pct", "rmse", "train_seconds")

@@ -1,21 +1,18 @@
-"""Runs: a run is a pure function of its resolved config, identified by a hash of it.
+"""Executing one run: load its data, fit its model, evaluate it and store its record.
 
-Each run writes one directory ``<results>/runs/<run_id>/`` holding ``record.json`` (config,
-metrics, timings, environment, status) and its artifacts: ``posteriors.npz`` (test-split
-statistics for the collapse analysis), ``generated.npz`` (a few generations beside the truth),
-``representation.npz`` (test representations and labels, for t-SNE) and ``checkpoint.pt``.
-The directory is assembled under a temporary name and renamed into place, so a run is either
-complete or absent; a suite re-run skips runs whose record exists.
+A run is a pure function of its resolved config, identified by a hash of it (see
+:mod:`mmbench.records`); its record and artifacts are written atomically by
+:class:`mmbench.store.RunStore`, so a suite re-run skips runs whose record exists.
 """
 from __future__ import annotations
 
 import json
 import os
 import platform
-import shutil
 import subprocess
 import time
 import traceback
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -25,64 +22,14 @@ import torch
 
 from mmbench.data import load_dataset
 from mmbench.evaluate import evaluate
+from mmbench.model import MultimodalModel
+from mmbench.records import FAILED, OK, FitSummary, ModalityInfo, Record, Run, RunConfig, Timings
 from mmbench.registry import make_model
-from mmbench.suite import train_config
-from mmbench.trainer import EpochCallback
+from mmbench.store import CHECKPOINT, DATA_INFO, GENERATED, POSTERIORS, REPRESENTATION, RunStore
+from mmbench.trainer import EpochCallback, TrainConfig
 from mmbench.views import DataSplits
 
-RECORD = "record.json"
 SMOKE_SIZES = {"train": 512, "valid": 256, "test": 256}
-
-
-class RunStore:
-    """The records and artifacts of one results directory."""
-
-    def __init__(self, root: str | os.PathLike):
-        self.root = Path(root)
-        self.runs = self.root / "runs"
-
-    def path(self, run_id: str) -> Path:
-        return self.runs / run_id
-
-    def record(self, run_id: str) -> dict[str, Any] | None:
-        path = self.path(run_id) / RECORD
-        return json.loads(path.read_text()) if path.is_file() else None
-
-    def records(self) -> list[dict[str, Any]]:
-        # staging directories (".<run_id>.<pid>.tmp", left behind by a killed process) are not runs
-        return [json.loads(p.read_text()) for p in sorted(self.runs.glob(f"*/{RECORD}"))
-                if not p.parent.name.startswith(".")]
-
-    def write(self, run_id: str, record: dict[str, Any], arrays: dict[str, dict[str, np.ndarray]],
-              model=None) -> None:
-        """Write the run's artifacts and record into a temporary directory, then rename it into
-        place (atomic on one file system); an existing directory for the run is replaced."""
-        self.runs.mkdir(parents=True, exist_ok=True)
-        staging = self.runs / f".{run_id}.{os.getpid()}.tmp"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir()
-        for name, content in arrays.items():
-            if content:
-                np.savez_compressed(staging / f"{name}.npz", **content)
-        if model is not None:
-            try:
-                model.save(staging / "checkpoint.pt")
-            except NotImplementedError:
-                pass
-        record["artifacts"] = sorted(p.name for p in staging.iterdir())
-        (staging / RECORD).write_text(json.dumps(record, indent=1, default=_json_default))
-        final = self.path(run_id)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(staging, final)
-
-
-def _json_default(value):
-    if isinstance(value, (np.integer, np.floating)):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
 
 
 def environment(device: str) -> dict[str, Any]:
@@ -114,12 +61,12 @@ def _cached_dataset(name: str, options_json: str, data_dir: str | None) -> DataS
     return load_dataset(name, data_dir_=data_dir, **json.loads(options_json))
 
 
-def load_run_data(config: dict[str, Any], data_dir: str | None = None) -> DataSplits:
+def load_run_data(config: RunConfig, data_dir: str | None = None) -> DataSplits:
     """The run's data set (cached per process: grids over models reuse one load), cut down to
     the smoke sizes when the config asks for a smoke run."""
-    data = config["data"]
-    splits = _cached_dataset(data["name"], json.dumps(data["options"], sort_keys=True), data_dir)
-    if config.get("smoke"):
+    data = config.data
+    splits = _cached_dataset(data.name, json.dumps(data.options, sort_keys=True), data_dir)
+    if config.smoke:
         rng = np.random.default_rng(0)
         cut = {}
         for split, size in SMOKE_SIZES.items():
@@ -130,62 +77,66 @@ def load_run_data(config: dict[str, Any], data_dir: str | None = None) -> DataSp
     return splits
 
 
-def execute_run(run: dict[str, Any], results_dir: str | os.PathLike, device: str = "cpu",
-                data_dir: str | None = None, on_epoch: EpochCallback | None = None) -> dict[str, Any]:
-    """Train and evaluate one run and write its record; failures are recorded, not raised
-    (except KeyboardInterrupt, which leaves no record so the run is redone on resume)."""
-    config = run["config"]
-    record: dict[str, Any] = {"run_id": run["run_id"], "label": run["label"],
-                              "coordinates": run["coordinates"], "config": config,
-                              "environment": environment(device), "started": time.time()}
+def train_config(config: RunConfig, device: str) -> TrainConfig:
+    return TrainConfig(**config.train, device=device)
+
+
+def execute_run(run: Run, results_dir: str | os.PathLike, device: str = "cpu",
+                data_dir: str | None = None, on_epoch: EpochCallback | None = None) -> Record:
+    """Train and evaluate one run, write its record and return it; failures are recorded, not
+    raised (except KeyboardInterrupt, which leaves no record so the run is redone on resume)."""
+    config = run.config
+    env, started = environment(device), time.time()
     arrays: dict[str, dict[str, np.ndarray]] = {}
     model = None
     try:
         splits = load_run_data(config, data_dir)
-        model = make_model(config["model"]["name"], config["model"]["params"])
+        model = make_model(config.model.name, config.model.params)
         fit_start = time.perf_counter()
         report = model.fit(splits.train, splits.valid, trainer=train_config(config, device),
                            n_classes=splits.n_classes, on_epoch=on_epoch)
         train_seconds = time.perf_counter() - fit_start
         eval_start = time.perf_counter()
-        result = evaluate(model, splits, config["downstream"], seed=config["train"]["seed"])
-        record.update(
-            status="ok",
+        result = evaluate(model, splits, config.downstream, seed=config.train_seed)
+        test = splits.test
+        results = dict(
+            status=OK,
             metrics=result.metrics,
-            timings={"train_seconds": train_seconds,
-                     "eval_seconds": time.perf_counter() - eval_start},
-            fit={"epochs": report.epochs, "best_epoch": report.best_epoch,
-                 "best_valid_loss": report.best_valid_loss, "stopped_by": report.stopped_by,
-                 "history": report.history},
+            timings=Timings(train_seconds, time.perf_counter() - eval_start),
+            fit=FitSummary(report.epochs, report.best_epoch, report.best_valid_loss,
+                           report.stopped_by, report.history),
             diagnostics=model.diagnostics(),
             downstream_params=result.downstream_params,
             metrics_by_group=result.metrics_by_group,
             data_info={k: v for k, v in splits.info.items() if _is_plain(v)},
-            modalities={m: {"likelihood": splits.test.modality(m).likelihood,
-                            "image_shape": splits.test.modality(m).image_shape}
-                        for m in splits.test.data},
-        )
+            modalities={m: ModalityInfo(test.modality(m).likelihood, test.modality(m).image_shape)
+                        for m in test.data})
         if result.posteriors is not None:
-            arrays["posteriors"] = result.posteriors.to_arrays()
-        if result.generated:
-            kept = result.generated_index
-            test = splits.test
-            arrays["generated"] = {
-                "index": kept,
-                **{f"generated.{m}": g for m, g in result.generated.items()},
-                **{f"truth.{m}": test.data[m][kept] for m in test.missing},
-                **{f"observed.{m}": test.data[m][kept] for m in test.observed},
-                **{f"vocabulary.{m}": np.array(test.modality(m).vocabulary) for m in test.data
-                   if test.modality(m).vocabulary}}
-        arrays["representation"] = {"z": result.representation, "labels": splits.test.labels}
-        arrays["data_info"] = _arrays_in(splits.info)
-    except Exception as error:  # noqa: BLE001 — any failure of a run is recorded, the suite goes on
-        record.update(status="failed", error=f"{type(error).__name__}: {error}",
-                      traceback=traceback.format_exc(limit=8))
+            arrays[POSTERIORS] = result.posteriors.to_arrays()
+        if result.generations is not None:
+            arrays[GENERATED] = result.generations.to_arrays()
+        arrays[REPRESENTATION] = {"z": result.representation, "labels": test.labels}
+        arrays[DATA_INFO] = _arrays_in(splits.info)
+    except Exception as error:  # any failure of a run is recorded and the suite goes on
+        results = dict(status=FAILED, error=f"{type(error).__name__}: {error}",
+                       traceback=traceback.format_exc(limit=8))
         model = None
-    record["finished"] = time.time()
-    RunStore(results_dir).write(run["run_id"], record, arrays, model)
-    return record
+    record = Record.of(run, environment=env, started=started, finished=time.time(), **results)
+    return RunStore(results_dir).write(record, arrays, _checkpoint_writer(model))
+
+
+def _checkpoint_writer(model: MultimodalModel | None):
+    """A function that saves ``model`` into a run's folder (models that cannot be saved, e.g.
+    closed-form ones, leave no checkpoint), or None without a model."""
+    if model is None:
+        return None
+
+    def write(folder: Path) -> None:
+        try:
+            model.save(folder / CHECKPOINT)
+        except NotImplementedError:
+            pass
+    return write
 
 
 def _arrays_in(info, prefix: str = "") -> dict[str, np.ndarray]:
@@ -208,20 +159,7 @@ def _is_plain(value) -> bool:
         return False
 
 
-def smoke_version(run: dict[str, Any]) -> dict[str, Any]:
+def smoke_version(run: Run) -> Run:
     """The same run on a tiny budget (2 epochs, a few hundred points): a different run id."""
-    from mmbench.suite import run_id
-    config = json.loads(json.dumps(run["config"]))
-    config["train"].update(epochs=2, patience=None, max_seconds=None)
-    config["smoke"] = True
-    return {**run, "config": config, "run_id": run_id(config)}
-
-
-def pending(runs: list[dict[str, Any]], store: RunStore, retry_failed: bool = False) -> list[dict]:
-    """The runs that have no record yet (or a failed one, with ``retry_failed``)."""
-    todo = []
-    for run in runs:
-        record = store.record(run["run_id"])
-        if record is None or (retry_failed and record.get("status") == "failed"):
-            todo.append(run)
-    return todo
+    train = {**run.config.train, "epochs": 2, "patience": None, "max_seconds": None}
+    return replace(run, config=replace(run.config, train=train, smoke=True))

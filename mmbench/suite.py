@@ -32,6 +32,7 @@ import hashlib
 import itertools
 import json
 import typing
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,7 +41,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from mmbench.trainer import TrainConfig
+from mmbench import records
+from mmbench.records import Coordinates, DataChoice, DownstreamSettings, ModelChoice, Run, RunConfig
 
 
 class SuiteError(ValueError):
@@ -251,34 +253,31 @@ class Suite(Strict):
                                         "give each block its own label")
         return self
 
-    def runs(self) -> list[dict[str, Any]]:
-        """Every run's fully resolved config, in a stable order: data point, model, model grid
-        point, replicate. Each carries its ``run_id`` (a hash of the config) and its
-        ``resources`` (the fields set by the suite or the model block; not part of the config,
-        so they never change a run id)."""
+    def runs(self) -> list[Run]:
+        """Every run, fully resolved, in a stable order: data point, model, model grid point,
+        replicate. A run's ``resources`` are the fields set by the suite or its model block (not
+        part of the config, so they never change a run id)."""
         from mmbench.registry import hyperparameters
+        data = self.data
+        downstream = DownstreamSettings(**self.downstream.model_dump())
         runs = []
-        for data_point in self.data.points():
+        for data_point in data.points():
             for block in self.models:
                 for model_point in block.points():
                     params = {**hyperparameters(block.name), **block.params, **model_point}
+                    model = ModelChoice(block.name, jsonable(params))
                     train = self.train.model_copy(update=block.train).model_dump()
-                    resources = {**self.resources.model_dump(exclude_none=True),
-                                 **block.resources.model_dump(exclude_none=True)}
+                    resources = records.Resources(**{
+                        **self.resources.model_dump(exclude_none=True),
+                        **block.resources.model_dump(exclude_none=True)})
                     for replicate in self.seeds:
-                        coordinates = {"data": data_point, "model": block.name,
-                                       "grid": model_point, "seed": replicate}
-                        config = {
-                            "data": {"name": self.data.name,
-                                     "options": {**self.data.options, **data_point}},
-                            "model": {"name": block.name, "params": jsonable(params)},
-                            "train": {**train, "seed": derive_seed(self.seed, coordinates)},
-                            "downstream": self.downstream.model_dump(),
-                            "seed": replicate,
-                        }
-                        runs.append({"run_id": run_id(config), "config": config,
-                                     "label": block.display_label,
-                                     "coordinates": coordinates, "resources": resources})
+                        coordinates = Coordinates(data_point, block.name, model_point, replicate)
+                        config = RunConfig(
+                            data=DataChoice(data.name, {**data.options, **data_point}),
+                            model=model,
+                            train={**train, "seed": derive_seed(self.seed, coordinates)},
+                            downstream=downstream, seed=replicate)
+                        runs.append(Run(config, block.display_label, coordinates, resources))
         return runs
 
 
@@ -287,20 +286,10 @@ def jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
-def derive_seed(suite_seed: int, coordinates: dict[str, Any]) -> int:
+def derive_seed(suite_seed: int, coordinates: Coordinates) -> int:
     """A 31-bit seed from the suite seed and a run's coordinates (stable across machines)."""
-    text = json.dumps([suite_seed, coordinates], sort_keys=True)
+    text = json.dumps([suite_seed, asdict(coordinates)], sort_keys=True)
     return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) & 0x7FFFFFFF
-
-
-def run_id(config: dict[str, Any]) -> str:
-    """12 hex digits of the sha256 of the run's canonical JSON config (device excluded)."""
-    text = json.dumps(config, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def train_config(config: dict[str, Any], device: str) -> TrainConfig:
-    return TrainConfig(**config["train"], device=device)
 
 
 def load_suite(path: str | Path) -> Suite:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from mmbench.cli_data import app
+from mmbench.cli.data import app
 from mmbench.data import load_dataset
 from mmbench.data.errors import DataError
 from mmbench.data.fetch import download

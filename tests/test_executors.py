@@ -13,7 +13,7 @@ import yaml
 from typer.testing import CliRunner
 
 from mmbench.cli import app
-from mmbench.runner import RunStore
+from mmbench.store import RunStore
 from mmbench.suite import load_suite
 
 TINY = {"name": "executors", "seeds": [0, 1],
@@ -33,7 +33,7 @@ def run_suite(suite: Path, results: Path, *options: str):
 
 def outcomes(results: Path) -> dict[str, tuple]:
     """What a run computed, by run id: everything in its record but times and provenance."""
-    return {r["run_id"]: (r["status"], r["metrics"], r["fit"], r["environment"]["threads"])
+    return {r.run_id: (r.status, r.metrics, r.fit, r.environment["threads"])
             for r in RunStore(results).records()}
 
 
@@ -48,7 +48,7 @@ def tiny(tmp_path_factory):
     assert local.exit_code == 0, local.output
     assert torch.get_num_threads() == threads  # restored after each run
     reference = outcomes(folder / "local")
-    assert set(reference) == {r["run_id"] for r in load_suite(suite).runs()}
+    assert set(reference) == {r.run_id for r in load_suite(suite).runs()}
     assert {status for status, *_ in reference.values()} == {"ok"}
     assert {threads for *_, threads in reference.values()} == {1}  # resources.cpus
     return suite, reference
@@ -115,7 +115,7 @@ def spawned_workers(parent: int) -> list[int]:
 def test_a_killed_worker_loses_only_its_run_and_the_resumed_suite_completes_it(tmp_path):
     suite = tmp_path / "kill.yaml"
     suite.write_text(yaml.safe_dump(KILL_SUITE))
-    runs = {r["label"]: r["run_id"] for r in load_suite(suite).runs()}
+    runs = {r.label: r.run_id for r in load_suite(suite).runs()}
     results = tmp_path / "results"
     suite_process = subprocess.Popen(
         [sys.executable, "-m", "mmbench.cli", "run", str(suite), "--results", str(results),
@@ -137,13 +137,13 @@ def test_a_killed_worker_loses_only_its_run_and_the_resumed_suite_completes_it(t
     assert suite_process.returncode == 1, output
     assert "long seed 0: lost: worker killed by SIGKILL" in output
     assert "1 run(s) lost" in output
-    finished = {r["run_id"]: r["finished"] for r in RunStore(results).records()}
+    finished = {r.run_id: r.finished for r in RunStore(results).records()}
     assert set(finished) == {runs["short1"], runs["short2"]}
 
     resumed = run_suite(suite, results)
     assert resumed.exit_code == 0, resumed.output
     assert "2 already done" in resumed.output
     records = RunStore(results).records()
-    assert {r["run_id"] for r in records} == set(runs.values())
-    assert {r["status"] for r in records} == {"ok"}
-    assert {r["run_id"]: r["finished"] for r in records if r["run_id"] in finished} == finished
+    assert {r.run_id for r in records} == set(runs.values())
+    assert {r.status for r in records} == {"ok"}
+    assert {r.run_id: r.finished for r in records if r.run_id in finished} == finished

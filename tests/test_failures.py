@@ -1,6 +1,4 @@
 """Bad input gets one clear error; a diverging run is recorded as failed and the suite goes on."""
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -11,6 +9,7 @@ from mmbench.cli import app
 from mmbench.data import load_dataset
 from mmbench import registry
 from mmbench.registry import make_model
+from mmbench.store import RunStore
 from mmbench.trainer import DivergedError, TrainConfig
 from mmbench.views import Views
 
@@ -51,24 +50,26 @@ def test_diverging_run_is_recorded_as_failed_and_the_suite_goes_on(tmp_path, exp
     suite.write_text(SUITE)
     result = CliRunner().invoke(app, ["run", str(suite), "--results", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
-    records = {r["coordinates"]["model"]: r for r in
-               (json.loads(p.read_text()) for p in (tmp_path / "out").glob("runs/*/record.json"))}
-    assert records["exploding"]["status"] == "failed"
-    assert "DivergedError" in records["exploding"]["error"]
-    assert "epoch 1, batch 1" in records["exploding"]["error"]
-    assert records["mxo"]["status"] == "ok"
+    records = {r.coordinates.model: r for r in RunStore(tmp_path / "out").records()}
+    assert records["exploding"].status == "failed"
+    assert "DivergedError" in records["exploding"].error
+    assert "epoch 1, batch 1" in records["exploding"].error
+    assert records["mxo"].ok
 
 
 def test_trainer_raises_on_nan_with_the_epoch_and_parts():
     splits = load_dataset("synthetic", n_train=100, n_valid=50, n_test=50)
-    with pytest.raises(DivergedError, match=r"loss became nan at epoch 1, batch 1; parts: classification=[0-9.]+\."):
+    message = r"loss became nan at epoch 1, batch 1; parts: classification=[0-9.]+\."
+    with pytest.raises(DivergedError, match=message):
         ExplodingModel(hidden=(4,), latent_dim=2, classifier_hidden=()).fit(
             splits.train, trainer=TrainConfig(epochs=1, batch_size=50))
 
 
 @pytest.mark.parametrize("yaml_text, expected", [
-    ("name: x\ndata: {name: nosuch}\nmodels: [{name: mxo}]", "data.name: unknown data set 'nosuch'"),
-    ("name: x\ndata: {name: synthetic}\nmodels: [{name: nosuch}]", "models.0.name: unknown model 'nosuch'"),
+    ("name: x\ndata: {name: nosuch}\nmodels: [{name: mxo}]",
+     "data.name: unknown data set 'nosuch'"),
+    ("name: x\ndata: {name: synthetic}\nmodels: [{name: nosuch}]",
+     "models.0.name: unknown model 'nosuch'"),
     ("name: x\ndata: {name: synthetic}\nmodels: [{name: cmmd, params: {omegaa: 1}}]",
      "has no hyper-parameter(s) ['omegaa']"),
     ("name: x\ndata: {name: synthetic}\nmodels: [{name: mxo}]\ntrain: {epochs: 0}",

@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 from baselines.mxo import MxO
 from mmbench.cli import app
 from mmbench.registry import BUILTIN_MODELS
-from mmbench.runner import RunStore
+from mmbench.records import Record
+from mmbench.store import RunStore
 from mmbench.suite import load_suite
 
 # six runs of about half a second each (a time budget, not epochs, bounds every fit)
@@ -33,7 +34,7 @@ SLOW_SUITE = {
 }
 
 
-def records_of(results: Path) -> list[dict]:
+def records_of(results: Path) -> list[Record]:
     return RunStore(results).records()
 
 
@@ -48,7 +49,7 @@ def start_suite(suite: Path, results: Path) -> subprocess.Popen:
 def test_killed_suite_resumes_with_exactly_one_record_per_run(tmp_path, kill_signal):
     suite = tmp_path / "resume.yaml"
     suite.write_text(yaml.safe_dump(SLOW_SUITE))
-    expected = {r["run_id"] for r in load_suite(suite).runs()}
+    expected = {r.run_id for r in load_suite(suite).runs()}
     results = tmp_path / "results"
     process = start_suite(suite, results)
     deadline = time.monotonic() + 60
@@ -57,17 +58,17 @@ def test_killed_suite_resumes_with_exactly_one_record_per_run(tmp_path, kill_sig
         time.sleep(0.05)
     process.send_signal(kill_signal)
     process.wait(timeout=30)
-    before = {r["run_id"]: r["finished"] for r in records_of(results)}
+    before = {r.run_id: r.finished for r in records_of(results)}
     assert 2 <= len(before) < len(expected), "the suite was not stopped mid-way"
 
     resumed = CliRunner().invoke(app, ["run", str(suite), "--results", str(results)])
     assert resumed.exit_code == 0, resumed.output
     assert f"{len(before)} already done" in resumed.output
     after = records_of(results)
-    assert sorted(r["run_id"] for r in after) == sorted(expected)  # one record per run
-    assert all(r["status"] == "ok" for r in after)
+    assert sorted(r.run_id for r in after) == sorted(expected)  # one record per run
+    assert all(r.ok for r in after)
     # the runs finished before the kill were not computed again
-    assert {r["run_id"]: r["finished"] for r in after if r["run_id"] in before} == before
+    assert {r.run_id: r.finished for r in after if r.run_id in before} == before
     run_dirs = [p for p in (results / "runs").iterdir() if not p.name.startswith(".")]
     assert len(run_dirs) == len(expected)
 
@@ -91,25 +92,26 @@ def test_failed_run_keeps_its_error_and_is_redone_only_when_asked(tmp_path, monk
     runner = CliRunner()
     first = runner.invoke(app, ["run", str(path), "--results", str(results)])
     assert first.exit_code == 0, first.output
-    records = {r["label"]: r for r in records_of(results)}
-    assert records["failing"]["status"] == "failed"
-    assert records["failing"]["error"] == "RuntimeError: out of memory on purpose"
-    assert "fit" in records["failing"]["traceback"]
-    assert records["mxo"]["status"] == "ok"  # the suite went on
+    records = {r.label: r for r in records_of(results)}
+    assert records["failing"].status == "failed"
+    assert records["failing"].error == "RuntimeError: out of memory on purpose"
+    assert "fit" in records["failing"].traceback
+    assert records["mxo"].ok  # the suite went on
 
     again = runner.invoke(app, ["run", str(path), "--results", str(results)])
     assert "2 already done" in again.output
-    assert records_of(results) == sorted(records.values(), key=lambda r: r["run_id"])
+    assert records_of(results) == sorted(records.values(), key=lambda r: r.run_id)
     retried = runner.invoke(app, ["run", str(path), "--results", str(results), "--retry-failed"])
     assert "1 already done" in retried.output
-    redone = {r["label"]: r for r in records_of(results)}
-    assert redone["failing"]["started"] > records["failing"]["finished"]
+    redone = {r.label: r for r in records_of(results)}
+    assert redone["failing"].started > records["failing"].finished
     assert redone["mxo"] == records["mxo"]
 
 
 def test_records_keep_provenance_and_posterior_statistics(tmp_path):
     suite = {"name": "provenance", "seeds": [0],
-             "data": {"name": "synthetic", "options": {"n_train": 200, "n_valid": 100, "n_test": 100}},
+             "data": {"name": "synthetic",
+                      "options": {"n_train": 200, "n_valid": 100, "n_test": 100}},
              "train": {"epochs": 2, "batch_size": 100, "lr": 1e-3},
              "models": [{"name": "cmmd", "params": {
                  "latent_dim": 3, "encoder_hidden": [8], "prior_hidden": [8],
@@ -119,20 +121,18 @@ def test_records_keep_provenance_and_posterior_statistics(tmp_path):
     results = tmp_path / "results"
     assert CliRunner().invoke(app, ["run", str(path), "--results", str(results)]).exit_code == 0
     (record,) = records_of(results)
-    env = record["environment"]
+    env = record.environment
     assert env["torch"] == torch.__version__ and env["device"] == "cpu"
     assert {"numpy", "scikit-learn", "python", "mmbench", "platform"} <= set(env)
     head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                           cwd=Path(__file__).parents[1]).stdout.strip()
     assert env["git_commit"] == (head or None)
-    timings = record["timings"]
-    assert set(timings) == {"train_seconds", "eval_seconds"}
-    assert timings["train_seconds"] > 0 and timings["eval_seconds"] > 0
-    assert record["modalities"]["x2"]["likelihood"] == "gaussian"
-    assert set(record["artifacts"]) == {"posteriors.npz", "generated.npz", "representation.npz",
-                                        "checkpoint.pt"}
+    assert record.timings.train_seconds > 0 and record.timings.eval_seconds > 0
+    assert record.modalities["x2"].likelihood == "gaussian"
+    assert set(record.artifacts) == {"posteriors.npz", "generated.npz", "representation.npz",
+                                     "checkpoint.pt"}
     # what the collapse analysis reads, so that a new eps grid or delta never retrains
-    with np.load(RunStore(results).path(record["run_id"]) / "posteriors.npz") as stored:
+    with np.load(RunStore(results).path(record.run_id) / "posteriors.npz") as stored:
         assert sorted(stored.files) == ["decoder_logvar", "z_given_xM.logvar", "z_given_xM.mean",
                                         "z_given_xO.logvar", "z_given_xO.mean"]
         assert stored["z_given_xO.mean"].shape == (100, 3)

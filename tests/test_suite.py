@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from mmbench.cli import app
 from mmbench.data import available_datasets
 from mmbench.registry import model_class
+from mmbench.records import Coordinates, Resources
 from mmbench.runner import smoke_version
 from mmbench.suite import SuiteError, grid_values, load_suite
 
@@ -26,7 +27,8 @@ def write_suite(tmp_path, suite: dict | str) -> Path:
 
 def base(**changes) -> dict:
     suite = {"name": "tiny", "seeds": [0],
-             "data": {"name": "synthetic", "options": {"n_train": 120, "n_valid": 60, "n_test": 60}},
+             "data": {"name": "synthetic",
+                      "options": {"n_train": 120, "n_valid": 60, "n_test": 60}},
              "train": {"epochs": 2, "batch_size": 60, "lr": 1.0e-3},
              "models": [{"name": "mxo", "params": TINY_MXO}]}
     suite.update(changes)
@@ -43,7 +45,8 @@ def base(**changes) -> dict:
     (base(models=[{"name": "mxo", "resources": {"gpu": 1}}]),
      "models.0.resources.gpu: unknown field; allowed: ['cpus', 'gpus']"),
     (base(models=[{"name": "cmmd", "grid": {"omegaa": [0.1]}}]),
-     "models.0.grid: model 'cmmd' has no hyper-parameter(s) ['omegaa']; allowed: ['activation', 'alpha',"),
+     "models.0.grid: model 'cmmd' has no hyper-parameter(s) ['omegaa']; "
+     "allowed: ['activation', 'alpha',"),
     (base(models=[{"name": "cmmd", "grid": {"omega": "0:2:0.5"}}]),
      "models.0.grid: cmmd: omega must lie in [0, 1], got 1.5 (at grid point {'omega': 1.5})"),
     (base(models=[{"name": "cmmd", "params": {"omega": 0.1}, "grid": {"omega": [0.2]}}]),
@@ -52,7 +55,8 @@ def base(**changes) -> dict:
      "models.0.train.epochs: Input should be greater than 0"),
     (base(models=[{"name": "mxo", "train": {"epoch": 3}}]),
      "models.0.train: unknown field(s) ['epoch']; allowed: ['amsgrad', 'batch_size',"),
-    (base(models=[{"name": "cmmd", "grid_mode": "zip", "grid": {"omega": [0.1, 0.2], "alpha": [1.0]}}]),
+    (base(models=[{"name": "cmmd", "grid_mode": "zip",
+                   "grid": {"omega": [0.1, 0.2], "alpha": [1.0]}}]),
      "models.0.grid: grid_mode zip needs axes of one length, got {'alpha': 1, 'omega': 2}"),
     (base(models=[{"name": "cmmd", "grid": {"omega": "1:0:0.1"}}]),
      "models.0.grid: grid axis '1:0:0.1': need step > 0 and stop >= start"),
@@ -97,41 +101,41 @@ def test_grids_expand_as_products_or_zips(tmp_path):
     runs = load_suite(write_suite(tmp_path, suite)).runs()
     # data points x (cmmd: 11 x 2 product + mxo: 3 zipped) x seeds
     assert len(runs) == 2 * (11 * 2 + 3) * 3
-    assert len({r["run_id"] for r in runs}) == len(runs)
-    zipped = {(r["coordinates"]["grid"]["latent_dim"], r["coordinates"]["grid"]["dropout"])
-              for r in runs if r["label"] == "zipped"}
+    assert len({r.run_id for r in runs}) == len(runs)
+    zipped = {(r.coordinates.grid["latent_dim"], r.coordinates.grid["dropout"])
+              for r in runs if r.label == "zipped"}
     assert zipped == {(2, 0.0), (4, 0.1), (8, 0.2)}
     first = runs[0]
-    assert first["coordinates"] == {"data": {"n_classes": 2}, "model": "cmmd",
-                                    "grid": {"omega": 0.0, "latent_dim": 2}, "seed": 0}
-    assert first["config"]["data"]["options"]["n_classes"] == 2
-    assert first["config"]["model"]["params"]["omega"] == 0.0
+    assert first.coordinates == Coordinates(data={"n_classes": 2}, model="cmmd",
+                                            grid={"omega": 0.0, "latent_dim": 2}, seed=0)
+    assert first.config.data.options["n_classes"] == 2
+    assert first.config.model.params["omega"] == 0.0
 
 
 def test_seeds_derive_from_the_suite_seed_and_coordinates_only(tmp_path):
     one = load_suite(write_suite(tmp_path, base(seeds=[0, 1]))).runs()
     again = load_suite(write_suite(tmp_path, base(seeds=[0, 1]))).runs()
-    assert [r["run_id"] for r in one] == [r["run_id"] for r in again]
-    train_seeds = [r["config"]["train"]["seed"] for r in one]
+    assert [r.run_id for r in one] == [r.run_id for r in again]
+    train_seeds = [r.config.train_seed for r in one]
     assert len(set(train_seeds)) == 2 and all(0 <= s < 2 ** 31 for s in train_seeds)
     # another suite seed gives other training seeds, so other runs
     other = load_suite(write_suite(tmp_path, base(seeds=[0, 1], seed=7))).runs()
-    assert not {r["run_id"] for r in other} & {r["run_id"] for r in one}
+    assert not {r.run_id for r in other} & {r.run_id for r in one}
     # adding a model changes nothing about the runs already there
     more = base(seeds=[0, 1], models=[{"name": "cmmd"}, {"name": "mxo", "params": TINY_MXO}])
     grown = load_suite(write_suite(tmp_path, more)).runs()
-    assert {r["run_id"] for r in one} <= {r["run_id"] for r in grown}
+    assert {r.run_id for r in one} <= {r.run_id for r in grown}
 
 
 def test_overrides_and_smoke_budget(tmp_path):
     suite = base(train={"epochs": 50, "lr": 1e-3, "patience": 5},
                  models=[{"name": "mxo", "params": TINY_MXO, "train": {"lr": 1e-4}}])
     (run,) = load_suite(write_suite(tmp_path, suite)).runs()
-    assert (run["config"]["train"]["lr"], run["config"]["train"]["epochs"]) == (1e-4, 50)
-    assert run["config"]["model"]["params"]["hidden"] == [8]  # overrides over the defaults
+    assert (run.config.train["lr"], run.config.epochs) == (1e-4, 50)
+    assert run.config.model.params["hidden"] == [8]  # overrides over the defaults
     smoke = smoke_version(run)
-    assert (smoke["config"]["train"]["epochs"], smoke["config"]["smoke"]) == (2, True)
-    assert smoke["run_id"] != run["run_id"]
+    assert (smoke.config.epochs, smoke.config.smoke) == (2, True)
+    assert smoke.run_id != run.run_id
 
 
 def test_resources_override_per_model_and_never_change_run_ids(tmp_path):
@@ -139,10 +143,11 @@ def test_resources_override_per_model_and_never_change_run_ids(tmp_path):
               {"name": "mxo", "label": "gpu", "params": {"hidden": [4]}, "resources": {"gpus": 1}},
               {"name": "mxo", "label": "wide", "params": {"hidden": [2]}, "resources": {"cpus": 4}}]
     plain = load_suite(write_suite(tmp_path, base(models=models))).runs()
-    assert [r["resources"] for r in plain] == [{}, {"gpus": 1}, {"cpus": 4}]
+    assert [r.resources for r in plain] == [Resources(), Resources(gpus=1), Resources(cpus=4)]
     given = load_suite(write_suite(tmp_path, base(models=models, resources={"cpus": 2}))).runs()
-    assert [r["resources"] for r in given] == [{"cpus": 2}, {"cpus": 2, "gpus": 1}, {"cpus": 4}]
-    assert [r["run_id"] for r in given] == [r["run_id"] for r in plain]
+    assert [r.resources for r in given] == [Resources(cpus=2), Resources(cpus=2, gpus=1),
+                                            Resources(cpus=4)]
+    assert [r.run_id for r in given] == [r.run_id for r in plain]
 
 
 def test_dry_run_lists_stable_indices_and_cell_runs_only_that_run(tmp_path):
@@ -152,7 +157,7 @@ def test_dry_run_lists_stable_indices_and_cell_runs_only_that_run(tmp_path):
     plan = runner.invoke(app, ["run", str(suite), "--dry-run", "--results", str(results)])
     assert plan.exit_code == 0, plan.output
     assert "3 runs: 3 pending" in plan.output
-    ids = [r["run_id"] for r in load_suite(suite).runs()]
+    ids = [r.run_id for r in load_suite(suite).runs()]
     cell = runner.invoke(app, ["run", str(suite), "--cell", "1", "--results", str(results)])
     assert cell.exit_code == 0, cell.output
     records = [json.loads(p.read_text()) for p in results.glob("runs/*/record.json")]
@@ -183,5 +188,5 @@ def test_shipped_suites_validate_and_expand(path):
         pytest.skip(f"{path.name} names {unwritten(raw)}, not in this checkout")
     runs = load_suite(path).runs()
     blocks = {b.get("label", b["name"]) for b in raw["models"]}
-    assert {r["label"] for r in runs} == blocks
-    assert len({r["run_id"] for r in runs}) == len(runs)
+    assert {r.label for r in runs} == blocks
+    assert len({r.run_id for r in runs}) == len(runs)

@@ -21,6 +21,9 @@ FOLDS = {"protocol": "folds"}
 ERRORS = {("mxo", "M-xO"): {1: [40.0, 42.0], 2: [36.0, 38.0]},
           ("cmmd", "CMMD"): {1: [30.0, 34.0], 2: [31.0, 31.0]}}
 CMMD_RMSE = {1: [0.70, 0.80], 2: [0.76, 0.78]}
+# how every caption with the paper's figures ends
+PAPER_NOTE = ("(lower is better; bold: best per row; (paper): the figure published in the CMMD "
+              "paper, not a result of ours).")
 
 
 @pytest.fixture
@@ -49,8 +52,8 @@ def test_error_table_matches_the_hand_written_markdown(two_folds):
     # average: each seed averaged over the folds, then mean ± std over seeds:
     #   M-xO (40+36)/2 = 38, (42+38)/2 = 40 -> 39 ± 1.41; CMMD 30.5, 32.5 -> 31.5 ± 1.41
     # the paper's average is over 4 folds, so it is not shown beside our 2-fold average
-    expected = """\
-**error (%) on xrmb: mean ± std over 2 seeds (lower is better; bold: best per row; (paper): the figure published in the CMMD paper, not a result of ours).**
+    expected = f"""\
+**error (%) on xrmb: mean ± std over 2 seeds {PAPER_NOTE}**
 
 | fold | M-xO | M-xO (paper) | CMMD | CMMD (paper) |
 |:--|--:|--:|--:|--:|
@@ -63,8 +66,8 @@ def test_error_table_matches_the_hand_written_markdown(two_folds):
 
 def test_rmse_table_has_only_the_models_that_generate(two_folds):
     # CMMD fold 2: 0.76, 0.78 -> 0.770 ± 0.014; average: seeds 0.73, 0.79 -> 0.760 ± 0.042
-    expected = """\
-**rmse of the generated missing modalities on xrmb: mean ± std over 2 seeds (lower is better; bold: best per row; (paper): the figure published in the CMMD paper, not a result of ours).**
+    expected = f"""\
+**rmse of the generated missing modalities on xrmb: mean ± std over 2 seeds {PAPER_NOTE}**
 
 | fold | CMMD | CMMD (paper) |
 |:--|--:|--:|
@@ -79,8 +82,8 @@ def test_all_four_folds_show_the_papers_average_and_one_seed_has_no_spread(tmp_p
     for fold, error in zip((1, 2, 3, 4), (32.0, 31.0, 47.0, 38.0)):
         write_run(tmp_path, label="CMMD", model="cmmd", seed=0, metrics={"error_pct": error},
                   options=FOLDS, data_grid={"fold": fold})
-    expected = """\
-**error (%) on xrmb: mean ± std over 1 seed (lower is better; bold: best per row; (paper): the figure published in the CMMD paper, not a result of ours).**
+    expected = f"""\
+**error (%) on xrmb: mean ± std over 1 seed {PAPER_NOTE}**
 
 | fold | CMMD | CMMD (paper) |
 |:--|--:|--:|
@@ -98,9 +101,11 @@ def test_latex_table_of_a_single_test_split(tmp_path):
               dataset="mnist_noisy")
     write_run(tmp_path, label="CMMD", model="cmmd", seed=0, metrics={"error_pct": 2.25},
               dataset="mnist_noisy")
+    caption = (r"\caption{error (\%) on mnist\_noisy: mean $\pm$ std over 1 seed "
+               + PAPER_NOTE.replace("%", r"\%") + "}")
     expected = r"""\begin{table}[t]
 \centering
-\caption{error (\%) on mnist\_noisy: mean $\pm$ std over 1 seed (lower is better; bold: best per row; (paper): the figure published in the CMMD paper, not a result of ours).}
+""" + caption + r"""
 \begin{tabular}{lrrrr}
 \toprule
 data & M-xO & M-xO (paper) & CMMD & CMMD (paper) \\
@@ -137,18 +142,22 @@ def test_csv_output_carries_the_numbers(two_folds):
 
 def test_paper_figures_in_our_units():
     reference = PaperReference()
-    assert reference.value("mnist_svhn", "test", "CMMD", "error_pct") == pytest.approx(2.4)  # 100 - 97.6
+    # Table 3 gives accuracy: 100 - 97.6
+    assert reference.value("mnist_svhn", "test", "CMMD", "error_pct") == pytest.approx(2.4)
     assert reference.value("mnist_svhn", "test", "MMVAE-IWAE", "error_pct") == pytest.approx(8.7)
-    assert reference.value("xrmb", "speaker7", "CMMD", "error_pct") == pytest.approx(15.829)  # 0.15829
+    # Table 6 gives a fraction: 0.15829
+    assert reference.value("xrmb", "speaker7", "CMMD", "error_pct") == pytest.approx(15.829)
     assert reference.value("xrmb", "test_speakers", "CMMD", "error_pct") == 21.1
     assert reference.value("flickr", "test", "CMMD", "map_macro_pct") == 64.1
-    assert reference.value("mnist_embedded", "test", "CMMD", "error_pct") is None  # not the paper's data
+    # not the paper's data
+    assert reference.value("mnist_embedded", "test", "CMMD", "error_pct") is None
     # "average" is in Table 1 (over folds) and Table 6 (over speakers): the rows decide which
     folds = {f"fold {k}": f"fold{k}" for k in (1, 2, 3, 4)} | {"average": "average"}
     speakers = {f"speaker {k}": f"speaker{k}" for k in (7, 16, 20, 21, 23, 28, 31, 35)}
     speakers["average"] = "average"
     assert reference.column("xrmb", folds, "CMMD", "error_pct")["average"] == 37.3
-    assert reference.column("xrmb", speakers, "CMMD", "error_pct")["average"] == pytest.approx(21.161)
+    speaker_average = reference.column("xrmb", speakers, "CMMD", "error_pct")["average"]
+    assert speaker_average == pytest.approx(21.161)
     assert reference.column("xrmb", speakers, "CMMD", "rmse")["average"] == pytest.approx(0.74773)
     # Table 4's two settings, from the mnist3 loader's ``observed`` option
     two_missing = paper_split("mnist3", {"observed": ["mnist"]})
@@ -177,8 +186,8 @@ def test_by_group_table_has_a_row_per_speaker_as_table_6(tmp_path):
               metrics_by_group={str(s): {"error_pct": e} for s, e in SPEAKER_ERRORS.items()})
     records = ok_records(tmp_path)
     frame = run_frame(per_group(records))
-    expected = """\
-**error (%) on xrmb: mean ± std over 1 seed (lower is better; bold: best per row; (paper): the figure published in the CMMD paper, not a result of ours).**
+    expected = f"""\
+**error (%) on xrmb: mean ± std over 1 seed {PAPER_NOTE}**
 
 | speaker | CMMD | CMMD (paper) |
 |:--|--:|--:|
@@ -206,7 +215,7 @@ def test_evaluation_keeps_metrics_per_test_group():
                                 "decoder_hidden": [8], "classifier_hidden": [4]})
     model.fit(splits.train, splits.valid, trainer=TrainConfig(epochs=2, batch_size=100),
               n_classes=3)
-    result = evaluate(model, splits, {"classifier": "linear_svm"})
+    result = evaluate(model, splits)
     predicted = model.predict_proba(splits.test.xO).argmax(axis=1)
     generated = model.generate(splits.test.xO)["x2"]
     for group in range(3):

@@ -16,18 +16,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from mmbench.metrics import DELTA, collapse_curve, kl_between, kl_to_standard_normal
-from mmbench.model import PosteriorStats
+from mmbench.records import Record
 from mmbench.report.runs import ReportError, ordered_series, series_names
 from mmbench.report.style import figure_legend, model_colour, panels, shade, styled
-from mmbench.runner import RunStore
-
-POSTERIORS = "posteriors.npz"
+from mmbench.stats import PosteriorStats
+from mmbench.store import POSTERIORS, RunStore
 
 
 @dataclass(frozen=True)
@@ -72,7 +70,7 @@ def panel_values(stats: PosteriorStats) -> dict[str, np.ndarray]:
     return values
 
 
-def collapse_curves(results_dir: str | Path, records: list[dict[str, Any]], eps: np.ndarray,
+def collapse_curves(results_dir: str | Path, records: list[Record], eps: np.ndarray,
                     variance_eps: np.ndarray, delta: float = DELTA) -> pd.DataFrame:
     """Long table of every run's curves: run_id, label, series, seed, panel, eps, share.
 
@@ -83,19 +81,17 @@ def collapse_curves(results_dir: str | Path, records: list[dict[str, Any]], eps:
     names = series_names(records)
     parts = []
     for record in records:
-        path = store.path(record["run_id"]) / POSTERIORS
-        if not path.is_file():
+        if not store.has(record.run_id, POSTERIORS):
             continue
-        with np.load(path) as arrays:
-            stats = PosteriorStats.from_arrays(dict(arrays))
+        stats = PosteriorStats.from_arrays(store.arrays(record.run_id, POSTERIORS))
         for panel, values in panel_values(stats).items():
             grid = variance_eps if panel == "decoder_variance" else eps
             parts.append(pd.DataFrame({
-                "run_id": record["run_id"], "label": record["label"],
-                "series": names[record["run_id"]], "seed": record["coordinates"]["seed"],
+                "run_id": record.run_id, "label": record.label,
+                "series": names[record.run_id], "seed": record.coordinates.seed,
                 "panel": panel, "eps": grid, "share": collapse_curve(values, grid, delta)}))
     if not parts:
-        raise ReportError(f"{results_dir}: no run has {POSTERIORS} (models with the "
+        raise ReportError(f"{results_dir}: no run has {POSTERIORS}.npz (models with the "
                           "'posteriors' capability write it)")
     return pd.concat(parts, ignore_index=True)
 

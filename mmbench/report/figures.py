@@ -21,22 +21,18 @@ from matplotlib import colormaps
 from matplotlib.lines import Line2D
 from sklearn.manifold import TSNE
 
+from mmbench.records import Record
 from mmbench.report.runs import ReportError, ordered_series, run_frame, series_names
 from mmbench.report.style import figure_legend, model_colour, panels, styled
-from mmbench.runner import RunStore
+from mmbench.stats import Generations, spread
+from mmbench.store import GENERATED, REPRESENTATION, RunStore
 
 OMEGA_METRICS = ("error_pct", "rmse")
 AXIS_LABELS = {"error_pct": "error (%)", "rmse": "rmse of generated $x_M$",
                "map_micro_pct": "mAP, micro (%)", "map_macro_pct": "mAP, macro (%)"}
 
 
-def spread(n: int, k: int) -> np.ndarray:
-    """At most k indices spread evenly over 0..n-1 (test splits are often sorted by class, so the
-    first k points would show one class only)."""
-    return np.unique(np.linspace(0, n - 1, min(k, n)).round().astype(np.int64))
-
-
-def omega_curves(records: list[dict[str, Any]], metrics=OMEGA_METRICS,
+def omega_curves(records: list[Record], metrics=OMEGA_METRICS,
                  axis: str = "omega") -> pd.DataFrame:
     """Per series, metric and value of hyper-parameter ``axis`` (nan for models without it):
     mean and std over seeds of each seed's average over data points, and the number of seeds.
@@ -83,32 +79,35 @@ def plot_omega(curves: pd.DataFrame, axis: str = "omega"):
     return fig
 
 
-def representatives(records: list[dict[str, Any]], artifact: str,
-                    results_dir: str | Path) -> dict[str, dict]:
+def representatives(records: list[Record], artifact: str,
+                    results_dir: str | Path) -> dict[str, Record]:
     """One run per series, for figures that show single runs ({series: record}, in the paper's
     model order): on the first data point (by sorted data options; select another with
-    ``--where``), the run with the lowest seed that has ``artifact``."""
+    ``--where``), the run with the lowest seed that kept ``artifact`` (e.g. GENERATED)."""
     store = RunStore(results_dir)
     names = series_names(records)
-    having = [r for r in records if (store.path(r["run_id"]) / artifact).is_file()]
+    having = [r for r in records if store.has(r.run_id, artifact)]
     if not having:
-        raise ReportError(f"{results_dir}: no finished run has {artifact}")
-    options_key = lambda r: json.dumps(r["config"]["data"]["options"], sort_keys=True)  # noqa: E731
-    first = min(options_key(r) for r in having)
-    chosen: dict[str, dict] = {}
-    for record in sorted(having, key=lambda r: r["coordinates"]["seed"]):
-        if options_key(record) == first:
-            chosen.setdefault(names[record["run_id"]], record)
+        raise ReportError(f"{results_dir}: no finished run has {artifact}.npz")
+
+    def data_point(record: Record) -> str:
+        return json.dumps(record.config.data.options, sort_keys=True)
+
+    first = min(data_point(r) for r in having)
+    chosen: dict[str, Record] = {}
+    for record in sorted(having, key=lambda r: r.coordinates.seed):
+        if data_point(record) == first:
+            chosen.setdefault(names[record.run_id], record)
     return {name: chosen[name] for name in ordered_series(chosen)}
 
 
-def image_shape(record: dict[str, Any], modality: str, size: int) -> tuple[int, ...] | None:
+def image_shape(record: Record, modality: str, size: int) -> tuple[int, ...] | None:
     """The image shape of a flattened modality of ``size`` features: the one the record keeps,
     else a square (size = k^2) or a square RGB image (size = 3 k^2, channels last); None when the
     modality is not an image."""
-    kept = record.get("modalities", {}).get(modality, {}).get("image_shape")
-    if kept:
-        return tuple(kept)
+    info = record.modalities.get(modality)
+    if info is not None and info.image_shape:
+        return info.image_shape
     for channels in (1, 3):
         side = math.isqrt(size // channels)
         if side > 1 and side * side * channels == size:
@@ -126,38 +125,33 @@ def as_image(vector: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return np.clip(image, 0.0, 1.0) if image.ndim == 3 else image
 
 
-def load_generations(results_dir: str | Path, record: dict[str, Any]) -> dict[str, np.ndarray]:
-    with np.load(RunStore(results_dir).path(record["run_id"]) / "generated.npz") as arrays:
-        return dict(arrays)
-
-
-def generation_figures(results_dir: str | Path, records: list[dict[str, Any]],
+def generation_figures(results_dir: str | Path, records: list[Record],
                        examples: int = 8, tags: int = 5) -> dict[str, Any]:
     """One figure per missing modality: {modality: Figure}. Every series' generation of the
     same test points is drawn under the truth (and the observed images, when they are images)."""
-    chosen = representatives(records, "generated.npz", results_dir)
-    generations = {name: load_generations(results_dir, r) for name, r in chosen.items()}
+    store = RunStore(results_dir)
+    chosen = representatives(records, GENERATED, results_dir)
+    generations = {name: Generations.from_arrays(store.arrays(r.run_id, GENERATED))
+                   for name, r in chosen.items()}
     reference_name = next(iter(chosen))
-    arrays, record = generations[reference_name], chosen[reference_name]
-    missing = [k.removeprefix("truth.") for k in arrays if k.startswith("truth.")]
-    observed = [k.removeprefix("observed.") for k in arrays if k.startswith("observed.")]
+    kept, record = generations[reference_name], chosen[reference_name]
     figures = {}
-    for modality in missing:
-        pick = spread(len(arrays[f"truth.{modality}"]), examples)
-        truth = arrays[f"truth.{modality}"][pick]
-        made = {name: g[f"generated.{modality}"][pick] for name, g in generations.items()
-                if f"generated.{modality}" in g}
+    for modality, all_truth in kept.truth.items():
+        pick = spread(len(all_truth), examples)
+        truth = all_truth[pick]
+        made = {name: g.generated[modality][pick] for name, g in generations.items()
+                if modality in g.generated}
         shape = image_shape(record, modality, truth.shape[1])
-        vocabulary = arrays.get(f"vocabulary.{modality}")
+        vocabulary = kept.vocabulary.get(modality)
+        info = record.modalities.get(modality)
         if shape is not None:
-            shown = [(f"observed {m}", arrays[f"observed.{m}"][pick],
-                      image_shape(record, m, arrays[f"observed.{m}"].shape[1])) for m in observed]
+            shown = [(f"observed {m}", x[pick], image_shape(record, m, x.shape[1]))
+                     for m, x in kept.observed.items()]
             shown = [s for s in shown if s[2] is not None]
             shown += [(f"true {modality}", truth, shape)]
             shown += [(f"{name}", g, shape) for name, g in made.items()]
             figures[modality] = _image_grid(shown, modality)
-        elif vocabulary is not None or record.get("modalities", {}).get(
-                modality, {}).get("likelihood") == "bernoulli":
+        elif vocabulary is not None or (info is not None and info.likelihood == "bernoulli"):
             words = vocabulary if vocabulary is not None else np.array(
                 [f"word{k}" for k in range(truth.shape[1])])
             figures[modality] = _tag_table(truth, made, words, tags, modality)
@@ -209,7 +203,7 @@ def _tag_table(truth: np.ndarray, made: dict[str, np.ndarray], words: np.ndarray
 
 @styled
 def _vector_panels(truth: np.ndarray, made: dict[str, np.ndarray], modality: str,
-                   chosen: dict[str, dict]):
+                   chosen: dict[str, Record]):
     """Per test point, the true feature vector and each series' generation over feature index."""
     count = min(len(truth), 4)
     fig, axes = panels(count, panel_size=(3.0, 2.2))
@@ -217,7 +211,7 @@ def _vector_panels(truth: np.ndarray, made: dict[str, np.ndarray], modality: str
         features = np.arange(truth.shape[1])
         ax.plot(features, truth[i], color="black", linewidth=1.0, label=f"true {modality}")
         for name, generated in made.items():
-            ax.plot(features, generated[i], color=model_colour(chosen[name]["label"]),
+            ax.plot(features, generated[i], color=model_colour(chosen[name].label),
                     linewidth=1.0, label=name)
         ax.set_xlabel(f"feature of {modality}")
         ax.set_title(f"test point {i}")
@@ -229,22 +223,23 @@ def _vector_panels(truth: np.ndarray, made: dict[str, np.ndarray], modality: str
     return fig
 
 
-def tsne_embeddings(results_dir: str | Path, records: list[dict[str, Any]],
+def tsne_embeddings(results_dir: str | Path, records: list[Record],
                     max_points: int = 2000, perplexity: float = 30.0,
                     seed: int = 0) -> pd.DataFrame:
     """2-D t-SNE of the first ``max_points`` test representations of one run per series.
     Columns: series, label, point, x, y, cls (the class; the first positive label for
     multi-label data, -1 when none)."""
-    chosen = representatives(records, "representation.npz", results_dir)
+    store = RunStore(results_dir)
+    chosen = representatives(records, REPRESENTATION, results_dir)
     parts = []
     for name, record in chosen.items():
-        with np.load(RunStore(results_dir).path(record["run_id"]) / "representation.npz") as arrays:
-            pick = spread(len(arrays["z"]), max_points)
-            z, labels = arrays["z"][pick], arrays["labels"][pick]
+        arrays = store.arrays(record.run_id, REPRESENTATION)
+        pick = spread(len(arrays["z"]), max_points)
+        z, labels = arrays["z"][pick], arrays["labels"][pick]
         classes = labels if labels.ndim == 1 else np.where(
             labels.any(axis=1), labels.argmax(axis=1), -1)
         embedding = tsne(z, perplexity, seed)
-        parts.append(pd.DataFrame({"series": name, "label": record["label"],
+        parts.append(pd.DataFrame({"series": name, "label": record.label,
                                    "point": np.arange(len(z)), "x": embedding[:, 0],
                                    "y": embedding[:, 1], "cls": classes}))
     return pd.concat(parts, ignore_index=True)

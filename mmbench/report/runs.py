@@ -6,15 +6,17 @@ and data points (folds, speakers) are aggregated within a series.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
 
-from mmbench.results import tidy
-from mmbench.runner import RunStore
+from mmbench.records import Record
 from mmbench.report.style import model_rank
+from mmbench.results import tidy
+from mmbench.store import RecordError, RunStore
 
 
 class ReportError(ValueError):
@@ -31,31 +33,34 @@ def latest_results_dir(root: str | Path = "results") -> Path:
     return max(candidates, key=lambda d: (d / "runs").stat().st_mtime)
 
 
-def ok_records(results_dir: str | Path) -> list[dict[str, Any]]:
+def ok_records(results_dir: str | Path) -> list[Record]:
     """The finished records of a results directory (failed runs are left out)."""
     store = RunStore(results_dir)
     if not store.runs.is_dir():
         raise ReportError(f"{results_dir}: not a results directory (no runs/ inside)")
-    records = [r for r in store.records() if r["status"] == "ok"]
+    try:
+        records = [r for r in store.records() if r.ok]
+    except RecordError as error:
+        raise ReportError(str(error)) from None
     if not records:
         raise ReportError(f"{results_dir}: no finished run")
     return records
 
 
-def series_names(records: Iterable[dict[str, Any]], along: str | None = None) -> dict[str, str]:
+def series_names(records: Iterable[Record], along: str | None = None) -> dict[str, str]:
     """run_id -> series name: the label, plus "(axis=value, ...)" for the grid axes whose value
     varies among the runs of that label, except ``along`` (the x axis of a figure)."""
     records = list(records)
     varying: dict[str, set[str]] = {}
-    for label in {r["label"] for r in records}:
-        points = [r["coordinates"]["grid"] for r in records if r["label"] == label]
+    for label in {r.label for r in records}:
+        points = [r.coordinates.grid for r in records if r.label == label]
         axes = {axis for point in points for axis in point} - {along}
         varying[label] = {a for a in axes if len({repr(p.get(a)) for p in points}) > 1}
     names = {}
     for record in records:
-        grid = record["coordinates"]["grid"]
-        shown = [f"{axis}={grid[axis]}" for axis in grid if axis in varying[record["label"]]]
-        names[record["run_id"]] = record["label"] + (f" ({', '.join(shown)})" if shown else "")
+        grid = record.coordinates.grid
+        shown = [f"{axis}={grid[axis]}" for axis in grid if axis in varying[record.label]]
+        names[record.run_id] = record.label + (f" ({', '.join(shown)})" if shown else "")
     return names
 
 
@@ -63,33 +68,34 @@ def series_names(records: Iterable[dict[str, Any]], along: str | None = None) ->
 GROUP_NAMES = {"xrmb": "speaker"}
 
 
-def group_axis(record: dict[str, Any]) -> str:
+def group_axis(record: Record) -> str:
     """What a run's test groups are called, e.g. "speaker"."""
-    dataset = record["config"]["data"]["name"]
-    return record.get("data_info", {}).get("group_name") or GROUP_NAMES.get(dataset, "group")
+    dataset = record.config.data.name
+    return record.data_info.get("group_name") or GROUP_NAMES.get(dataset, "group")
 
 
-def per_group(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def per_group(records: list[Record]) -> list[Record]:
     """One pseudo-record per run and test group (e.g. XRMB speaker) holding that group's
     metrics, the group id added to the run's data coordinates and options; runs without groups
     are left out."""
     out = []
     for record in records:
         axis = group_axis(record)
-        for group, metrics in record.get("metrics_by_group", {}).items():
+        for group, metrics in record.metrics_by_group.items():
             value = int(group) if group.lstrip("-").isdigit() else group
-            coordinates = {**record["coordinates"],
-                           "data": {**record["coordinates"]["data"], axis: value}}
-            config = {**record["config"], "data": {**record["config"]["data"], "options": {
-                **record["config"]["data"]["options"], axis: value}}}
-            out.append({**record, "run_id": f"{record['run_id']}@{axis}={value}",
-                        "coordinates": coordinates, "config": config, "metrics": metrics})
+            coordinates = replace(record.coordinates,
+                                  data={**record.coordinates.data, axis: value})
+            data = record.config.data
+            config = replace(record.config,
+                             data=replace(data, options={**data.options, axis: value}))
+            out.append(replace(record, run_id=f"{record.run_id}@{axis}={value}",
+                               coordinates=coordinates, config=config, metrics=metrics))
     if not out:
         raise ReportError("no run has per-group metrics (test groups such as XRMB speakers)")
     return out
 
 
-def run_frame(records: list[dict[str, Any]], along: str | None = None) -> pd.DataFrame:
+def run_frame(records: list[Record], along: str | None = None) -> pd.DataFrame:
     """One row per run and metric (mmbench.results.tidy) plus ``series`` (see
     :func:`series_names`), every data option of the run as ``option.<name>`` and every scalar
     hyper-parameter as ``hp.<name>``."""
@@ -97,10 +103,10 @@ def run_frame(records: list[dict[str, Any]], along: str | None = None) -> pd.Dat
     names = series_names(records, along)
     extra = []
     for record in records:
-        row = {"run_id": record["run_id"], "series": names[record["run_id"]]}
-        row.update({f"option.{k}": v for k, v in record["config"]["data"]["options"].items()
+        row = {"run_id": record.run_id, "series": names[record.run_id]}
+        row.update({f"option.{k}": v for k, v in record.config.data.options.items()
                     if np.isscalar(v)})
-        row.update({f"hp.{k}": v for k, v in record["config"]["model"]["params"].items()
+        row.update({f"hp.{k}": v for k, v in record.config.model.params.items()
                     if np.isscalar(v)})
         extra.append(row)
     return frame.merge(pd.DataFrame(extra), on="run_id", how="left")
@@ -134,15 +140,14 @@ def parse_where(items: Iterable[str] | None) -> dict[str, str]:
     return where
 
 
-def run_coordinates(record: dict[str, Any]) -> dict[str, Any]:
+def run_coordinates(record: Record) -> dict[str, Any]:
     """What ``--where`` can select a run by: label, model, seed, data options, hyper-parameters."""
-    config = record["config"]
-    return {**config["model"]["params"], **config["data"]["options"],
-            "label": record["label"], "model": config["model"]["name"],
-            "seed": record["coordinates"]["seed"]}
+    config = record.config
+    return {**config.model.params, **config.data.options, "label": record.label,
+            "model": config.model.name, "seed": record.coordinates.seed}
 
 
-def select(records: list[dict[str, Any]], where: dict[str, str]) -> list[dict[str, Any]]:
+def select(records: list[Record], where: dict[str, str]) -> list[Record]:
     """The records whose coordinates match every ``where`` item (numbers compared as numbers)."""
     if not where:
         return records

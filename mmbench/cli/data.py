@@ -2,15 +2,16 @@
 their checksums. Mounted by :mod:`mmbench.cli` as the ``data`` sub-command."""
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
                            TransferSpeedColumn)
 from rich.table import Table
 
+from mmbench.cli.console import console, fail
 from mmbench.data import data_dir as resolve_data_dir
 from mmbench.data.errors import DataError
 from mmbench.data.fetch import fetch_source
@@ -18,7 +19,6 @@ from mmbench.data.sources import SOURCES, DataFile, Source, checksum_matches, fi
 
 app = typer.Typer(help="Find, download and verify the full data sets.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
-console = Console()
 
 DATA_DIR_HELP = "Data directory \\[default: $MMBENCH_DATA, else ~/.cache/mmbench/data]"
 
@@ -31,9 +31,8 @@ def _size(n_bytes: float) -> str:
         n_bytes /= 1000
 
 
-def _fail(message: str, code: int = 1) -> None:
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(code)
+# A download that fails exits with 1 (a bad name exits with 2).
+_fail = partial(fail, code=1)
 
 
 def _chosen_sources(name: Optional[str]) -> list[Source]:
@@ -42,7 +41,7 @@ def _chosen_sources(name: Optional[str]) -> list[Source]:
     try:
         return sources_for(name)
     except DataError as error:
-        _fail(str(error), code=2)
+        fail(str(error))
 
 
 def _file_state(root: Path, source: Source, file: DataFile) -> tuple[str, str]:

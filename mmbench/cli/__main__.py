@@ -1,0 +1,4 @@
+"""``python -m mmbench.cli``: the ``mmbench`` command."""
+from mmbench.cli import app
+
+app()

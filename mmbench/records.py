@@ -1,0 +1,273 @@
+"""Runs and their records as typed objects, each with one JSON form.
+
+A :class:`Run` is one point of a suite: a fully resolved :class:`RunConfig`, the ``label`` its
+results are reported under, its :class:`Coordinates` in the suite, the :class:`Resources` it asks
+an executor for, and its ``role``. Its ``run_id`` is 12 hex digits of the sha256 of the config's
+canonical JSON (``json.dumps(config, sort_keys=True)``), so a run is a pure function of its id.
+
+A :class:`Record` is what executing a run left behind: the run's identity, its status, metrics,
+timings, fit summary, diagnostics and provenance. ``record.json`` holds ``Record.to_json()``.
+
+The JSON forms are those mmbench has always written: run ids do not change and results
+directories written by earlier versions load (and resume); fields added later are optional when
+read. Nothing here imports torch, so reports read records without the training stack.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+JSON = dict[str, Any]
+
+# What a run is for: "model" runs train and evaluate a suite's model (their ids hash the config
+# alone, as they always have); other roles (trials of a tuning study, reference runs computed
+# from the data alone) add the role to what the id hashes.
+MODEL_ROLE = "model"
+
+Status = Literal["ok", "failed"]
+OK: Status = "ok"
+FAILED: Status = "failed"
+
+
+@dataclass(frozen=True)
+class DataChoice:
+    """A data set by its registered ``name`` and the ``options`` its loader is called with."""
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """A model by its registered ``name`` and every hyper-parameter it is built with."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DownstreamSettings:
+    """The classifier trained on ``represent(xO)`` for models without one of their own:
+    ``classifier`` (linear_svm, logistic or mlp), its hyper-parameter ``grid`` searched on the
+    validation split (None: the default grid) and ``max_train`` training points (None: all)."""
+
+    classifier: str = "linear_svm"
+    grid: dict[str, list] | None = None
+    max_train: int | None = None
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run's result depends on (the device aside).
+
+    train: the keyword arguments of :class:`mmbench.trainer.TrainConfig` except ``device``;
+        its ``seed`` seeds the fit, derived from the suite seed and the run's coordinates.
+    seed: the replicate seed (the run's ``seed`` coordinate).
+    smoke: a run cut down to a tiny budget to check the plumbing.
+    """
+
+    data: DataChoice
+    model: ModelChoice
+    train: dict[str, Any]
+    downstream: DownstreamSettings
+    seed: int
+    smoke: bool = False
+
+    @property
+    def epochs(self) -> int:
+        """The most epochs the fit may run."""
+        return int(self.train["epochs"])
+
+    @property
+    def train_seed(self) -> int:
+        """The seed of the fit (and of the downstream classifier's sub-sampling)."""
+        return int(self.train["seed"])
+
+    def to_json(self) -> JSON:
+        """The config as hashed into the run id; ``smoke`` appears only when true."""
+        out = {"data": asdict(self.data), "model": asdict(self.model), "train": dict(self.train),
+               "downstream": asdict(self.downstream), "seed": self.seed}
+        if self.smoke:
+            out["smoke"] = True
+        return out
+
+    @classmethod
+    def from_json(cls, data: JSON) -> RunConfig:
+        return cls(data=DataChoice(**data["data"]), model=ModelChoice(**data["model"]),
+                   train=dict(data["train"]), downstream=DownstreamSettings(**data["downstream"]),
+                   seed=data["seed"], smoke=bool(data.get("smoke", False)))
+
+
+def run_id(config: RunConfig, role: str = MODEL_ROLE) -> str:
+    """12 hex digits of the sha256 of the config's canonical JSON (plus the role, for runs that
+    are not model runs)."""
+    hashed = config.to_json()
+    if role != MODEL_ROLE:
+        hashed["role"] = role
+    return hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Coordinates:
+    """Where a run sits in its suite: the data grid point, the model (its registered name), the
+    model's grid point and the replicate seed."""
+
+    data: dict[str, Any]
+    model: str
+    grid: dict[str, Any]
+    seed: int
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one run asks an executor for: ``cpus`` (also its number of torch threads) and
+    ``gpus`` (a Ray reservation; fractions share a GPU). None: left to the executor."""
+
+    cpus: int | None = None
+    gpus: float | None = None
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run of a suite; ``run_id`` is computed from ``config`` and ``role``. Resources are
+    not part of the config, so they never change a run id."""
+
+    run_id: str = field(init=False)
+    config: RunConfig
+    label: str
+    coordinates: Coordinates
+    resources: Resources = Resources()
+    role: str = MODEL_ROLE
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "run_id", run_id(self.config, self.role))
+
+    @property
+    def name(self) -> str:
+        """How progress displays name the run: "CMMD seed 0"."""
+        return f"{self.label} seed {self.coordinates.seed}"
+
+
+@dataclass(frozen=True)
+class ModalityInfo:
+    """How a modality is modelled and drawn: its ``likelihood`` (gaussian, bernoulli, ...) and
+    the ``image_shape`` of its flattened features (None: not an image)."""
+
+    likelihood: str
+    image_shape: tuple[int, ...] | None = None
+
+    @classmethod
+    def from_json(cls, data: JSON) -> ModalityInfo:
+        shape = data.get("image_shape")
+        return cls(data["likelihood"], None if shape is None else tuple(shape))
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Seconds spent fitting and evaluating (wall clock)."""
+
+    train_seconds: float
+    eval_seconds: float
+
+
+@dataclass(frozen=True)
+class FitSummary:
+    """What training did: epochs run, the best validation epoch and its loss, why it stopped
+    (epochs, patience, time, closed_form, ...) and one row of losses per epoch."""
+
+    epochs: int
+    best_epoch: int
+    best_valid_loss: float
+    stopped_by: str
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Record:
+    """What executing a run left: its identity, status and results.
+
+    status: "ok", or "failed" with ``error`` ("Type: message") and a short ``traceback``.
+    metrics: name -> value on the test split (error_pct or map_*_pct, rmse, rmse.<modality>).
+    metrics_by_group: test group (e.g. XRMB speaker) -> its metrics.
+    diagnostics: facts the fitted model reports (JSON-able), e.g. canonical correlations.
+    downstream_params: the downstream classifier's chosen hyper-parameters (None: the model
+        classifies itself).
+    data_info: the data set's plain facts (sizes, sources, seeds); its arrays are an artifact.
+    environment: provenance (versions, platform, device, threads, git commit).
+    artifacts: the files beside record.json (e.g. posteriors.npz, checkpoint.pt).
+    started, finished: Unix times.
+    """
+
+    run_id: str
+    label: str
+    coordinates: Coordinates
+    config: RunConfig
+    status: Status
+    started: float
+    finished: float
+    environment: dict[str, Any] = field(default_factory=dict)
+    role: str = MODEL_ROLE
+    error: str | None = None
+    traceback: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    timings: Timings | None = None
+    fit: FitSummary | None = None
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+    downstream_params: dict[str, Any] | None = None
+    metrics_by_group: dict[str, dict[str, float]] = field(default_factory=dict)
+    data_info: dict[str, Any] = field(default_factory=dict)
+    modalities: dict[str, ModalityInfo] = field(default_factory=dict)
+    artifacts: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, run: Run, **results: Any) -> Record:
+        """The record of ``run`` with ``results`` (status, started, finished, metrics, ...)."""
+        return cls(run_id=run.run_id, label=run.label, coordinates=run.coordinates,
+                   config=run.config, role=run.role, **results)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == OK
+
+    def to_json(self) -> JSON:
+        """record.json's content. A finished run lists every result (null where it has none);
+        a run that did not finish lists only the results it has, and its error."""
+        out: JSON = {"run_id": self.run_id, "label": self.label,
+                     "coordinates": asdict(self.coordinates), "config": self.config.to_json(),
+                     "role": self.role, "environment": self.environment,
+                     "started": self.started, "status": self.status}
+        if self.error is not None:
+            out.update(error=self.error, traceback=self.traceback)
+        results = {"metrics": self.metrics,
+                   "timings": None if self.timings is None else asdict(self.timings),
+                   "fit": None if self.fit is None else asdict(self.fit),
+                   "diagnostics": self.diagnostics, "downstream_params": self.downstream_params,
+                   "metrics_by_group": self.metrics_by_group, "data_info": self.data_info,
+                   "modalities": {m: asdict(info) for m, info in self.modalities.items()}}
+        out.update({k: v for k, v in results.items() if self.ok or v})
+        out.update(finished=self.finished, artifacts=list(self.artifacts))
+        return out
+
+    @classmethod
+    def from_json(cls, data: JSON) -> Record:
+        """A record from record.json's content (any version); unknown keys are ignored."""
+        timings, fit = data.get("timings"), data.get("fit")
+        return cls(
+            run_id=data["run_id"], label=data["label"],
+            coordinates=Coordinates(**data["coordinates"]),
+            config=RunConfig.from_json(data["config"]), status=data["status"],
+            started=data["started"], finished=data["finished"],
+            environment=data.get("environment") or {}, role=data.get("role", MODEL_ROLE),
+            error=data.get("error"), traceback=data.get("traceback"),
+            metrics=data.get("metrics") or {},
+            timings=None if timings is None else Timings(**timings),
+            fit=None if fit is None else FitSummary(**fit),
+            diagnostics=data.get("diagnostics") or {},
+            downstream_params=data.get("downstream_params"),
+            metrics_by_group=data.get("metrics_by_group") or {},
+            data_info=data.get("data_info") or {},
+            modalities={m: ModalityInfo.from_json(info)
+                        for m, info in (data.get("modalities") or {}).items()},
+            artifacts=tuple(data.get("artifacts") or ()))
