@@ -266,8 +266,9 @@ def _fetch_archive(source: Source, data_dir: Path, progress: Progress | None, re
 
 def _unpack(archive_path: Path, url: str, marker: str, unpacking: Path, retry: str) -> Path:
     """Unpack the tarball ``archive_path`` into the new folder ``unpacking``; returns its folder
-    that holds ``marker``. Members that would land outside ``unpacking`` (absolute paths, ``..``,
-    links pointing out) or that are not plain files or folders are refused."""
+    that holds ``marker``. tarfile's "data" filter keeps every member inside ``unpacking``: it
+    drops the leading ``/`` of absolute names and refuses members that would land outside (``..``,
+    links pointing out) and devices or pipes."""
     unpacking.mkdir(parents=True)
     try:
         with tarfile.open(archive_path) as tar:
