@@ -248,11 +248,11 @@ def test_unverified_file_is_refused_without_the_flag(unverified_source, server, 
     assert str(refused.value) == (
         "Plain data: no sha256 checksum is recorded for plain.bin, so mmbench cannot verify what "
         "the server sends; nothing was downloaded. Run `mmbench data fetch plain "
-        "--trust-unverified` to install it anyway (its sha256 is then printed, to compare with "
+        "--trust-unverified` to install anyway (each sha256 is then printed, to compare with "
         "the publisher's), or obtain it yourself from its site")
     assert server.ranges_asked == [] and not (tmp_path / "data").exists()
     code, output = run("fetch", "plain", "--data-dir", tmp_path / "data")
-    assert code == 1 and "--trust-unverified` to install it anyway" in output
+    assert code == 1 and "--trust-unverified` to install anyway" in output
 
 
 def test_unverified_file_is_installed_with_the_flag_and_its_sha256_shown(unverified_source,

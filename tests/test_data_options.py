@@ -20,7 +20,7 @@ def test_values_out_of_range_name_the_option_the_value_and_what_is_allowed():
     assert refused("npz", {"path": "x.npz", "observed": ["a"], "valid_fraction": 1.5}) == (
         "data set 'npz': valid_fraction=1.5 is not allowed (input should be less than 1); "
         "valid_fraction must be a number > 0 and < 1 (share of the rows drawn into the "
-        "validation split (files without a split))")
+        "validation split, for files without a split)")
     assert "n_train=-5 is not allowed (input should be greater than or equal to 1); n_train " \
            "must be an integer >= 1 (training samples)" in refused("synthetic", {"n_train": -5})
     assert "fold=5 is not allowed" in refused("xrmb", {"fold": 5})

@@ -167,7 +167,7 @@ def fetch_source(source: Source, data_dir: Path, progress: Progress | None = Non
 def _unverified_message(source: Source, names: list[str], retry: str) -> str:
     return (f"{source.title}: no sha256 checksum is recorded for {', '.join(names)}, so mmbench "
             f"cannot verify what the server sends; nothing was downloaded. Run `{retry} "
-            "--trust-unverified` to install it anyway (its sha256 is then printed, to compare "
+            "--trust-unverified` to install anyway (each sha256 is then printed, to compare "
             f"with the publisher's), or obtain it yourself from {source.obtain}")
 
 

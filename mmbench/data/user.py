@@ -62,9 +62,9 @@ Observed = Annotated[tuple[str, ...], Field(min_length=1, description=(
 Missing = Annotated[tuple[str, ...] | None, Field(description=(
     "the views to generate at test time (null: every view not observed)"))]
 ValidFraction = Annotated[Fraction, Field(description=(
-    "share of the rows drawn into the validation split (files without a split)"))]
+    "share of the rows drawn into the validation split, for files without a split"))]
 TestFraction = Annotated[Fraction, Field(description=(
-    "share of the rows drawn into the test split (files without a split)"))]
+    "share of the rows drawn into the test split, for files without a split"))]
 Bernoulli = Annotated[ViewNames, Field(description=(
     "views with values in [0, 1] modelled as Bernoulli (the others are Gaussian)"))]
 Standardize = Annotated[ViewNames, Field(description=(
