@@ -19,7 +19,8 @@ from mmbench.data.formats import (check_label_range, check_shape, column, read_i
 def write_idx(path, array, compress=False):
     """An IDX file of unsigned bytes: magic 0x00000803-style header, big-endian dims, data."""
     array = np.asarray(array, dtype=np.uint8)
-    content = (struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    content = (struct.pack(">HBB", 0, 0x08, array.ndim)
+               + struct.pack(f">{array.ndim}I", *array.shape)
                + array.tobytes())
     with (gzip.open(path, "wb") if compress else open(path, "wb")) as stream:
         stream.write(content)
@@ -59,7 +60,8 @@ def test_idx_errors_name_the_file_and_the_problem(tmp_path):
         read_idx(tmp_path / "text")
     write_idx(tmp_path / "short", np.zeros((5, 4)))
     (tmp_path / "short").write_bytes((tmp_path / "short").read_bytes()[:-3])
-    with pytest.raises(DataError, match=r"short: the header promises shape \(5, 4\).*17.*truncated"):
+    with pytest.raises(DataError,
+                       match=r"short: the header promises shape \(5, 4\).*17.*truncated"):
         read_idx(tmp_path / "short")
 
 

@@ -88,7 +88,10 @@ def list_data(data_dir: Optional[str] = typer.Option(None, "--data-dir", help=DA
 @app.command()
 def fetch(name: str = typer.Argument(..., help="A source (mnist, svhn, xrmb, flickr) or a data "
                                                "set (mnist_svhn, ...)"),
-          data_dir: Optional[str] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP)):
+          data_dir: Optional[str] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+          trust_unverified: bool = typer.Option(
+              False, "--trust-unverified",
+              help="Also install files that have no recorded sha256 (their sha256 is printed)")):
     """Download the public files of a data set: resumable, checksum-verified."""
     root = resolve_data_dir(data_dir)
     chosen = _chosen_sources(name)
@@ -105,7 +108,8 @@ def fetch(name: str = typer.Argument(..., help="A source (mnist, svhn, xrmb, fli
         console.print(f"[bold]{source.name}[/] -> {source.folder_in(root)}", highlight=False)
         try:
             with Progress(*columns, console=console) as progress:
-                report = fetch_source(source, root, progress, retry=_retry(source, data_dir))
+                report = fetch_source(source, root, progress, retry=_retry(source, data_dir),
+                                      trust_unverified=trust_unverified)
         except DataError as error:
             _fail(str(error))
         for line in report:

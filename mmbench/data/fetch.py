@@ -4,6 +4,12 @@ A file is downloaded to ``<name>.part`` beside its destination; an interrupted o
 transfer keeps the ``.part`` so that the next fetch resumes it with an HTTP Range request; a file
 that fails its size or checksum check is deleted; only a verified file is moved (``os.replace``) to
 its real name. So the real name never holds half a file.
+
+A file without a recorded sha256 is unverified: :func:`fetch_source` refuses it unless asked to
+trust it, and then reports its sha256. An archive is downloaded and unpacked inside
+``<data dir>/.mmbench-staging/``; its folder is moved into place only after the archive passed its
+checks, was unpacked without a member escaping the staging folder and holds every file of its
+source. Unpacking folders left by a killed fetch are removed by the next one.
 """
 from __future__ import annotations
 
@@ -11,18 +17,24 @@ import http.client
 import os
 import re
 import shutil
+import socket
 import tarfile
-import tempfile
+import time
 import urllib.error
 import urllib.request
+import zlib
 from pathlib import Path
 
 from rich.progress import Progress
 
 from mmbench.data.errors import DataError
-from mmbench.data.sources import DataFile, Source, checksum_matches, find
+from mmbench.data.sources import (DataFile, Source, checksum_matches, file_digest, find, find_in,
+                                  is_verified)
 
 CHUNK_BYTES = 1 << 20
+STAGING = ".mmbench-staging"
+FOREIGN_STAGING_SECONDS = 24 * 3600  # unpacking folders of other hosts are stale after a day
+_UNPACKING = re.compile(r"(?P<source>.+)\.unpacking\.(?P<host>.+)\.(?P<pid>\d+)")
 
 
 def download(url: str, destination: Path, *, checksum: str | None = None, size: int | None = None,
@@ -113,27 +125,58 @@ def _verify(partial: Path, url: str, checksum: str | None, size: int | None, ret
 
 
 def fetch_source(source: Source, data_dir: Path, progress: Progress | None = None,
-                 retry: str | None = None) -> list[str]:
+                 retry: str | None = None, trust_unverified: bool = False) -> list[str]:
     """Download every missing or corrupt file of ``source`` into ``data_dir``; returns one line
-    per file saying what was done. retry: the command that runs this again (for messages)."""
+    per file saying what was done. retry: the command that runs this again (for messages).
+    trust_unverified: install files that have no recorded sha256 (refused otherwise, before any
+    download)."""
+    data_dir = Path(data_dir)
     retry = retry or f"mmbench data fetch {source.name}"
+    remove_stale_staging(data_dir)
     if source.archive is not None:
-        return _fetch_archive(source, data_dir, progress, retry)
-    report = []
+        return _fetch_archive(source, data_dir, progress, retry, trust_unverified)
+    report, wanted = [], []
     for file in source.files:
         found = find(data_dir, source, file)
         if found and _trusted(found[0], file):
             report.append(f"{file.name}: present at {found[0]}, kept")
-            continue
-        if file.url is None:
+        elif file.url is None:
             raise DataError(f"{file.name} has no public download; obtain it from {source.obtain}")
-        if found:
-            report.append(f"{file.name}: present but fails its checksum, downloading it again")
-        download(file.url, source.folder_in(data_dir) / file.name, checksum=file.checksum,
-                 size=file.size, progress=progress, retry=retry)
-        verified = "checksum verified" if file.checksum else "no checksum recorded"
-        report.append(f"{file.name}: downloaded from {file.url} ({verified})")
+        else:
+            wanted.append((file, bool(found)))
+    unverified = [file.name for file, _ in wanted if not is_verified(file.checksum)]
+    if unverified and not trust_unverified:
+        raise DataError(_unverified_message(source, unverified, retry))
+    folder = source.folder_in(data_dir)
+    created = not folder.exists()
+    try:
+        for file, corrupt in wanted:
+            if corrupt:
+                report.append(f"{file.name}: present but fails its checksum, downloading it again")
+            destination = folder / file.name
+            download(file.url, destination, checksum=file.checksum, size=file.size,
+                     progress=progress, retry=retry)
+            report.append(f"{file.name}: downloaded from {file.url}; "
+                          f"{_verification(file.checksum, destination)}")
+    finally:
+        if created:
+            _remove_if_empty(folder)
     return report
+
+
+def _unverified_message(source: Source, names: list[str], retry: str) -> str:
+    return (f"{source.title}: no sha256 checksum is recorded for {', '.join(names)}, so mmbench "
+            f"cannot verify what the server sends; nothing was downloaded. Run `{retry} "
+            "--trust-unverified` to install anyway (each sha256 is then printed, to compare "
+            f"with the publisher's), or obtain it yourself from {source.obtain}")
+
+
+def _verification(checksum: str | None, path: Path) -> str:
+    """What was verified of the downloaded ``path``, for the report."""
+    if is_verified(checksum):
+        return "sha256 checksum verified"
+    return (f"NOT verified, no sha256 recorded; its sha256 is {file_digest(path, 'sha256')}: "
+            "compare it with the publisher's")
 
 
 def _trusted(path: Path, file: DataFile) -> bool:
@@ -144,8 +187,47 @@ def _trusted(path: Path, file: DataFile) -> bool:
     return checksum_matches(path, file.checksum)[0]
 
 
-def _fetch_archive(source: Source, data_dir: Path, progress: Progress | None,
-                   retry: str) -> list[str]:
+def remove_stale_staging(data_dir: Path) -> list[Path]:
+    """Remove the unpacking folders in ``<data_dir>/.mmbench-staging`` that a killed fetch left:
+    those of a process of this host that no longer runs, and those of other hosts (a shared file
+    system) older than a day. Partial downloads (``.part``) are kept: the next fetch resumes them.
+    Returns the folders removed."""
+    staging = Path(data_dir) / STAGING
+    removed = []
+    for entry in sorted(staging.iterdir()) if staging.is_dir() else []:
+        owner = _UNPACKING.fullmatch(entry.name)
+        if owner is None:
+            continue
+        if owner["host"] == socket.gethostname():
+            stale = not _process_runs(int(owner["pid"]))
+        else:
+            stale = time.time() - entry.stat().st_mtime > FOREIGN_STAGING_SECONDS
+        if stale:
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    _remove_if_empty(staging)
+    return removed
+
+
+def _process_runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:  # absent or not empty
+        pass
+
+
+def _fetch_archive(source: Source, data_dir: Path, progress: Progress | None, retry: str,
+                   trust_unverified: bool) -> list[str]:
     archive = source.archive
     target = source.folder_in(data_dir)
     if all(find(data_dir, source, f) for f in source.files):
@@ -153,29 +235,52 @@ def _fetch_archive(source: Source, data_dir: Path, progress: Progress | None,
     if target.exists():
         raise DataError(f"{target} exists but misses files of {source.title}; move it away and "
                         f"run `{retry}` again to download and unpack {archive.url}")
-    archive_path = Path(data_dir) / archive.filename
-    download(archive.url, archive_path, checksum=archive.checksum, size=archive.size,
-             progress=progress, retry=retry)
-    _unpack(archive_path, archive.marker, target, retry)
-    archive_path.unlink()
-    return [f"{source.name}: downloaded {archive.url} and unpacked it into {target}"]
-
-
-def _unpack(archive_path: Path, marker: str, target: Path, retry: str) -> None:
-    """Unpack a tarball and move its folder that holds ``marker`` to ``target``."""
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-unpacking-", dir=target.parent))
+    if not is_verified(archive.checksum) and not trust_unverified:
+        raise DataError(_unverified_message(source, [archive.filename], retry))
+    staging = data_dir / STAGING
+    archive_path = staging / archive.filename
+    unpacking = staging / f"{source.name}.unpacking.{socket.gethostname()}.{os.getpid()}"
     try:
+        if archive_path.exists():  # left complete by a fetch killed while unpacking
+            if not (is_verified(archive.checksum)
+                    and checksum_matches(archive_path, archive.checksum)[0]):
+                archive_path.unlink()
+        if not archive_path.exists():
+            download(archive.url, archive_path, checksum=archive.checksum, size=archive.size,
+                     progress=progress, retry=retry)
+        verification = _verification(archive.checksum, archive_path)
         try:
-            with tarfile.open(archive_path) as tar:
-                tar.extractall(staging, filter="data")
-        except (tarfile.TarError, EOFError, OSError) as error:
+            folder = _unpack(archive_path, archive.url, archive.marker, unpacking, retry)
+            absent = [f.name for f in source.files if not find_in(folder, f)]
+            if absent:
+                raise DataError(f"{archive.url}: the archive lacks {absent} of {source.title}; it "
+                                "was deleted and nothing was installed")
+            os.replace(folder, target)
+        finally:
             archive_path.unlink(missing_ok=True)
-            raise DataError(f"{archive_path}: cannot unpack ({error}); it was deleted, run "
-                            f"`{retry}` again") from None
-        holders = sorted(staging.rglob(marker), key=lambda p: len(p.parts))
-        if not holders:
-            raise DataError(f"{archive_path}: holds no {marker}, so it is not the expected archive; "
-                            "download and unpack it by hand")
-        os.replace(holders[0].parent, target)
+            shutil.rmtree(unpacking, ignore_errors=True)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        _remove_if_empty(staging)
+    return [f"{source.name}: downloaded {archive.url}; {verification}; unpacked it into {target}"]
+
+
+def _unpack(archive_path: Path, url: str, marker: str, unpacking: Path, retry: str) -> Path:
+    """Unpack the tarball ``archive_path`` into the new folder ``unpacking``; returns its folder
+    that holds ``marker``. tarfile's "data" filter keeps every member inside ``unpacking``: it
+    drops the leading ``/`` of absolute names and refuses members that would land outside (``..``,
+    links pointing out) and devices or pipes."""
+    unpacking.mkdir(parents=True)
+    try:
+        with tarfile.open(archive_path) as tar:
+            tar.extractall(unpacking, filter="data")
+    except tarfile.FilterError as error:
+        raise DataError(f"{url}: the archive holds a member that is refused ({error}); it was "
+                        "deleted and nothing was installed") from None
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as error:
+        raise DataError(f"{url}: cannot unpack {archive_path.name} ({error}); it was deleted, run "
+                        f"`{retry}` again") from None
+    holders = sorted(unpacking.rglob(marker), key=lambda p: len(p.parts))
+    if not holders:
+        raise DataError(f"{url}: the archive holds no {marker}, so it is not the expected "
+                        "archive; it was deleted and nothing was installed")
+    return holders[0].parent

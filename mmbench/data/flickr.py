@@ -11,12 +11,15 @@ set), and the unlabelled part ``image/unlabelled/combined-*.npy`` with
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
+from pydantic import Field
 
 from mmbench.data import register_dataset
 from mmbench.data.errors import DataError
 from mmbench.data.formats import check_shape, read_sparse_npz
+from mmbench.data.options import Count, Seed
 from mmbench.data.sources import locate, locate_one
 from mmbench.views import DataSplits, Modality, Views
 
@@ -67,9 +70,17 @@ def _zscore_with(train: np.ndarray):
 
 
 @register_dataset("flickr")
-def flickr(seed: int = 0, data_dir: Path | None = None, split: int = 1, standardize: bool = True,
-           unlabelled: bool = False, min_tags: int = 2,
-           max_unlabelled: int | None = None) -> DataSplits:
+def flickr(seed: Seed = 0, data_dir: Path | None = None,
+           split: Annotated[int, Field(ge=1, le=N_SPLITS, description=(
+               "which of the 5 published train / valid / test splits"))] = 1,
+           standardize: Annotated[bool, Field(description=(
+               "z-score the image features with training statistics"))] = True,
+           unlabelled: Annotated[bool, Field(description=(
+               "also return the unlabelled images (two-stage training)"))] = False,
+           min_tags: Annotated[int, Field(ge=0, description=(
+               "unlabelled images with fewer distinct tags are left out"))] = 2,
+           max_unlabelled: Annotated[Count | None, Field(description=(
+               "unlabelled images kept, drawn at random (null: all)"))] = None) -> DataSplits:
     """MIR-Flickr: "image" (observed, 3857-D, Gaussian) and "tags" (missing, 2000-D {0, 1},
     Bernoulli; tag counts binarised), 38 labels per image.
 
@@ -82,8 +93,6 @@ def flickr(seed: int = 0, data_dir: Path | None = None, split: int = 1, standard
         set keeps every image). ``max_unlabelled`` keeps that many at random (None: all,
         about 23 GB as float32).
     """
-    if split not in range(1, N_SPLITS + 1):
-        raise DataError(f"flickr: split={split} must be one of 1..{N_SPLITS}")
     images = read_feature_files(locate(data_dir, "flickr", "image/labelled/combined-*.npy"))
     tags_path = locate_one(data_dir, "flickr", "text/text_all_2000_labelled.npz")
     tags, _ = read_tags(tags_path)
@@ -123,7 +132,8 @@ def _split_indices(data_dir: Path, part: str, split: int, n: int) -> np.ndarray:
 
 def _unlabelled(data_dir: Path, zscore, min_tags: int, max_unlabelled: int | None,
                 rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """The unlabelled images with at least ``min_tags`` tags: {"image": (m, d), "tags": (m, 2000)}."""
+    """The unlabelled images with at least ``min_tags`` tags:
+    {"image": (m, d), "tags": (m, 2000)}."""
     image_paths = locate(data_dir, "flickr", "image/unlabelled/combined-*.npy")
     tags_path = locate_one(data_dir, "flickr", "text/text_all_2000_unlabelled.npz")
     tags, tag_counts = read_tags(tags_path)

@@ -11,14 +11,14 @@ from __future__ import annotations
 import gzip
 import struct
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-import h5py
 import numpy as np
-import scipy.io
-import scipy.sparse
 
 from mmbench.data.errors import DataError
+
+if TYPE_CHECKING:  # h5py and scipy are imported where a file is read: loading a suite needs neither
+    import scipy.sparse
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _IDX_UNSIGNED_BYTE = 0x08
@@ -57,6 +57,9 @@ def read_mat(path: Path, keys: Sequence[str]) -> dict[str, np.ndarray]:
     A v7.3 file is HDF5, which stores a MATLAB array of shape (rows, columns, ...) with its axes
     reversed; they are reversed back here so that both versions give the same shapes.
     """
+    import h5py
+    import scipy.io
+
     if h5py.is_hdf5(path):
         with h5py.File(path, "r") as stored:
             _require_keys(path, keys, [k for k in stored.keys() if not k.startswith("#")])
@@ -80,6 +83,8 @@ def _require_keys(path: Path, keys: Sequence[str], present: Sequence[str]) -> No
 
 def read_sparse_npz(path: Path) -> scipy.sparse.csr_matrix:
     """A CSR matrix saved as ``data``, ``indices``, ``indptr`` and ``shape`` arrays in an .npz."""
+    import scipy.sparse
+
     with np.load(path) as stored:
         _require_keys(path, ("data", "indices", "indptr", "shape"), list(stored.keys()))
         shape = tuple(int(s) for s in stored["shape"])

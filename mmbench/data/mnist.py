@@ -12,13 +12,16 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
+from pydantic import Field
 
 from mmbench.data import register_dataset
 from mmbench.data.embedded import noisy_two_view, rotate_images, stratified_split
 from mmbench.data.errors import DataError
 from mmbench.data.formats import check_label_range, check_shape, column, read_idx, read_mat
+from mmbench.data.options import Count, Fraction, Seed
 from mmbench.data.sources import locate_one
 from mmbench.views import DataSplits, Modality, Views
 
@@ -26,6 +29,14 @@ MNIST_SHAPE = (28, 28)
 SVHN_SHAPE = (32, 32, 3)
 SPLITS = ("train", "valid", "test")
 _IDX_PREFIX = {"train": "train", "test": "t10k"}
+
+MaxAngle = Annotated[float, Field(ge=0, le=180, description=(
+    "rotations are drawn from U[-max_angle, max_angle] degrees"))]
+PairsPerImage = Annotated[Count, Field(description="random pairings of each image (Shi et al.)")]
+MaxPerClass = Annotated[Count, Field(description="images of each class used for pairing")]
+ValidFraction = Annotated[Fraction, Field(description=(
+    "share of the training images of each class held out for validation pairs"))]
+Pairs = Annotated[Count | None, Field(description="pairs kept, drawn at random (null: all)")]
 
 
 def read_mnist(data_dir: Path, part: str) -> tuple[np.ndarray, np.ndarray]:
@@ -71,8 +82,13 @@ def _noisy_views(x1: np.ndarray, x2: np.ndarray, labels: np.ndarray) -> Views:
 
 
 @register_dataset("mnist_noisy")
-def mnist_noisy(seed: int = 0, data_dir: Path | None = None, source: str = "idx",
-                n_valid: int = 10000, max_angle: float = 45.0) -> DataSplits:
+def mnist_noisy(seed: Seed = 0, data_dir: Path | None = None,
+                source: Annotated[Literal["idx", "mat"], Field(description=(
+                    "build the views from the MNIST IDX files, or read Wang et al.'s "
+                    "MNIST.mat"))] = "idx",
+                n_valid: Annotated[Count, Field(description=(
+                    "last training digits that form the tune split (idx)"))] = 10000,
+                max_angle: MaxAngle = 45.0) -> DataSplits:
     """Wang et al.'s noisy 2-view MNIST: 50,000 / 10,000 / 10,000 train / tune / test digits.
 
     x1 (observed, 784-D): the digit rotated by an angle from U[-max_angle, max_angle] degrees;
@@ -88,8 +104,6 @@ def mnist_noisy(seed: int = 0, data_dir: Path | None = None, source: str = "idx"
     if source == "mat":
         splits = _read_wang_mnist(data_dir)
         return DataSplits("mnist_noisy", *splits, n_classes=10, info={"source": "mat"})
-    if source != "idx":
-        raise DataError(f"mnist_noisy: source {source!r} is not one of 'idx', 'mat'")
     train_images, train_labels = read_mnist(data_dir, "train")
     test_images, test_labels = read_mnist(data_dir, "test")
     if not 0 < n_valid < len(train_images):
@@ -209,8 +223,6 @@ def _pair_digits(data_dir: Path, rng: np.random.Generator, pairs_per_image: int,
     each) before pairing, so no image is in both a training and a validation pair. A split with
     more pairs than ``sizes[split]`` keeps that many, drawn at random (None keeps every pair).
     """
-    if not 0 < valid_fraction < 1:
-        raise DataError(f"valid_fraction={valid_fraction} must lie strictly between 0 and 1")
     files = {part: (read_mnist(data_dir, part), read_svhn(data_dir, part))
              for part in ("train", "test")}
     (_, mnist_train_labels), (_, svhn_train_labels) = files["train"]
@@ -265,10 +277,10 @@ _DIGIT_MODALITIES = {"mnist": Modality("bernoulli", MNIST_SHAPE),
 
 
 @register_dataset("mnist_svhn")
-def mnist_svhn(seed: int = 0, data_dir: Path | None = None, pairs_per_image: int = 20,
-               max_per_class: int = 10000, valid_fraction: float = 0.1,
-               n_train: int | None = 80000, n_valid: int | None = 10000,
-               n_test: int | None = 20000) -> DataSplits:
+def mnist_svhn(seed: Seed = 0, data_dir: Path | None = None, pairs_per_image: PairsPerImage = 20,
+               max_per_class: MaxPerClass = 10000, valid_fraction: ValidFraction = 0.1,
+               n_train: Pairs = 80000, n_valid: Pairs = 10000,
+               n_test: Pairs = 20000) -> DataSplits:
     """MNIST (observed "mnist", 784-D) paired with an SVHN digit of the same class (missing
     "svhn", 32x32x3 -> 3072-D), both Bernoulli in [0, 1].
 
@@ -291,11 +303,21 @@ def mnist_svhn(seed: int = 0, data_dir: Path | None = None, pairs_per_image: int
     return _paired_splits("mnist_svhn", views, indices, pairs, seed, pairs_per_image)
 
 
-@register_dataset("mnist3")
-def mnist3(seed: int = 0, data_dir: Path | None = None, observed: tuple[str, ...] = ("mnist",),
-           pairs_per_image: int = 20, max_per_class: int = 10000, valid_fraction: float = 0.1,
-           n_train: int | None = 30000, n_valid: int | None = 3000, n_test: int | None = 7000,
-           max_angle: float = 45.0) -> DataSplits:
+def _observed_proper_subset(options: dict) -> str | None:
+    """Rule of ``mnist3``: at least one modality observed and at least one missing."""
+    if set(options["observed"]) == set(_DIGIT_MODALITIES):
+        return (f"observed={list(options['observed'])} leaves no modality missing; observe one "
+                "or two of 'mnist', 'mnist_rotated', 'svhn'")
+    return None
+
+
+@register_dataset("mnist3", rules=(_observed_proper_subset,))
+def mnist3(seed: Seed = 0, data_dir: Path | None = None,
+           observed: Annotated[tuple[Literal["mnist", "mnist_rotated", "svhn"], ...], Field(
+               min_length=1, description="the modalities available at test time")] = ("mnist",),
+           pairs_per_image: PairsPerImage = 20, max_per_class: MaxPerClass = 10000,
+           valid_fraction: ValidFraction = 0.1, n_train: Pairs = 30000, n_valid: Pairs = 3000,
+           n_test: Pairs = 7000, max_angle: MaxAngle = 45.0) -> DataSplits:
     """3-modality MNIST (CMMD paper Sec. 4.3.1): "mnist" (784-D), "mnist_rotated" (784-D) and
     "svhn" (3072-D) of one class per sample, all Bernoulli in [0, 1].
 
@@ -304,12 +326,8 @@ def mnist3(seed: int = 0, data_dir: Path | None = None, observed: tuple[str, ...
     observed: ("mnist",) leaves two modalities missing, ("mnist", "mnist_rotated") one.
     Default sizes follow the CMMD code (30,000 training and 7,000 test samples).
     """
-    names = tuple(_DIGIT_MODALITIES)
     observed = tuple(observed)
-    if not observed or set(observed) - set(names) or set(observed) == set(names):
-        raise DataError(f"mnist3: observed={list(observed)} must be a non-empty proper subset of "
-                        f"{list(names)}")
-    missing = tuple(m for m in names if m not in observed)
+    missing = tuple(m for m in _DIGIT_MODALITIES if m not in observed)
     rng = np.random.default_rng(seed)
     pairs = _pair_digits(data_dir, rng, pairs_per_image, max_per_class, valid_fraction,
                          {"train": n_train, "valid": n_valid, "test": n_test})

@@ -2,8 +2,15 @@
 
 A *source* is a group of files downloaded or obtained together (MNIST, SVHN, XRMB, ...); it lives in
 ``<data dir>/<source folder>/``. Data sets built from several sources (MNIST-SVHN) list each.
-Checksums are written as ``"sha256:<hex>"`` or ``"md5:<hex>"``; a file whose checksum is not known
-with certainty has ``checksum=None`` (``mmbench data check`` then says "no checksum recorded").
+Checksums are written as ``"sha256:<hex>"``. A file whose sha256 is not known with certainty has
+``checksum=None``: it is *unverified*, ``mmbench data fetch`` installs it only with
+``--trust-unverified`` (and prints its sha256), ``mmbench data check`` says "no checksum recorded".
+
+The MNIST and SVHN sha256 sums are the ones many independent loaders of the same files record
+(for SVHN e.g. TensorFlow Datasets' svhn_cropped, with the same sizes; others list them beside the
+md5 sums the publisher gives). No sha256 of the XRMB files or of the MIR-Flickr archive is
+published, and they could not be computed here (no network to the publishers): those files are
+unverified until someone records them.
 """
 from __future__ import annotations
 
@@ -14,6 +21,12 @@ from pathlib import Path
 from mmbench.data.errors import DataError
 
 
+def is_verified(checksum: str | None) -> bool:
+    """Whether ``checksum`` lets ``fetch`` verify a download: a recorded sha256 (md5 is too weak
+    against a file crafted to match)."""
+    return checksum is not None and checksum.startswith("sha256:")
+
+
 @dataclass(frozen=True)
 class DataFile:
     """One file of a source.
@@ -21,7 +34,7 @@ class DataFile:
     name: path inside the source folder; a glob pattern stands for several files
         (e.g. ``image/labelled/combined-*.npy``).
     url: public download address, or None.
-    checksum: ``"sha256:<hex>"`` / ``"md5:<hex>"``, or None when unknown.
+    checksum: ``"sha256:<hex>"``, or None when unknown (the file is then unverified).
     size: size in bytes, when known.
     also: other names accepted in its place (e.g. the uncompressed IDX file).
     """
@@ -39,8 +52,8 @@ class DataFile:
 
 @dataclass(frozen=True)
 class Archive:
-    """A tarball that holds a source's files: ``fetch`` downloads it, unpacks it and moves the
-    folder that contains ``marker`` to the source folder."""
+    """A tarball that holds a source's files: ``fetch`` downloads it, unpacks it in a staging
+    folder and moves the folder that contains ``marker`` to the source folder."""
 
     url: str
     filename: str
@@ -74,8 +87,10 @@ class Source:
 
 
 _MNIST_MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"
+# plain http: the SVHN site is not known to serve https; the sha256 sums verify the content
 _SVHN_SITE = "http://ufldl.stanford.edu/housenumbers/"
-_XRMB_SITE = "http://ttic.edu/livescu/XRMB_data/full/"
+_XRMB_SITE = "https://home.ttic.edu/~klivescu/XRMB_data/full/"
+_FLICKR_SITE = "https://www.cs.toronto.edu/~nitish/multimodal/"
 
 
 def _mnist_file(name: str, sha256: str, size: int) -> DataFile:
@@ -99,9 +114,11 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
     Source(
         "svhn", "SVHN cropped digits, .mat files (Netzer et al.)", "svhn",
         (DataFile("train_32x32.mat", _SVHN_SITE + "train_32x32.mat",
-                  "md5:e26dedcc434d2e4c54c9b2d4a06d8373", 182040794),
+                  "sha256:435e94d69a87fde4fd4d7f3dd208dfc32cb6ae8af2240d066de1df7508d083b8",
+                  182040794),
          DataFile("test_32x32.mat", _SVHN_SITE + "test_32x32.mat",
-                  "md5:eb5a983be6a315427106f1b164d9cef3", 64275384)),
+                  "sha256:cdce80dfb2a2c4c6160906d0bd7c68ec5a99d7ca4831afa54f09182025b6a75b",
+                  64275384)),
         datasets=("mnist_svhn", "mnist3"),
         obtain=_SVHN_SITE),
     Source(
@@ -118,7 +135,7 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
          DataFile("XRMBf2KALDI_window7_single2.mat",
                   _XRMB_SITE + "XRMBf2KALDI_window7_single2.mat")),
         datasets=("xrmb",),
-        obtain=f"{_XRMB_SITE} (README: https://home.ttic.edu/~klivescu/XRMB_data/full/README)"),
+        obtain=f"{_XRMB_SITE} (README: {_XRMB_SITE}README)"),
     Source(
         "flickr", "MIR-Flickr features, tags and labels (Srivastava & Salakhutdinov)", "flickr",
         (DataFile("labels.npy"),
@@ -129,10 +146,10 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
          DataFile("image/unlabelled/combined-*.npy"),
          DataFile("splits/*_indices_*.npy")),
         datasets=("flickr",),
-        obtain="http://www.cs.toronto.edu/~nitish/multimodal/ (flickr_data.tar.gz; unpack it and "
-               "rename the folder that holds labels.npy to 'flickr')",
-        archive=Archive("http://www.cs.toronto.edu/~nitish/multimodal/flickr_data.tar.gz",
-                        "flickr_data.tar.gz", marker="labels.npy")),
+        obtain=f"{_FLICKR_SITE} (flickr_data.tar.gz; unpack it and rename the folder that holds "
+               "labels.npy to 'flickr')",
+        archive=Archive(_FLICKR_SITE + "flickr_data.tar.gz", "flickr_data.tar.gz",
+                        marker="labels.npy")),
 )}
 
 
@@ -150,7 +167,11 @@ def sources_for(name: str) -> list[Source]:
 def find(data_dir: Path, source: Source, file: DataFile) -> list[Path]:
     """The paths on disk of ``file`` of ``source``: its matches for a pattern (sorted), else the
     first of its name and alternative names that exists; empty when absent."""
-    folder = source.folder_in(data_dir)
+    return find_in(source.folder_in(data_dir), file)
+
+
+def find_in(folder: Path, file: DataFile) -> list[Path]:
+    """The paths of ``file`` inside ``folder`` (see :func:`find`)."""
     if file.is_pattern:
         return sorted(folder.glob(file.name))
     for name in (file.name, *file.also):

@@ -12,13 +12,16 @@ paper; a validation set is then carved (stratified by phone) from the training p
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
+from pydantic import Field
 
 from mmbench.data import register_dataset
 from mmbench.data.embedded import stratified_split
 from mmbench.data.errors import DataError
 from mmbench.data.formats import check_label_range, check_shape, column, read_mat
+from mmbench.data.options import Fraction, Seed
 from mmbench.data.sources import locate_one
 from mmbench.views import DataSplits, Modality, Views
 from mmbench.views import standardize as standardize_on_train
@@ -90,11 +93,36 @@ def _speaker_frames(speakers: np.ndarray, wanted, what: str) -> np.ndarray:
     return np.isin(speakers, list(wanted))
 
 
-@register_dataset("xrmb")
-def xrmb(seed: int = 0, data_dir: Path | None = None, protocol: str = "folds", fold: int = 1,
-         fold_train: str = "folds", speaker: int | None = None, valid_fraction: float = 0.1,
-         test_fraction: float = 0.3,
-         standardize: tuple[str, ...] = ("acoustic", "articulatory")) -> DataSplits:
+def _protocol_needs(options: dict) -> str | None:
+    """Rule of ``xrmb``: the speaker option as each protocol needs it."""
+    protocol, speaker = options["protocol"], options["speaker"]
+    if protocol == "speakers" and speaker is not None and speaker not in TEST_SPEAKERS:
+        return f"speaker={speaker} is not one of the test speakers {list(TEST_SPEAKERS)}"
+    if protocol == "per_speaker" and speaker is None:
+        return (f"protocol per_speaker needs the option speaker (e.g. one of "
+                f"{list(TEST_SPEAKERS)})")
+    return None
+
+
+@register_dataset("xrmb", rules=(_protocol_needs,))
+def xrmb(seed: Seed = 0, data_dir: Path | None = None,
+         protocol: Annotated[Literal["folds", "speakers", "per_speaker"], Field(description=(
+             "the CMMD paper's protocol: Table 1 folds, Table 6 speakers, Sec. 4.4 one "
+             "speaker"))] = "folds",
+         fold: Annotated[int, Field(ge=1, le=len(FOLD_SPEAKERS), description=(
+             "the held-out speaker pair of protocol folds"))] = 1,
+         fold_train: Annotated[Literal["folds", "rest"], Field(description=(
+             "protocol folds trains on the other folds' speakers, or on every other "
+             "speaker"))] = "folds",
+         speaker: Annotated[int | None, Field(description=(
+             "the test speaker (speakers: one of the eight; per_speaker: required)"))] = None,
+         valid_fraction: Annotated[Fraction, Field(description=(
+             "share of the training frames held out for validation"))] = 0.1,
+         test_fraction: Annotated[Fraction, Field(description=(
+             "share of the speaker's frames in the test split (per_speaker)"))] = 0.3,
+         standardize: Annotated[tuple[Literal["acoustic", "articulatory"], ...], Field(
+             description="modalities z-scored with training statistics")] = (
+             "acoustic", "articulatory")) -> DataSplits:
     """XRMB under one of the CMMD paper's protocols (frames of train, tune and test pooled first).
 
     protocol:
@@ -111,7 +139,6 @@ def xrmb(seed: int = 0, data_dir: Path | None = None, protocol: str = "folds", f
     standardize: modalities z-scored with training-split statistics (() for none).
     Labels are phones 0..39; groups are speaker ids.
     """
-    _check_options(protocol, fold, fold_train, speaker, standardize)
     frames, parts, offset = read_xrmb(data_dir)
     rng = np.random.default_rng(seed)
     train, test, details = _protocol_split(frames, parts, rng, protocol, fold, fold_train,
@@ -125,29 +152,6 @@ def xrmb(seed: int = 0, data_dir: Path | None = None, protocol: str = "folds", f
     splits = DataSplits("xrmb", frames.subset(fit), frames.subset(valid), frames.subset(test),
                         n_classes=N_PHONES, info=info)
     return standardize_on_train(splits, tuple(standardize))
-
-
-def _check_options(protocol: str, fold: int, fold_train: str, speaker: int | None,
-                   standardize: tuple[str, ...]) -> None:
-    """Reject bad option values before the (large) files are read."""
-    problems = []
-    if protocol not in ("folds", "speakers", "per_speaker"):
-        problems.append(f"protocol {protocol!r} is not one of 'folds', 'speakers', 'per_speaker'")
-    if protocol == "folds" and fold not in range(1, len(FOLD_SPEAKERS) + 1):
-        problems.append(f"fold={fold} must be one of 1..{len(FOLD_SPEAKERS)}")
-    if protocol == "folds" and fold_train not in ("folds", "rest"):
-        problems.append(f"fold_train={fold_train!r} must be 'folds' or 'rest'")
-    if protocol == "speakers" and speaker is not None and speaker not in TEST_SPEAKERS:
-        problems.append(f"speaker={speaker} is not one of the test speakers {list(TEST_SPEAKERS)}")
-    if protocol == "per_speaker" and speaker is None:
-        problems.append(f"protocol per_speaker needs the option speaker (e.g. one of "
-                        f"{list(TEST_SPEAKERS)})")
-    unknown = sorted(set(standardize) - {"acoustic", "articulatory"})
-    if unknown:
-        problems.append(f"standardize names {unknown}; the modalities are 'acoustic' and "
-                        "'articulatory'")
-    if problems:
-        raise DataError("xrmb: " + "; ".join(problems))
 
 
 def _protocol_split(frames: Views, parts: np.ndarray, rng: np.random.Generator, protocol: str,
