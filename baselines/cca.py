@@ -12,7 +12,9 @@ import time
 
 import numpy as np
 import torch
+from pydantic import Field
 
+from mmbench.config import ModelConfig, NonNegativeReal, PositiveInt
 from mmbench.correlation import (CHUNK_ROWS, Moments, canonical_projection, fitted_correlations,
                                  moments)
 from mmbench.model import MultimodalModel
@@ -47,14 +49,26 @@ def observed_matrix(xO, names: tuple[str, ...], dims: tuple[int, ...]) -> np.nda
     return side_by_side(xO, names)
 
 
-class CCA(MultimodalModel):
-    """Regularised linear CCA (Hotelling 1936; ridge as in Vinod 1976).
+class CCAConfig(ModelConfig):
+    """CCA's hyper-parameters.
 
-    n_components: k, the canonical pairs kept (the representation is (n, k)).
-    reg1, reg2: ridge added to the view-1 / view-2 covariance (S11 + reg1 I), in the data's units
-        squared. The default 0.1 is about the average pixel variance of the noisy MNIST views
-        (0.06 and 0.09); on ``mnist_embedded`` it gives held-out correlations 2.9 (sum of the top
-        10) against 1.4 with 1e-4. Scale it with the data's variances elsewhere.
+    The default ridge 0.1 is about the average pixel variance of the noisy MNIST views (0.06 and
+    0.09); on ``mnist_embedded`` it gives held-out correlations 2.9 (sum of the top 10) against
+    1.4 with 1e-4. Scale it with the data's variances elsewhere.
+    """
+
+    test_params = {"n_components": 6}
+
+    n_components: PositiveInt = Field(
+        10, description="k, the canonical pairs kept (the representation is (n, k))")
+    reg1: NonNegativeReal = Field(
+        0.1, description="ridge added to the view-1 covariance (S11 + reg1 I), in the data's "
+                         "units squared")
+    reg2: NonNegativeReal = Field(0.1, description="ridge added to the view-2 covariance")
+
+
+class CCA(MultimodalModel[CCAConfig]):
+    """Regularised linear CCA (Hotelling 1936; ridge as in Vinod 1976).
 
     ``generate`` returns the least-squares regression of view 2 on the k view-1 canonical
     variates (fitted on the training split): with k = min(d1, d2) and no ridge this is ordinary
@@ -66,13 +80,6 @@ class CCA(MultimodalModel):
     capabilities = frozenset({"generate"})
     diagnostics = fitted_correlations
 
-    def __init__(self, n_components: int = 10, reg1: float = 0.1, reg2: float = 0.1):
-        if n_components < 1:
-            raise ValueError(f"cca: n_components must be >= 1, got {n_components}")
-        if reg1 < 0 or reg2 < 0:
-            raise ValueError(f"cca: reg1 and reg2 must be >= 0, got {reg1}, {reg2}")
-        self.n_components, self.reg1, self.reg2 = n_components, reg1, reg2
-
     def fit(self, train: Views, valid: Views | None = None, *,
             trainer: TrainConfig = TrainConfig(), n_classes: int | None = None,
             on_epoch: EpochCallback | None = None) -> FitReport:
@@ -83,7 +90,9 @@ class CCA(MultimodalModel):
         self.observed_dims_ = tuple(train.dim(m) for m in train.observed)
         self.missing_dims_ = {m: train.dim(m) for m in train.missing}
         stats = moments(x1, x2)
-        self.projection_ = canonical_projection(stats, self.n_components, self.reg1, self.reg2)
+        config = self.config
+        self.projection_ = canonical_projection(stats, config.n_components, config.reg1,
+                                                config.reg2)
         self.regression_ = self._regression_on_variates(stats)
         self.train_correlations_ = self.projection_.correlations.numpy()
         # One history row in the trainer's convention: the loss is minus the total correlation.

@@ -15,14 +15,49 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from pydantic import Field, ValidationInfo, field_validator
 from torch import nn
 
+from mmbench.config import (Activation, Fraction, Layers, ModelConfig, NonNegativeReal,
+                            PositiveInt)
 from mmbench.correlation import (CanonicalProjection, canonical_projection, check_components,
                                  fitted_correlations, moments, total_correlation)
 from mmbench.model import DataSpec, TorchModel, concat
 from mmbench.nn import MLP
-from mmbench.trainer import EpochCallback, FitReport, TrainConfig
+from mmbench.trainer import EpochCallback, FitReport, Progress, TrainConfig
 from mmbench.views import Views
+
+
+class DCCAConfig(ModelConfig):
+    """DCCA's hyper-parameters; the defaults are Wang et al.'s (2015) noisy-MNIST networks,
+    784-1024-1024-1024-10.
+
+    Mini-batches should be large (hundreds) for the batch correlation to estimate the population
+    one; set the suite's ``batch_size`` for this model accordingly.
+    """
+
+    test_params = {"latent_dim": 6, "hidden": (32,)}
+
+    latent_dim: PositiveInt = Field(10, description="output size L of each network")
+    hidden: Layers = Field((1024, 1024, 1024), description="hidden layers of both networks")
+    n_components: PositiveInt | None = Field(
+        None, description="canonical correlations summed in the objective and kept in the "
+                          "representation, at most latent_dim (None: all, the trace norm)")
+    activation: Activation = Field("relu", description="activation of every hidden layer")
+    dropout: Fraction = Field(0.0, description="dropout rate of every hidden layer")
+    reg1: NonNegativeReal = Field(
+        1e-4, description="ridge added to the view-1 output covariance (S11 + reg1 I), in the "
+                          "objective and in the final linear CCA")
+    reg2: NonNegativeReal = Field(1e-4, description="ridge added to the view-2 output covariance")
+
+    @field_validator("n_components")
+    @classmethod
+    def _at_most_latent_dim(cls, n_components: int | None, info: ValidationInfo) -> int | None:
+        latent_dim = info.data.get("latent_dim")
+        if n_components is not None and latent_dim is not None and n_components > latent_dim:
+            raise ValueError(f"Input should be at most latent_dim = {latent_dim} (or None for "
+                             "all)")
+        return n_components
 
 
 def feedforward(in_dim: int, hidden: Sequence[int], out_dim: int, act: str,
@@ -35,19 +70,17 @@ def feedforward(in_dim: int, hidden: Sequence[int], out_dim: int, act: str,
 class DCCANetwork(nn.Module):
     """f1, f2 and the final linear CCA on their outputs (buffers, filled after training)."""
 
-    def __init__(self, spec: DataSpec, model: "DCCA"):
+    def __init__(self, spec: DataSpec, config: DCCAConfig):
         super().__init__()
-        if not spec.missing:
-            raise ValueError(f"{model.name} needs at least one missing modality to correlate the "
-                             "observed ones with; the data have none")
-        self.spec, self.hp = spec, model
-        self.n_components = check_components(model.n_components, model.latent_dim, model.latent_dim)
-        self.encoder1 = feedforward(spec.observed_dim, model.hidden, model.latent_dim,
-                                    model.activation, model.dropout)
-        self.encoder2 = feedforward(spec.missing_dim, model.hidden, model.latent_dim,
-                                    model.activation, model.dropout)
-        self.register_buffer("cca_mean1", torch.zeros(model.latent_dim, dtype=torch.float64))
-        self.register_buffer("cca_weights1", torch.zeros(model.latent_dim, self.n_components,
+        self.spec, self.config = spec, config
+        latent = config.latent_dim
+        self.n_components = check_components(config.n_components, latent, latent)
+        self.encoder1 = feedforward(spec.observed_dim, config.hidden, latent, config.activation,
+                                    config.dropout)
+        self.encoder2 = feedforward(spec.missing_dim, config.hidden, latent, config.activation,
+                                    config.dropout)
+        self.register_buffer("cca_mean1", torch.zeros(latent, dtype=torch.float64))
+        self.register_buffer("cca_weights1", torch.zeros(latent, self.n_components,
                                                          dtype=torch.float64))
 
     def encode(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,9 +90,9 @@ class DCCANetwork(nn.Module):
 
     def correlation(self, h1: torch.Tensor, h2: torch.Tensor) -> torch.Tensor:
         """Sum of the top-k canonical correlations of the batch outputs (0-d, float64)."""
-        return total_correlation(h1, h2, self.n_components, self.hp.reg1, self.hp.reg2)
+        return total_correlation(h1, h2, self.n_components, self.config.reg1, self.config.reg2)
 
-    def loss(self, batch):
+    def loss(self, batch, progress: Progress | None = None):
         correlation = self.correlation(*self.encode(batch))
         return -correlation, {"correlation": correlation}
 
@@ -73,37 +106,18 @@ class DCCANetwork(nn.Module):
         return ((h1.double() - self.cca_mean1) @ self.cca_weights1).float()
 
 
-class DCCA(TorchModel):
-    """Deep CCA; defaults are Wang et al.'s (2015) noisy-MNIST networks, 784-1024-1024-1024-10.
-
-    latent_dim: output size of each network (L). n_components: canonical correlations summed in
-        the objective and kept in the representation (k <= latent_dim; None: all of them, the
-        trace norm). hidden: hidden layer sizes of both networks; activation, dropout: theirs.
-    reg1, reg2: ridge added to the output covariances (S11 + reg1 I) in the objective and in
-        the final linear CCA.
-    Mini-batches should be large (hundreds) for the batch correlation to estimate the population
-    one; set the suite's ``batch_size`` for this model accordingly.
-    """
+class DCCA(TorchModel[DCCAConfig, DCCANetwork]):
+    """Deep CCA; defaults are Wang et al.'s (2015) noisy-MNIST networks, 784-1024-1024-1024-10."""
 
     name = "dcca"
     capabilities = frozenset()
     diagnostics = fitted_correlations
 
-    def __init__(self, latent_dim: int = 10, hidden: Sequence[int] = (1024, 1024, 1024),
-                 n_components: int | None = None, activation: str = "relu", dropout: float = 0.0,
-                 reg1: float = 1e-4, reg2: float = 1e-4):
-        if latent_dim < 1:
-            raise ValueError(f"{self.name}: latent_dim must be >= 1, got {latent_dim}")
-        if n_components is not None and not 1 <= n_components <= latent_dim:
-            raise ValueError(f"{self.name}: n_components={n_components} must lie in "
-                             f"1..latent_dim={latent_dim} (or be None for all)")
-        if reg1 < 0 or reg2 < 0:
-            raise ValueError(f"{self.name}: reg1 and reg2 must be >= 0, got {reg1}, {reg2}")
-        self.latent_dim, self.hidden, self.n_components = latent_dim, tuple(hidden), n_components
-        self.activation, self.dropout, self.reg1, self.reg2 = activation, dropout, reg1, reg2
-
-    def build(self, spec: DataSpec) -> DCCANetwork:
-        return DCCANetwork(spec, self)
+    def unsupported(self, spec: DataSpec) -> str | None:
+        if not spec.missing:
+            return ("needs at least one missing modality to correlate the observed ones with; "
+                    "the data have none")
+        return None
 
     def fit(self, train: Views, valid: Views | None = None, *,
             trainer: TrainConfig = TrainConfig(), n_classes: int | None = None,
@@ -113,7 +127,8 @@ class DCCA(TorchModel):
         report = super().fit(train, valid, trainer=trainer, n_classes=n_classes,
                              on_epoch=on_epoch)
         projection = canonical_projection(moments(*self._outputs(train)),
-                                          self.module_.n_components, self.reg1, self.reg2)
+                                          self.module_.n_components, self.config.reg1,
+                                          self.config.reg2)
         self.module_.set_projection(projection)
         self.train_correlations_ = projection.correlations.cpu().numpy()
         if valid is not None:

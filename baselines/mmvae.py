@@ -43,22 +43,72 @@ Test time (no classifier of its own; scored by the suite's downstream protocol):
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from typing import Literal
 
 import numpy as np
 import torch
+from pydantic import Field, ValidationInfo, field_validator
 from torch import nn
 from torch.distributions import Independent, Laplace
 
 from mmbench import bounds
+from mmbench.config import (Activation, Flag, Fraction, Layers, ModelConfig, NonNegativeReal,
+                            PositiveInt, PositiveReal, per_modality, with_defaults)
 from mmbench.experts import mixture_log_prob, mixture_moments
-from mmbench.model import DataSpec, GaussianStats, PosteriorStats, TorchModel
-from mmbench.nn import likelihood_head, stochastic_mlp
-from mmbench.views import Views
+from mmbench.model import DataSpec, PosteriorTensors, TorchModel
+from mmbench.nn import decoder_layers, likelihood_head, stochastic_mlp
+from mmbench.trainer import Progress
 
 SCALE_FLOOR = 1e-6  # the authors' eta: added to posterior scales, clamps Laplace means in (0, 1)
-OBJECTIVES = ("elbo", "iwae", "dreg")
-LIKELIHOODS = ("laplace", "modality")
+
+
+class MMVAEConfig(ModelConfig):
+    """MMVAE's hyper-parameters (the paper: latent_dim 20; the authors' MNIST: one hidden layer
+    of 400, ReLU, no dropout). Train with the authors' Adam (lr 1e-3, amsgrad) via the suite's
+    ``train`` section."""
+
+    test_params = {"latent_dim": 6, "hidden": (32,)}
+
+    latent_dim: PositiveInt = Field(20, description="size D of z")
+    hidden: Layers = Field((400,), description="hidden layers of every encoder")
+    decoder_hidden: Layers | None = Field(
+        None, description="hidden layers of every decoder (None: hidden reversed)")
+    activation: Activation = Field("relu", description="activation of every hidden layer")
+    dropout: Fraction = Field(0.0, description="dropout rate of every hidden layer")
+    objective: Literal["elbo", "iwae", "dreg"] = Field(
+        "elbo", description="the bound maximised (see the module's docstring)")
+    K: PositiveInt = Field(
+        1, description="samples per expert (the MMVAE paper: 30 for IWAE/DReG; CMMD's: 10)")
+    looser: Flag = Field(
+        False, description="average the per-expert bounds (the iwae and dreg objectives only)")
+    likelihood: Literal["laplace", "modality"] = Field(
+        "laplace", description='"laplace" (the authors\') or "modality" (each modality\'s own '
+                               "family with the fixed scale likelihood_scale)")
+    likelihood_scale: PositiveReal = Field(
+        0.75, description="the likelihoods' fixed scale (the authors': 0.75)")
+    likelihood_weights: per_modality(NonNegativeReal) | None = Field(
+        None, description="lambda_d, the weight of each modality's log-likelihood (None: 1; the "
+                          "authors up-weight MNIST by 3072/784 in MNIST-SVHN)")
+    learn_prior: Flag = Field(
+        True, description="learn the prior's scales (the authors' MNIST-SVHN setting)")
+    z_given_xM: Literal["missing", "joint"] = Field(
+        "missing", description='the posterior reported as z|xM: the mixture of the "missing" '
+                               'modalities\' experts or of all ("joint")')
+
+    @field_validator("looser")
+    @classmethod
+    def _looser_needs_a_multi_sample_bound(cls, looser: bool, info: ValidationInfo) -> bool:
+        if looser and info.data.get("objective") == "elbo":
+            raise ValueError("Input should be false with the elbo objective: with the mixture "
+                             "in log w the ELBO has no looser variant")
+        return looser
+
+
+MMVAEIWAEConfig = with_defaults(
+    MMVAEConfig, "MMVAEIWAEConfig", objective="dreg", K=10,
+    test_params={**MMVAEConfig.test_params, "K": 3},
+    doc="MMVAE's hyper-parameters with the importance-weighted bound and DReG gradients by "
+        "default, K = 10 (the CMMD paper's setting; the MMVAE paper used 30).")
 
 
 def softmax_scale(raw: torch.Tensor) -> torch.Tensor:
@@ -116,34 +166,33 @@ class LaplaceLikelihood(nn.Module):
         return Independent(FixedScaleLaplace(mean, self.scale), 1)
 
 
-def decoder_head(model: "MMVAE", likelihood: str, in_dim: int, out_dim: int) -> nn.Module:
-    """p(x_m | z) for a modality of ``likelihood``: the authors' Laplace, or (``model.likelihood
+def decoder_head(config: MMVAEConfig, likelihood: str, in_dim: int, out_dim: int) -> nn.Module:
+    """p(x_m | z) for a modality of ``likelihood``: the authors' Laplace, or (``config.likelihood
     == "modality"``) its own family with the fixed Gaussian variance ``likelihood_scale ** 2``."""
-    if model.likelihood == "laplace":
-        return LaplaceLikelihood(in_dim, out_dim, model.likelihood_scale, likelihood == "bernoulli")
-    return likelihood_head(likelihood, in_dim, out_dim, model.likelihood_scale ** 2)
+    if config.likelihood == "laplace":
+        return LaplaceLikelihood(in_dim, out_dim, config.likelihood_scale,
+                                 likelihood == "bernoulli")
+    return likelihood_head(likelihood, in_dim, out_dim, config.likelihood_scale ** 2)
 
 
 class MMVAENetwork(nn.Module):
-    def __init__(self, spec: DataSpec, model: "MMVAE"):
+    def __init__(self, spec: DataSpec, config: MMVAEConfig):
         super().__init__()
-        self.spec, self.hp = spec, model
-        self.names = spec.modalities
-        self.weights = spec.per_modality(model.likelihood_weights or {}, 1.0,
-                                         f"{model.name}: likelihood_weights")
-        decoder_hidden = model.hidden[::-1] if model.decoder_hidden is None else model.decoder_hidden
-        act, drop = model.activation, model.dropout
+        self.spec, self.config = spec, config
+        self.weights = spec.per_modality(config.likelihood_weights, 1.0, "likelihood_weights")
+        decoder_hidden = decoder_layers(config.hidden, config.decoder_hidden)
+        act, drop = config.activation, config.dropout
         self.encoders, self.decoders = nn.ModuleDict(), nn.ModuleDict()
-        for m in self.names:
+        for m in spec.modalities:
             self.encoders[m] = stochastic_mlp(
-                spec.dims[m], model.hidden, lambda width: LaplaceExpert(width, model.latent_dim),
-                act, drop)
+                spec.dims[m], config.hidden,
+                lambda width: LaplaceExpert(width, config.latent_dim), act, drop)
             self.decoders[m] = stochastic_mlp(
-                model.latent_dim, decoder_hidden,
-                lambda width: decoder_head(model, spec.likelihoods[m], width, spec.dims[m]),
+                config.latent_dim, decoder_hidden,
+                lambda width: decoder_head(config, spec.likelihoods[m], width, spec.dims[m]),
                 act, drop)
-        self.prior_raw_scale = nn.Parameter(torch.zeros(model.latent_dim),
-                                            requires_grad=model.learn_prior)
+        self.prior_raw_scale = nn.Parameter(torch.zeros(config.latent_dim),
+                                            requires_grad=config.learn_prior)
 
     def experts(self, batch, names) -> tuple[torch.Tensor, torch.Tensor]:
         """(loc, scale) of q(z | x_m) for the modalities ``names``, each (len(names), b, D)."""
@@ -157,21 +206,21 @@ class MMVAENetwork(nn.Module):
     def log_weights(self, batch, detach_posterior: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """(log w, z): K stratified samples z from every expert, (K, M, b, D), and their
         log-weights (K, M, b); the experts' parameters are detached in log q when asked (DReG)."""
-        loc, scale = self.experts(batch, self.names)                       # (M, b, D)
-        z = laplace(loc, scale).rsample((self.hp.K,))                      # (K, M, b, D)
+        loc, scale = self.experts(batch, self.spec.modalities)             # (M, b, D)
+        z = laplace(loc, scale).rsample((self.config.K,))                  # (K, M, b, D)
         if detach_posterior:
             loc, scale = loc.detach(), scale.detach()
         # log q(z | x_m') of every sample under every expert m': (K, M, M', b).
         log_q = laplace(loc, scale).log_prob(z.unsqueeze(2))
         log_w = self.prior().log_prob(z) - mixture_log_prob(log_q, dim=2)
         flat = z.reshape(-1, *z.shape[2:])                                 # (K*M, b, D)
-        for m in self.names:
+        for m in self.spec.modalities:
             log_lik = self.decoders[m](flat).log_prob(batch[m])            # (K*M, b)
             log_w = log_w + self.weights[m] * log_lik.reshape(log_w.shape)
         return log_w, z
 
-    def loss(self, batch):
-        objective, looser = self.hp.objective, self.hp.looser
+    def loss(self, batch, progress: Progress | None = None):
+        objective, looser = self.config.objective, self.config.looser
         dreg = objective == "dreg" and self.training
         log_w, z = self.log_weights(batch, detach_posterior=dreg)
         # The samples a bound pools: all M*K, or (looser) each expert's K, then a mean over M.
@@ -190,57 +239,14 @@ class MMVAENetwork(nn.Module):
         return {m: self.decoders[m](z).mean for m in names}
 
 
-class MMVAE(TorchModel):
-    """MMVAE: mixture-of-experts posterior, Laplace prior and posteriors (Shi et al. 2019).
+class MMVAE(TorchModel[MMVAEConfig, MMVAENetwork]):
+    """MMVAE trained with the stratified ELBO (objective "elbo", K = 1) by default.
 
-    latent_dim: D (the paper: 20). hidden: hidden sizes of every encoder (the authors' MNIST:
-    one layer of 400); decoder_hidden: of every decoder (None: ``hidden`` reversed).
-    activation, dropout: of every hidden layer (authors: ReLU, none).
-    objective: "elbo", "iwae" or "dreg" (see the module's docstring); K: samples per expert
-        (the paper: 30 for its IWAE/DReG runs; the CMMD paper: 10); looser: average the
-        per-expert IWAE bounds (iwae, dreg only).
-    likelihood: "laplace" (the authors') or "modality"; likelihood_scale: their fixed scale
-        (0.75). likelihood_weights: lambda_d per modality name (default 1; the authors up-weight
-        MNIST by 3072/784 in MNIST-SVHN).
-    learn_prior: learn the prior's scales (authors' MNIST-SVHN setting).
-    z_given_xM: the posterior ``posteriors`` reports as z|xM: "missing" or "joint".
-    Train with the authors' Adam (lr 1e-3, amsgrad) via the suite's ``train`` section.
+    A mixture-of-experts posterior, Laplace prior and posteriors (Shi et al. 2019).
     """
 
-    name = "mmvae"
+    name = "mmvae_elbo"
     capabilities = frozenset({"generate", "posteriors"})
-
-    def __init__(self, latent_dim: int = 20, hidden: Sequence[int] = (400,),
-                 decoder_hidden: Sequence[int] | None = None, activation: str = "relu",
-                 dropout: float = 0.0, objective: str = "elbo", K: int = 1, looser: bool = False,
-                 likelihood: str = "laplace", likelihood_scale: float = 0.75,
-                 likelihood_weights: Mapping[str, float] | None = None, learn_prior: bool = True,
-                 z_given_xM: str = "missing"):
-        for option, value, allowed in (("objective", objective, OBJECTIVES),
-                                       ("likelihood", likelihood, LIKELIHOODS),
-                                       ("z_given_xM", z_given_xM, ("missing", "joint"))):
-            if value not in allowed:
-                raise ValueError(f"{self.name}: {option}={value!r}; allowed: {allowed}")
-        if latent_dim < 1 or K < 1:
-            raise ValueError(f"{self.name}: latent_dim and K must be >= 1, got {latent_dim} "
-                             f"and {K}")
-        if likelihood_scale <= 0:
-            raise ValueError(f"{self.name}: likelihood_scale must be > 0, got {likelihood_scale}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"{self.name}: dropout must lie in [0, 1), got {dropout}")
-        if looser and objective == "elbo":
-            raise ValueError(f"{self.name}: looser applies to the iwae and dreg objectives; with "
-                             "the mixture in log w the ELBO has no looser variant")
-        self.latent_dim, self.hidden = latent_dim, tuple(hidden)
-        self.decoder_hidden = None if decoder_hidden is None else tuple(decoder_hidden)
-        self.activation, self.dropout = activation, dropout
-        self.objective, self.K, self.looser = objective, K, looser
-        self.likelihood, self.likelihood_scale = likelihood, likelihood_scale
-        self.likelihood_weights = None if likelihood_weights is None else dict(likelihood_weights)
-        self.learn_prior, self.z_given_xM = learn_prior, z_given_xM
-
-    def build(self, spec: DataSpec) -> MMVAENetwork:
-        return MMVAENetwork(spec, self)
 
     def _observed_mean(self, batch) -> torch.Tensor:
         return self.module_.experts(batch, self.spec_.observed)[0].mean(0)
@@ -254,49 +260,31 @@ class MMVAE(TorchModel):
         return self.batched(
             lambda b: self.module_.decode_means(self._observed_mean(b), self.spec_.missing), xO)
 
-    def posteriors(self, views: Views) -> PosteriorStats:
+    def batch_posteriors(self, batch) -> PosteriorTensors:
         """Moment-matched Gaussians of the observed experts' mixture (z|xO) and of the missing
         (or all) experts' mixture (z|xM); fixed decoder log-variances of the Gaussian missing
         modalities (see the module's docstring)."""
-        given_xM = self.spec_.missing if self.z_given_xM == "missing" else self.module_.names
+        config = self.config
+        given_xM = self.spec_.missing if config.z_given_xM == "missing" else self.spec_.modalities
 
-        def moment_matched(batch, names):
+        def moment_matched(names):
             loc, scale = self.module_.experts(batch, names)
             mean, variance = mixture_moments(loc, 2 * scale ** 2)
             return mean, variance.log()
 
-        def stats(batch):
-            out = dict(zip(("mean_o", "logvar_o"), moment_matched(batch, self.spec_.observed)))
-            if given_xM:
-                out.update(zip(("mean_m", "logvar_m"), moment_matched(batch, given_xM)))
-            return out
-
-        out = self.batched(stats, views.data)
-        gaussian_missing = self.spec_.gaussian_missing
+        z_given_xO = moment_matched(self.spec_.observed)
         decoder_logvar = None
-        if gaussian_missing:
-            variance = self.likelihood_scale ** 2 * (2 if self.likelihood == "laplace" else 1)
-            width = sum(self.spec_.missing[m] for m in gaussian_missing)
-            decoder_logvar = np.full((views.n, width), math.log(variance), dtype=np.float32)
-        return PosteriorStats(
-            GaussianStats(out["mean_o"], out["logvar_o"]),
-            GaussianStats(out["mean_m"], out["logvar_m"]) if given_xM else None,
-            decoder_logvar)
-
-
-class MMVAEELBO(MMVAE):
-    """MMVAE trained with the stratified ELBO (objective "elbo", K = 1)."""
-
-    name = "mmvae_elbo"
+        width = sum(self.spec_.missing[m] for m in self.spec_.gaussian_missing)
+        if width:
+            variance = config.likelihood_scale ** 2 * (2 if config.likelihood == "laplace" else 1)
+            decoder_logvar = z_given_xO[0].new_full((z_given_xO[0].shape[0], width),
+                                                    math.log(variance))
+        return PosteriorTensors(z_given_xO, moment_matched(given_xM) if given_xM else None,
+                                decoder_logvar)
 
 
 class MMVAEIWAE(MMVAE):
-    """MMVAE trained with the importance-weighted bound and DReG gradients (K = 10).
-
-    Defaults: objective "dreg" and K = 10, the CMMD paper's setting (the MMVAE paper used 30).
-    """
+    """MMVAE trained with the importance-weighted bound and DReG gradients (K = 10)."""
 
     name = "mmvae_iwae"
-
-    def __init__(self, objective: str = "dreg", K: int = 10, **params):
-        super().__init__(objective=objective, K=K, **params)
+    config_class = MMVAEIWAEConfig

@@ -15,11 +15,11 @@ by masking the stacked experts, and each decoder runs once on the samples of the
 contain its modality.
 
 KL annealing: beta rises linearly from 1/(A N) to 1 over the first A = ``annealing_epochs``
-epochs of N mini-batches, as in the authors' code. The trainer gives the loss no epoch, so the
-network counts its own optimisation steps: a ``step`` buffer incremented by every loss computed
-in training mode; ``fit`` tells the network N. In evaluation mode (the validation loss) beta = 1,
-the true bound, so that early stopping compares the same objective throughout (the authors' test
-loss also uses beta = 1); the validation loss also leaves out the random subsets.
+epochs of N mini-batches, as in the authors' code: at optimisation step s (from 0, over the whole
+fit; the trainer's :class:`mmbench.trainer.Progress`), beta = min((s + 1) / (A N), 1). Without a
+progress (the validation loss) beta = 1, the true bound, so that early stopping compares the same
+objective throughout (the authors' test loss also uses beta = 1); the validation loss (evaluation
+mode) also leaves out the random subsets.
 
 Test time (no classifier of its own; scored by the suite's downstream protocol):
 - ``represent(xO)``: the mean of the product posterior given xO only (prior expert included);
@@ -33,42 +33,69 @@ Test time (no classifier of its own; scored by the suite's downstream protocol):
 """
 from __future__ import annotations
 
-import math
-from typing import Mapping, Sequence
+from typing import Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import nn
 
+from mmbench.config import (Activation, Fraction, Layers, ModelConfig, NonNegativeInt,
+                            NonNegativeReal, PositiveInt, PositiveReal, choice_or_number,
+                            per_modality)
 from mmbench.divergences import gaussian_kl_per_dim
 from mmbench.experts import product_of_experts
-from mmbench.model import DataSpec, GaussianStats, PosteriorStats, TorchModel
-from mmbench.nn import GaussianHead, gaussian_posterior, likelihood_head, stochastic_mlp
-from mmbench.trainer import EpochCallback, FitReport, TrainConfig
-from mmbench.views import Views
+from mmbench.model import DataSpec, PosteriorTensors, TorchModel
+from mmbench.nn import (GaussianHead, decoder_layers, gaussian_logvars, gaussian_posterior,
+                        likelihood_head, stochastic_mlp)
+from mmbench.trainer import Progress
+
+
+class MVAEConfig(ModelConfig):
+    """MVAE's hyper-parameters (the authors' MNIST: latent_dim 64, 2 x 512 swish, no dropout)."""
+
+    test_params = {"latent_dim": 6, "hidden": (32,)}
+
+    latent_dim: PositiveInt = Field(64, description="size of z")
+    hidden: Layers = Field((512, 512), description="hidden layers of every encoder")
+    decoder_hidden: Layers | None = Field(
+        None, description="hidden layers of every decoder (None: hidden reversed)")
+    activation: Activation = Field(
+        "silu", description='activation of every hidden layer ("silu" is the authors\' Swish)')
+    dropout: Fraction = Field(0.0, description="dropout rate of every hidden layer")
+    decoder_variance: choice_or_number(Literal["input", "shared"], PositiveReal) = Field(
+        "shared", description='variance of Gaussian modalities: "shared" (one learned per '
+                              'feature), "input" (a function of z) or a fixed variance')
+    annealing_epochs: NonNegativeInt = Field(
+        200, description="epochs over which the KL weight rises linearly to 1 (authors: 200 of "
+                         "500; 0: no annealing)")
+    n_random_subsets: NonNegativeInt = Field(
+        2, description="random subsets of modalities per batch, for more than 2 modalities")
+    likelihood_weights: per_modality(NonNegativeReal) | None = Field(
+        None, description="lambda_m, the weight of each modality's log-likelihood (None: 1)")
+    z_given_xM: Literal["missing", "joint"] = Field(
+        "missing", description='the posterior reported as z|xM: "missing" (the product of the '
+                               'missing modalities\' experts and the prior) or "joint" (of all)')
 
 
 class MVAENetwork(nn.Module):
-    def __init__(self, spec: DataSpec, model: "MVAE", steps_per_epoch: int):
+    def __init__(self, spec: DataSpec, config: MVAEConfig):
         super().__init__()
-        self.spec, self.hp = spec, model
+        self.spec, self.config = spec, config
         self.names = spec.modalities
-        self.weights = spec.per_modality(model.likelihood_weights or {}, 1.0,
-                                         f"{model.name}: likelihood_weights")
-        latent, act, drop = model.latent_dim, model.activation, model.dropout
+        self.weights = spec.per_modality(config.likelihood_weights, 1.0, "likelihood_weights")
+        latent, act, drop = config.latent_dim, config.activation, config.dropout
         self.encoders = nn.ModuleDict({
-            m: stochastic_mlp(spec.dims[m], model.hidden,
+            m: stochastic_mlp(spec.dims[m], config.hidden,
                               lambda w: GaussianHead(w, latent, "input"), act, drop)
             for m in self.names})
-        decoder_hidden = model.hidden[::-1] if model.decoder_hidden is None else model.decoder_hidden
+        decoder_hidden = decoder_layers(config.hidden, config.decoder_hidden)
         self.decoders = nn.ModuleDict({
             m: stochastic_mlp(latent, decoder_hidden,
                               lambda w, m=m: likelihood_head(spec.likelihoods[m], w, spec.dims[m],
-                                                             model.decoder_variance),
+                                                             config.decoder_variance),
                               act, drop)
             for m in self.names})
-        self.annealing_steps = model.annealing_epochs * steps_per_epoch
-        self.register_buffer("step", torch.zeros((), dtype=torch.long))
         # The fixed subsets: all modalities, then each one alone.
         n = len(self.names)
         self.fixed_subsets = [tuple(range(n))] + ([(j,) for j in range(n)] if n > 1 else [])
@@ -84,20 +111,22 @@ class MVAENetwork(nn.Module):
         n = len(self.names)
         if n <= 2 or not self.training:
             return []
-        sizes = torch.randint(2, n, (self.hp.n_random_subsets,)).tolist()
+        sizes = torch.randint(2, n, (self.config.n_random_subsets,)).tolist()
         return [tuple(sorted(torch.randperm(n)[:size].tolist())) for size in sizes]
 
-    def kl_weight(self) -> torch.Tensor:
-        """beta: linear from 1/annealing_steps to 1 in training, 1 in evaluation."""
-        if not self.training or self.annealing_steps == 0:
-            return torch.ones((), device=self.step.device)
-        return torch.clamp((self.step + 1).float() / self.annealing_steps, max=1.0)
+    def kl_weight(self, progress: Progress | None) -> float:
+        """beta: (step + 1) / (annealing_epochs x steps per epoch), at most 1, in training; 1
+        without a progress (evaluation) or without annealing."""
+        epochs = self.config.annealing_epochs
+        if progress is None or epochs == 0:
+            return 1.0
+        return min((progress.step + 1) / (epochs * progress.steps_per_epoch), 1.0)
 
-    def subset_indices(self, subsets) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def subset_indices(self, subsets, device: torch.device) -> tuple[torch.Tensor,
+                                                                      list[torch.Tensor]]:
         """The (S, M) membership mask of the subsets and, per modality, the indices of the
-        subsets that contain it, on the device. Built on the host and copied without waiting for
+        subsets that contain it, on ``device``. Built on the host and copied without waiting for
         the device's queue (a blocking copy would be a sync per step on a GPU)."""
-        device = self.step.device
         mask = torch.tensor([[float(j in subset) for j in range(len(self.names))]
                              for subset in subsets])
         rows = [torch.tensor([s for s, subset in enumerate(subsets) if j in subset])
@@ -105,9 +134,9 @@ class MVAENetwork(nn.Module):
         return (mask.to(device, non_blocking=True),
                 [r.to(device, non_blocking=True) for r in rows])
 
-    def loss(self, batch):
+    def loss(self, batch, progress: Progress | None = None):
         subsets = self.fixed_subsets + self.random_subsets()
-        mask, rows_of = self.subset_indices(subsets)
+        mask, rows_of = self.subset_indices(subsets, batch[self.names[0]].device)
         mean, logvar = product_of_experts(*self.experts(batch, self.names), mask)
         z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)           # (S, b, d)
         zeros = torch.zeros_like(mean)
@@ -116,9 +145,8 @@ class MVAENetwork(nn.Module):
         for m, rows in zip(self.names, rows_of):
             decoded = self.decoders[m](z.index_select(0, rows))               # batch (S_m, b)
             log_lik = log_lik.index_add(0, rows, self.weights[m] * decoded.log_prob(batch[m]))
-        beta = self.kl_weight()
-        if self.training:
-            self.step += 1
+        # A 0-d tensor filled on the device (no host-to-device copy), float32 like the KL.
+        beta = kl.new_full((), self.kl_weight(progress))
         loss = (-log_lik + beta * kl).mean(1).sum()
         return loss, {"reconstruction": -log_lik.mean(1).sum(), "kl": kl.mean(1).sum(),
                       "kl_weight": beta, "joint_negative_elbo": (kl[0] - log_lik[0]).mean()}
@@ -127,56 +155,11 @@ class MVAENetwork(nn.Module):
         return {m: self.decoders[m](z).mean for m in names}
 
 
-class MVAE(TorchModel):
-    """Multimodal VAE with a product-of-experts posterior (Wu & Goodman 2018).
-
-    latent_dim: size of z (the authors' MNIST: 64). hidden: hidden sizes of every encoder;
-    decoder_hidden: of every decoder (None: ``hidden`` reversed). activation: of every hidden
-    layer ("silu" is the authors' Swish). dropout: on every hidden layer (authors: none).
-    decoder_variance: of Gaussian modalities: "shared" (one learned variance per feature),
-        "input" (a function of z) or a float (fixed variance).
-    annealing_epochs: epochs over which the KL weight rises linearly to 1 (authors: 200 of 500;
-        0: no annealing). n_random_subsets: random subsets per batch for M > 2 modalities.
-    likelihood_weights: lambda_m per modality name (default 1 each).
-    z_given_xM: the posterior that ``posteriors`` reports as z|xM: "missing" (product of the
-        missing modalities' experts and the prior) or "joint" (of all modalities).
-    """
+class MVAE(TorchModel[MVAEConfig, MVAENetwork]):
+    """Multimodal VAE with a product-of-experts posterior (Wu & Goodman 2018)."""
 
     name = "mvae"
     capabilities = frozenset({"generate", "posteriors"})
-    # Set by ``fit``; a network rebuilt from a checkpoint does not train, so needs none.
-    steps_per_epoch_: int = 0
-
-    def __init__(self, latent_dim: int = 64, hidden: Sequence[int] = (512, 512),
-                 decoder_hidden: Sequence[int] | None = None, activation: str = "silu",
-                 dropout: float = 0.0, decoder_variance: str | float = "shared",
-                 annealing_epochs: int = 200, n_random_subsets: int = 2,
-                 likelihood_weights: Mapping[str, float] | None = None,
-                 z_given_xM: str = "missing"):
-        if latent_dim < 1:
-            raise ValueError(f"mvae: latent_dim must be >= 1, got {latent_dim}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"mvae: dropout must lie in [0, 1), got {dropout}")
-        if annealing_epochs < 0 or n_random_subsets < 0:
-            raise ValueError(f"mvae: annealing_epochs and n_random_subsets must be >= 0, got "
-                             f"{annealing_epochs} and {n_random_subsets}")
-        if z_given_xM not in ("missing", "joint"):
-            raise ValueError(f"mvae: z_given_xM={z_given_xM!r}; allowed: 'missing', 'joint'")
-        self.latent_dim, self.hidden = latent_dim, tuple(hidden)
-        self.decoder_hidden = None if decoder_hidden is None else tuple(decoder_hidden)
-        self.activation, self.dropout, self.decoder_variance = activation, dropout, decoder_variance
-        self.annealing_epochs, self.n_random_subsets = annealing_epochs, n_random_subsets
-        self.likelihood_weights = None if likelihood_weights is None else dict(likelihood_weights)
-        self.z_given_xM = z_given_xM
-
-    def build(self, spec: DataSpec) -> MVAENetwork:
-        return MVAENetwork(spec, self, self.steps_per_epoch_)
-
-    def fit(self, train: Views, valid: Views | None = None, *,
-            trainer: TrainConfig = TrainConfig(), n_classes: int | None = None,
-            on_epoch: EpochCallback | None = None) -> FitReport:
-        self.steps_per_epoch_ = math.ceil(train.n / trainer.batch_size)
-        return super().fit(train, valid, trainer=trainer, n_classes=n_classes, on_epoch=on_epoch)
 
     def _posterior(self, batch, names) -> tuple[torch.Tensor, torch.Tensor]:
         return product_of_experts(*self.module_.experts(batch, names))
@@ -190,26 +173,15 @@ class MVAE(TorchModel):
         return self.batched(lambda b: self.module_.decode_means(
             self._posterior(b, self.spec_.observed)[0], self.spec_.missing), xO)
 
-    def posteriors(self, views: Views) -> PosteriorStats:
+    def batch_posteriors(self, batch) -> PosteriorTensors:
         """z|xO: product posterior given xO; z|xM: given xM (or all, see ``z_given_xM``; None
         when the data have no missing modality); decoder log-variances of the Gaussian missing
         modalities at the mean of z|xO."""
-        given_xM = self.spec_.missing if self.z_given_xM == "missing" else self.module_.names
+        given_xM = (self.spec_.missing if self.config.z_given_xM == "missing"
+                    else self.spec_.modalities)
+        mean, logvar = self._posterior(batch, self.spec_.observed)
         gaussian_missing = self.spec_.gaussian_missing
-
-        def stats(batch):
-            mean, logvar = self._posterior(batch, self.spec_.observed)
-            out = {"mean_o": mean, "logvar_o": logvar}
-            if given_xM:
-                out["mean_m"], out["logvar_m"] = self._posterior(batch, given_xM)
-            if gaussian_missing:
-                out["decoder_logvar"] = torch.cat(
-                    [gaussian_posterior(self.module_.decoders[m](mean))[1]
-                     for m in gaussian_missing], dim=1)
-            return out
-
-        out = self.batched(stats, views.data)
-        return PosteriorStats(
-            GaussianStats(out["mean_o"], out["logvar_o"]),
-            GaussianStats(out["mean_m"], out["logvar_m"]) if given_xM else None,
-            out.get("decoder_logvar"))
+        decoded = {m: self.module_.decoders[m](mean) for m in gaussian_missing}
+        return PosteriorTensors((mean, logvar),
+                                self._posterior(batch, given_xM) if given_xM else None,
+                                gaussian_logvars(decoded, gaussian_missing))

@@ -5,53 +5,53 @@ latent size (the representation), then the classifier's MLP.
 """
 from __future__ import annotations
 
-from typing import Sequence
-
 import numpy as np
+from pydantic import Field
 from torch import nn
 
+from mmbench.config import Activation, Fraction, Layers, ModelConfig, PositiveInt
 from mmbench.model import DataSpec, TorchModel, concat
 from mmbench.nn import MLP, CategoricalHead, class_probabilities, stochastic_mlp
+from mmbench.trainer import Progress
+
+
+class MxOConfig(ModelConfig):
+    """M-xO's hyper-parameters: CMMD's test-time capacity by default."""
+
+    test_params = {"hidden": (32,), "latent_dim": 6, "classifier_hidden": (16,)}
+
+    hidden: Layers = Field((1024, 1024, 1024),
+                           description="hidden layers on xO (CMMD's prior_hidden)")
+    latent_dim: PositiveInt = Field(50, description="size of the representation")
+    classifier_hidden: Layers = Field((50, 50), description="hidden layers of the classifier")
+    activation: Activation = Field("softplus", description="activation of every hidden layer")
+    dropout: Fraction = Field(0.2, description="dropout rate of every hidden layer")
 
 
 class MxONetwork(nn.Module):
-    def __init__(self, spec: DataSpec, model: "MxO"):
+    def __init__(self, spec: DataSpec, config: MxOConfig):
         super().__init__()
         self.spec = spec
-        body = MLP(spec.observed_dim, model.hidden, model.activation, model.dropout)
-        self.encoder = nn.Sequential(body, nn.Linear(body.out_dim, model.latent_dim))
+        body = MLP(spec.observed_dim, config.hidden, config.activation, config.dropout)
+        self.encoder = nn.Sequential(body, nn.Linear(body.out_dim, config.latent_dim))
         self.classifier = stochastic_mlp(
-            model.latent_dim, model.classifier_hidden,
+            config.latent_dim, config.classifier_hidden,
             lambda width: CategoricalHead(width, spec.n_classes, spec.multilabel),
-            model.activation, model.dropout)
+            config.activation, config.dropout)
 
     def predict(self, batch):
         return self.classifier(self.encoder(concat(batch, self.spec.observed)))
 
-    def loss(self, batch):
+    def loss(self, batch, progress: Progress | None = None):
         nll = -self.predict(batch).log_prob(batch["y"]).mean()
         return nll, {"classification": nll}
 
 
-class MxO(TorchModel):
-    """Supervised classifier p(y | xO).
-
-    hidden: the observed-modality MLP (CMMD's prior_hidden); latent_dim: the representation size;
-    classifier_hidden: CMMD's classifier MLP. Same activation and dropout as CMMD by default.
-    """
+class MxO(TorchModel[MxOConfig, MxONetwork]):
+    """Supervised classifier p(y | xO)."""
 
     name = "mxo"
     capabilities = frozenset({"classify"})
-
-    def __init__(self, hidden: Sequence[int] = (1024, 1024, 1024), latent_dim: int = 50,
-                 classifier_hidden: Sequence[int] = (50, 50), activation: str = "softplus",
-                 dropout: float = 0.2):
-        self.hidden, self.latent_dim = tuple(hidden), latent_dim
-        self.classifier_hidden = tuple(classifier_hidden)
-        self.activation, self.dropout = activation, dropout
-
-    def build(self, spec: DataSpec) -> MxONetwork:
-        return MxONetwork(spec, self)
 
     def represent(self, xO) -> np.ndarray:
         return self.batched(lambda b: self.module_.encoder(concat(b, self.spec_.observed)), xO)

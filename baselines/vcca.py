@@ -24,19 +24,55 @@ Test time (no classifier of its own; scored by the suite's downstream protocol o
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Literal, Mapping, Sequence
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import nn
 from torch.distributions import kl_divergence
 
-from mmbench.model import DataSpec, GaussianStats, PosteriorStats, TorchModel, concat
-from mmbench.nn import (MLP, Dropout, GaussianHead, gaussian_posterior, likelihood_head,
-                        standard_normal_like, stochastic_mlp)
-from mmbench.views import Views
+from mmbench.config import (Activation, Fraction, Layers, ModelConfig, PositiveInt, PositiveReal,
+                            choice_or_number, per_modality)
+from mmbench.model import DataSpec, PosteriorTensors, TorchModel, concat
+from mmbench.nn import (MLP, Dropout, GaussianHead, decoder_layers, gaussian_logvars,
+                        gaussian_posterior, likelihood_head, standard_normal_like,
+                        stochastic_mlp)
+from mmbench.trainer import Progress
 
-DecoderVariance = str | float | Mapping[str, str | float]
+
+class VCCAConfig(ModelConfig):
+    """VCCA's hyper-parameters (Wang et al.: latent_dim 40 on MNIST, 70 on XRMB)."""
+
+    test_params = {"latent_dim": 6, "hidden": (32,)}
+
+    latent_dim: PositiveInt = Field(40, description="size of the shared latent z")
+    hidden: Layers = Field((1024, 1024, 1024), description="hidden layers of every encoder")
+    decoder_hidden: Layers | None = Field(
+        None, description="hidden layers of every decoder (None: hidden reversed)")
+    activation: Activation = Field("relu", description="activation of every hidden layer")
+    dropout: Fraction = Field(
+        0.2, description="dropout rate of every hidden layer (the paper tunes 0-0.4)")
+    latent_dropout: Fraction = Field(
+        0.0, description="dropout rate on the sampled latents fed to the decoders")
+    decoder_variance: per_modality(choice_or_number(Literal["input", "shared"],
+                                                    PositiveReal)) = Field(
+        "shared", description='variance of Gaussian modalities: "shared" (learned, one per '
+                              'feature; the paper\'s MNIST view 2), "input" (a function of the '
+                              "code) or a fixed variance; per modality e.g. XRMB's fixed stds "
+                              "1.0 and 0.1: {x1: 1.0, x2: 0.01}")
+
+
+class VCCAPrivateConfig(VCCAConfig):
+    """VCCA's hyper-parameters, and the private latents' (Wang et al.: private_dim 30 on MNIST,
+    10 on XRMB)."""
+
+    test_params = {**VCCAConfig.test_params, "private_dim": 4}
+
+    private_dim: PositiveInt = Field(30, description="size of each private latent h1, h2")
+    representation: Literal["shared", "shared+private"] = Field(
+        "shared", description='what represent returns: "shared" (E[z | x1], the paper\'s choice) '
+                              'or "shared+private" ([E[z | x1], E[h1 | x1]])')
 
 
 class ViewDecoder(nn.Module):
@@ -57,33 +93,33 @@ class ViewDecoder(nn.Module):
 
 
 class VCCANetwork(nn.Module):
-    def __init__(self, spec: DataSpec, model: "VCCA"):
+    def __init__(self, spec: DataSpec, config: VCCAConfig):
         super().__init__()
         self.spec = spec
-        self.private_dim = model.private_dim
-        act, drop = model.activation, model.dropout
-        decoder_hidden = model.hidden[::-1] if model.decoder_hidden is None else model.decoder_hidden
-        variances = spec.per_modality(model.decoder_variance, "shared",
-                                      f"{model.name}: decoder_variance")
+        self.private_dim = (config.private_dim if isinstance(config, VCCAPrivateConfig)
+                            else 0)
+        act, drop = config.activation, config.dropout
+        decoder_hidden = decoder_layers(config.hidden, config.decoder_hidden)
+        variances = spec.per_modality(config.decoder_variance, "shared", "decoder_variance")
         # The views that exist: x1 = the observed modalities, x2 = the missing ones (if any).
         self.views = {"x1": spec.observed, **({"x2": spec.missing} if spec.missing else {})}
 
         def gaussian(latent):
             return lambda width: GaussianHead(width, latent, "input")
 
-        self.shared_encoder = stochastic_mlp(spec.observed_dim, model.hidden,
-                                             gaussian(model.latent_dim), act, drop)
+        self.shared_encoder = stochastic_mlp(spec.observed_dim, config.hidden,
+                                             gaussian(config.latent_dim), act, drop)
         if self.private_dim:
             self.private_encoders = nn.ModuleDict({
-                view: stochastic_mlp(sum(spec.dims[m] for m in names), model.hidden,
+                view: stochastic_mlp(sum(spec.dims[m] for m in names), config.hidden,
                                      gaussian(self.private_dim), act, drop)
                 for view, names in self.views.items()})
         self.decoders = nn.ModuleDict({
-            view: ViewDecoder(model.latent_dim + self.private_dim, decoder_hidden,
+            view: ViewDecoder(config.latent_dim + self.private_dim, decoder_hidden,
                               {m: spec.dims[m] for m in names}, spec.likelihoods, variances,
                               act, drop)
             for view, names in self.views.items()})
-        self.latent_dropout = Dropout(model.latent_dropout)
+        self.latent_dropout = Dropout(config.latent_dropout)
 
     def shared_posterior(self, batch):
         return self.shared_encoder(concat(batch, self.spec.observed))
@@ -91,7 +127,7 @@ class VCCANetwork(nn.Module):
     def private_posterior(self, batch, view: str):
         return self.private_encoders[view](concat(batch, self.views[view]))
 
-    def loss(self, batch):
+    def loss(self, batch, progress: Progress | None = None):
         q_z = self.shared_posterior(batch)
         z = q_z.rsample()
         kl = {"kl_z": kl_divergence(q_z, standard_normal_like(z))}
@@ -119,39 +155,11 @@ class VCCANetwork(nn.Module):
         return self.decoders["x2"](z)
 
 
-class VCCA(TorchModel):
-    """Variational CCA: z inferred from view 1 (xO) only, decoders for both views.
-
-    latent_dim: size of z (Wang et al.: 40 on MNIST, 70 on XRMB). hidden: hidden sizes of every
-    encoder; decoder_hidden: of every decoder (None: ``hidden`` reversed). activation: of every
-    hidden layer. dropout: on every hidden layer (the paper tunes 0-0.4); latent_dropout: on the
-    sampled latents fed to the decoders.
-    decoder_variance: of Gaussian modalities: "shared" (learned, one per feature; the paper's
-        MNIST view 2), "input" (a function of the code), a float (fixed variance), or a mapping
-        modality name -> one of these, e.g. XRMB's fixed stds 1.0 and 0.1: {x1: 1.0, x2: 0.01}.
-    """
+class VCCA(TorchModel[VCCAConfig, VCCANetwork]):
+    """Variational CCA: z inferred from view 1 (xO) only, decoders for both views."""
 
     name = "vcca"
     capabilities = frozenset({"generate", "posteriors"})
-    private_dim = 0  # no private latents (see VCCAPrivate)
-
-    def __init__(self, latent_dim: int = 40, hidden: Sequence[int] = (1024, 1024, 1024),
-                 decoder_hidden: Sequence[int] | None = None, activation: str = "relu",
-                 dropout: float = 0.2, latent_dropout: float = 0.0,
-                 decoder_variance: DecoderVariance = "shared"):
-        if latent_dim < 1:
-            raise ValueError(f"{self.name}: latent_dim must be >= 1, got {latent_dim}")
-        for option, value in (("dropout", dropout), ("latent_dropout", latent_dropout)):
-            if not 0.0 <= value < 1.0:
-                raise ValueError(f"{self.name}: {option} must lie in [0, 1), got {value}")
-        self.latent_dim, self.hidden = latent_dim, tuple(hidden)
-        self.decoder_hidden = None if decoder_hidden is None else tuple(decoder_hidden)
-        self.activation, self.dropout, self.latent_dropout = activation, dropout, latent_dropout
-        self.decoder_variance = (dict(decoder_variance) if isinstance(decoder_variance, Mapping)
-                                 else decoder_variance)
-
-    def build(self, spec: DataSpec) -> VCCANetwork:
-        return VCCANetwork(spec, self)
 
     def _shared_mean(self, batch) -> torch.Tensor:
         return self.module_.shared_posterior(batch).base_dist.loc
@@ -162,63 +170,33 @@ class VCCA(TorchModel):
 
     def generate(self, xO) -> dict[str, np.ndarray]:
         """Means of p(x2 | z = E[z | x1], h2 = 0) per missing modality."""
-        return self.batched(
-            lambda b: {m: d.mean for m, d in self.module_.decode_missing(self._shared_mean(b)).items()},
-            xO)
+        def decode_means(batch):
+            decoded = self.module_.decode_missing(self._shared_mean(batch))
+            return {m: d.mean for m, d in decoded.items()}
+        return self.batched(decode_means, xO)
 
-    def posteriors(self, views: Views) -> PosteriorStats:
+    def batch_posteriors(self, batch) -> PosteriorTensors:
         """z|xO = q(z | x1); z|xM = q(h2 | x2) (VCCA-private) or None (VCCA); decoder
         log-variances of the Gaussian missing modalities (see the module's docstring)."""
-        private = bool(self.module_.private_dim) and bool(self.spec_.missing)
-        gaussian_missing = self.spec_.gaussian_missing
-
-        def stats(batch):
-            mean, logvar = gaussian_posterior(self.module_.shared_posterior(batch))
-            out = {"mean_z": mean, "logvar_z": logvar}
-            h2 = None
-            if private:
-                h2, out["logvar_h2"] = gaussian_posterior(self.module_.private_posterior(batch, "x2"))
-                out["mean_h2"] = h2
-            if gaussian_missing:
-                decoded = self.module_.decode_missing(mean, h2)
-                out["decoder_logvar"] = torch.cat(
-                    [gaussian_posterior(decoded[m])[1] for m in gaussian_missing], dim=1)
-            return out
-
-        out = self.batched(stats, views.data)
-        return PosteriorStats(GaussianStats(out["mean_z"], out["logvar_z"]),
-                              GaussianStats(out["mean_h2"], out["logvar_h2"]) if private else None,
-                              out.get("decoder_logvar"))
+        mean, logvar = gaussian_posterior(self.module_.shared_posterior(batch))
+        private = None
+        if self.module_.private_dim and self.spec_.missing:
+            private = gaussian_posterior(self.module_.private_posterior(batch, "x2"))
+        decoded = self.module_.decode_missing(mean, None if private is None else private[0])
+        return PosteriorTensors((mean, logvar), private,
+                                gaussian_logvars(decoded, self.spec_.gaussian_missing))
 
 
 class VCCAPrivate(VCCA):
-    """VCCA with private latents h1 ~ q(h1 | x1) and h2 ~ q(h2 | x2).
-
-    The hyper-parameters of :class:`VCCA`, and
-    private_dim: size of each private latent (Wang et al.: 30 on MNIST, 10 on XRMB).
-    representation: what ``represent`` returns: "shared" (E[z | x1], the paper's choice) or
-        "shared+private" ([E[z | x1], E[h1 | x1]]).
-    """
+    """VCCA with private latents h1 ~ q(h1 | x1) and h2 ~ q(h2 | x2)."""
 
     name = "vcca_private"
-
-    def __init__(self, latent_dim: int = 40, private_dim: int = 30,
-                 hidden: Sequence[int] = (1024, 1024, 1024),
-                 decoder_hidden: Sequence[int] | None = None, activation: str = "relu",
-                 dropout: float = 0.2, latent_dropout: float = 0.0,
-                 decoder_variance: DecoderVariance = "shared", representation: str = "shared"):
-        super().__init__(latent_dim, hidden, decoder_hidden, activation, dropout, latent_dropout,
-                         decoder_variance)
-        if private_dim < 1:
-            raise ValueError(f"vcca_private: private_dim must be >= 1, got {private_dim}")
-        if representation not in ("shared", "shared+private"):
-            raise ValueError(f"vcca_private: representation={representation!r}; allowed: "
-                             "'shared', 'shared+private'")
-        self.private_dim, self.representation = private_dim, representation
+    config_class = VCCAPrivateConfig
+    config: VCCAPrivateConfig
 
     def represent(self, xO) -> np.ndarray:
         """E[z | x1], (n, latent_dim), or [E[z | x1], E[h1 | x1]], (n, latent_dim + private_dim)."""
-        if self.representation == "shared":
+        if self.config.representation == "shared":
             return super().represent(xO)
         return self.batched(lambda b: torch.cat(
             [self._shared_mean(b), self.module_.private_posterior(b, "x1").base_dist.loc], 1), xO)

@@ -38,7 +38,8 @@ def official_cmmd_kl(q: torch.distributions.Independent,
 
 def gaussian_kernel(x: torch.Tensor, y: torch.Tensor, bandwidth: float) -> torch.Tensor:
     """k(x_i, y_j) = exp(-||x_i - y_j||^2 / bandwidth) for x (n, d), y (m, d); returns (n, m)."""
-    # Expanded form instead of cdist: its gradient is NaN at zero distance (the diagonal of k(x, x)).
+    # Expanded form instead of cdist: its gradient is NaN at zero distance (the diagonal of
+    # k(x, x)).
     squared = (x * x).sum(1, keepdim=True) + (y * y).sum(1) - 2 * x @ y.T
     return torch.exp(-squared.clamp_min(0) / bandwidth)
 

@@ -11,15 +11,16 @@ Capabilities a model declares:
 """
 from __future__ import annotations
 
-import inspect
+import typing
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, ClassVar, Generic, Iterator, Mapping, TypeVar, cast
 
 import numpy as np
 import torch
 from torch import nn
 
+from mmbench.config import ModelConfig, build_config
 from mmbench.stats import GaussianStats, PosteriorStats
 from mmbench.trainer import EpochCallback, FitReport, TrainConfig, Trainer, resolve_device
 from mmbench.views import Views
@@ -74,9 +75,12 @@ class DataSpec:
         return [m for m in self.missing if self.likelihoods[m] == "gaussian"]
 
     def per_modality(self, setting: Any, default: Any, field: str) -> dict[str, Any]:
-        """A hyper-parameter's value for every modality: ``setting`` for all, or, when it is a
-        mapping modality name -> value, its value and ``default`` for the modalities it does not
-        name. A name that is not a modality of the data is an error naming ``field``."""
+        """A hyper-parameter's value for every modality: ``setting`` for all, ``default`` for all
+        when it is None, or, when it is a mapping modality name -> value, its value and
+        ``default`` for the modalities it does not name. A name that is not a modality of the
+        data is an error naming ``field``."""
+        if setting is None:
+            return {m: default for m in self.modalities}
         if not isinstance(setting, Mapping):
             return {m: setting for m in self.modalities}
         unknown = sorted(set(setting) - set(self.modalities))
@@ -86,28 +90,43 @@ class DataSpec:
         return {m: setting.get(m, default) for m in self.modalities}
 
 
-def init_parameters(cls: type) -> dict[str, Any]:
-    """The hyper-parameters of a model class and their defaults: the arguments of its
-    ``__init__`` and, when that passes ``**params`` on to its parent (a variant that only changes
-    defaults), the parent's."""
-    found: dict[str, Any] = {}
-    for klass in cls.__mro__:
-        if "__init__" not in vars(klass):
-            continue
-        parameters = list(inspect.signature(klass.__init__).parameters.values())[1:]
-        for p in parameters:
-            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-                found.setdefault(p.name, p.default)
-        if not any(p.kind == p.VAR_KEYWORD for p in parameters):
-            break
-    return found
+ConfigT = TypeVar("ConfigT", bound=ModelConfig)
+NetworkT = TypeVar("NetworkT", bound=nn.Module)
 
 
-class MultimodalModel(ABC):
-    """The contract: sklearn-style hyper-parameters in ``__init__``, then ``fit`` and the verbs."""
+def type_arguments(cls: type) -> list[type]:
+    """The classes given as type arguments in the bases written in ``cls``'s class statement,
+    e.g. [CMMDConfig, CMMDNetwork] for ``class CMMD(TorchModel[CMMDConfig, CMMDNetwork])``."""
+    return [arg for base in cls.__dict__.get("__orig_bases__", ())
+            for arg in typing.get_args(base) if isinstance(arg, type)]
+
+
+class MultimodalModel(ABC, Generic[ConfigT]):
+    """The contract: hyper-parameters given by keyword, validated into ``config``, an instance of
+    the model's ``config_class``, then ``fit`` and the verbs.
+
+    ``class MyModel(MultimodalModel[MyConfig])`` (or ``TorchModel[MyConfig, MyNetwork]``) sets
+    ``config_class`` (and ``network_class``); a subclass of a model sets them by assignment.
+    """
 
     name: ClassVar[str]
     capabilities: ClassVar[frozenset[str]] = frozenset()
+    config_class: ClassVar[type[ModelConfig]] = ModelConfig
+    config: ConfigT
+
+    def __init_subclass__(cls, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        for arg in type_arguments(cls):
+            if issubclass(arg, ModelConfig):
+                cls.config_class = arg
+
+    def __init__(self, **params: Any):
+        self.config = cast(ConfigT, build_config(self.config_class, params, self.name))
+
+    def unsupported(self, spec: DataSpec) -> str | None:
+        """Why the model cannot be trained on data of this shape, or None when it can (e.g. a
+        model for two modalities only says so for three)."""
+        return None
 
     @abstractmethod
     def fit(self, train: Views, valid: Views | None = None, *,
@@ -137,30 +156,41 @@ class MultimodalModel(ABC):
         return {}
 
     def get_params(self) -> dict[str, Any]:
-        """The hyper-parameters given to ``__init__`` (sklearn's convention)."""
-        return {p: getattr(self, p) for p in init_parameters(type(self))}
+        """The hyper-parameters, every one of them, as JSON-able values (sklearn's name)."""
+        return self.config.model_dump(mode="json")
 
     def save(self, path) -> None:
         raise CapabilityError(f"{self.name} cannot be saved")
 
 
-class TorchModel(MultimodalModel):
-    """A model whose parameters live in one ``nn.Module`` with a ``loss(batch)`` method.
+class TorchModel(MultimodalModel[ConfigT], Generic[ConfigT, NetworkT]):
+    """A model whose parameters live in one ``nn.Module`` with a ``loss(batch, progress)`` method
+    (see :mod:`mmbench.trainer`).
 
-    Subclasses implement ``build(spec) -> nn.Module`` and the verbs; this class supplies fitting
-    with the shared :class:`Trainer`, batched evaluation without autograd, tensors on the device,
-    and checkpoints that load with ``torch.load(weights_only=True)``.
+    A subclass ``MyModel(TorchModel[MyConfig, MyNetwork])`` gets networks built as
+    ``MyNetwork(spec, config)`` for data of the shape ``spec`` (see :meth:`build`), and implements
+    the verbs and, when it declares "posteriors", :meth:`batch_posteriors`.
+    This class supplies fitting with the shared :class:`Trainer`, batched evaluation without
+    autograd, tensors on the device, and checkpoints that load with
+    ``torch.load(weights_only=True)``.
 
     A batch is a dict with one entry per modality name (float32, (b, d_m)) and ``"y"``: int64
     (b,) class ids, or float32 (b, L) multi-label indicators.
     """
 
-    module_: nn.Module
+    network_class: ClassVar[Callable[[DataSpec, Any], nn.Module]]
+    module_: NetworkT
     spec_: DataSpec
 
-    @abstractmethod
-    def build(self, spec: DataSpec) -> nn.Module:
-        """A fresh network for data of this shape."""
+    def __init_subclass__(cls, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        for arg in type_arguments(cls):
+            if issubclass(arg, nn.Module):
+                cls.network_class = arg
+
+    def build(self, spec: DataSpec) -> NetworkT:
+        """A fresh network of ``self.config`` for data of this shape."""
+        return cast(NetworkT, self.network_class(spec, self.config))
 
     def fit(self, train: Views, valid: Views | None = None, *,
             trainer: TrainConfig = TrainConfig(), n_classes: int | None = None,
@@ -168,6 +198,9 @@ class TorchModel(MultimodalModel):
         self.device_ = resolve_device(trainer.device)
         torch.manual_seed(trainer.seed)
         self.spec_ = DataSpec.from_views(train, n_classes)
+        reason = self.unsupported(self.spec_)
+        if reason is not None:
+            raise ValueError(f"{self.name}: {reason}")
         self.module_ = self.build(self.spec_).to(self.device_)
         self.eval_batch_size_ = trainer.eval_batch_size
         report = Trainer(trainer, on_epoch).fit(
@@ -176,23 +209,26 @@ class TorchModel(MultimodalModel):
 
     def tensors(self, views: Views) -> dict[str, torch.Tensor]:
         """Every modality and the labels of ``views`` as tensors on the model's device."""
-        batch = {m: torch.as_tensor(a, dtype=torch.float32, device=self.device_)
-                 for m, a in views.data.items()}
-        labels = torch.as_tensor(views.labels, device=self.device_)
-        batch["y"] = labels.float() if views.multilabel else labels.long()
-        return batch
+        arrays = {**views.data, "y": views.labels}
+        return {k: as_batch_tensor(k, a, views.multilabel).to(self.device_)
+                for k, a in arrays.items()}
+
+    def eval_batches(self, arrays: Arrays) -> Iterator[dict[str, torch.Tensor]]:
+        """Large slices of ``arrays`` (modalities, and labels under "y") as tensors on the
+        device, with the network in evaluation mode; iterate under ``torch.no_grad()``."""
+        self.module_.eval()
+        tensors = {k: as_batch_tensor(k, a, self.spec_.multilabel) for k, a in arrays.items()}
+        n = next(iter(tensors.values())).shape[0]
+        for start in range(0, n, self.eval_batch_size_):
+            yield {k: t[start:start + self.eval_batch_size_].to(self.device_)
+                   for k, t in tensors.items()}
 
     @torch.no_grad()
-    def batched(self, fn, arrays: Arrays) -> Any:
+    def batched(self, fn: Callable[[dict[str, torch.Tensor]], Any], arrays: Arrays) -> Any:
         """Apply ``fn(batch of tensors) -> tensor or dict of tensors`` in evaluation mode over
         large slices of ``arrays`` and concatenate the results as numpy."""
-        self.module_.eval()
-        tensors = {m: torch.as_tensor(a, dtype=torch.float32) for m, a in arrays.items()}
-        n = next(iter(tensors.values())).shape[0]
         outputs = []
-        for start in range(0, n, self.eval_batch_size_):
-            batch = {m: t[start:start + self.eval_batch_size_].to(self.device_)
-                     for m, t in tensors.items()}
+        for batch in self.eval_batches(arrays):
             out = fn(batch)
             if isinstance(out, dict):
                 outputs.append({k: v.cpu().numpy() for k, v in out.items()})
@@ -201,6 +237,18 @@ class TorchModel(MultimodalModel):
         if isinstance(outputs[0], dict):
             return {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
         return np.concatenate(outputs)
+
+    def batch_posteriors(self, batch: dict[str, torch.Tensor]) -> PosteriorTensors:
+        """The posterior statistics at the points of one batch (modalities and labels)."""
+        raise CapabilityError(f"{self.name} has no Gaussian posteriors")
+
+    @torch.no_grad()
+    def posteriors(self, views: Views) -> PosteriorStats:
+        """:meth:`batch_posteriors` over large slices of ``views``, concatenated."""
+        per_batch = [self.batch_posteriors(batch).numpy().to_arrays()
+                     for batch in self.eval_batches({**views.data, "y": views.labels})]
+        return PosteriorStats.from_arrays(
+            {k: np.concatenate([arrays[k] for arrays in per_batch]) for k in per_batch[0]})
 
     def save(self, path) -> None:
         torch.save({"model": self.name, "params": self.get_params(), "spec": asdict(self.spec_),
@@ -212,7 +260,7 @@ class TorchModel(MultimodalModel):
         checkpoint = torch.load(path, map_location=device, weights_only=True)
         model = cls(**checkpoint["params"])
         model.device_ = resolve_device(device)
-        model.eval_batch_size_ = TrainConfig.eval_batch_size
+        model.eval_batch_size_ = TrainConfig().eval_batch_size
         model.spec_ = DataSpec(**checkpoint["spec"])
         model.module_ = model.build(model.spec_).to(model.device_)
         model.module_.load_state_dict(checkpoint["state_dict"])
@@ -228,9 +276,13 @@ def concat(batch: Mapping[str, torch.Tensor], names) -> torch.Tensor:
     return torch.cat([batch[m] for m in names], dim=1)
 
 
-def split_features(x: torch.Tensor, dims: Mapping[str, int]) -> dict[str, torch.Tensor]:
-    """Inverse of :func:`concat`: name -> (b, d_m) slices of x (b, sum d_m)."""
-    return dict(zip(dims, torch.split(x, list(dims.values()), dim=1)))
+def as_batch_tensor(key: str, array: np.ndarray, multilabel: bool) -> torch.Tensor:
+    """A modality as float32; the labels (key "y") as int64 class ids, or float32 indicators
+    when ``multilabel``."""
+    if key != "y":
+        return torch.as_tensor(array, dtype=torch.float32)
+    labels = torch.as_tensor(array)
+    return labels.float() if multilabel else labels.long()
 
 
 def one_hot_labels(y: torch.Tensor, spec: DataSpec) -> torch.Tensor:
@@ -238,3 +290,19 @@ def one_hot_labels(y: torch.Tensor, spec: DataSpec) -> torch.Tensor:
     if spec.multilabel:
         return y
     return nn.functional.one_hot(y, spec.n_classes).float()
+
+
+@dataclass(frozen=True)
+class PosteriorTensors:
+    """:class:`PosteriorStats` of one batch, as tensors: (mean, logvar) pairs, each (b, d), and
+    the decoder log-variances (b, d_xM)."""
+
+    z_given_xO: tuple[torch.Tensor, torch.Tensor]
+    z_given_xM: tuple[torch.Tensor, torch.Tensor] | None = None
+    decoder_logvar: torch.Tensor | None = None
+
+    def numpy(self) -> PosteriorStats:
+        def stats(pair):
+            return None if pair is None else GaussianStats(*(t.cpu().numpy() for t in pair))
+        logvar = None if self.decoder_logvar is None else self.decoder_logvar.cpu().numpy()
+        return PosteriorStats(stats(self.z_given_xO), stats(self.z_given_xM), logvar)

@@ -5,14 +5,18 @@ A head maps features to a ``torch.distributions`` object, so losses are written 
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 from torch import nn
-from torch.distributions import Bernoulli, Categorical, Independent, Normal
+from torch.distributions import Bernoulli, Categorical, Distribution, Independent, Normal
 
-ACTIVATIONS = {"relu": nn.ReLU, "softplus": nn.Softplus, "tanh": nn.Tanh, "elu": nn.ELU,
-               "sigmoid": nn.Sigmoid, "silu": nn.SiLU}
+from mmbench.config import Activation
+
+# One module per name of ``mmbench.config.Activation`` (a test checks that they agree).
+ACTIVATIONS: dict[Activation, type[nn.Module]] = {
+    "relu": nn.ReLU, "softplus": nn.Softplus, "tanh": nn.Tanh, "elu": nn.ELU,
+    "sigmoid": nn.Sigmoid, "silu": nn.SiLU}
 
 
 def activation(name: str) -> nn.Module:
@@ -51,6 +55,12 @@ class MLP(nn.Sequential):
         self.out_dim = width
 
 
+def decoder_layers(hidden: Sequence[int], decoder_hidden: Sequence[int] | None) -> Sequence[int]:
+    """A decoder's hidden layer sizes: ``decoder_hidden``, or, when it is None, the encoder's
+    ``hidden`` in reverse (a mirrored autoencoder)."""
+    return hidden[::-1] if decoder_hidden is None else decoder_hidden
+
+
 def diagonal_normal(mean: torch.Tensor, logvar: torch.Tensor) -> Independent:
     """N(mean, diag(exp(logvar))) over the last dimension.
 
@@ -62,7 +72,8 @@ def diagonal_normal(mean: torch.Tensor, logvar: torch.Tensor) -> Independent:
 
 
 def standard_normal_like(mean: torch.Tensor) -> Independent:
-    return Independent(Normal(torch.zeros_like(mean), torch.ones_like(mean), validate_args=False), 1)
+    return Independent(
+        Normal(torch.zeros_like(mean), torch.ones_like(mean), validate_args=False), 1)
 
 
 class GaussianHead(nn.Module):
@@ -81,7 +92,8 @@ class GaussianHead(nn.Module):
         elif learned_variance == "shared":
             self.logvar = nn.Parameter(torch.zeros(out_dim))
         elif isinstance(learned_variance, (int, float)) and learned_variance > 0:
-            self.register_buffer("fixed_logvar", torch.full((out_dim,), float(learned_variance)).log())
+            fixed = torch.full((out_dim,), float(learned_variance)).log()
+            self.register_buffer("fixed_logvar", fixed)
         else:
             raise ValueError(f"learned_variance must be 'input', 'shared' or a positive variance, "
                              f"got {learned_variance!r}")
@@ -142,10 +154,18 @@ def likelihood_head(likelihood: str, in_dim: int, out_dim: int,
     raise ValueError(f"unknown likelihood {likelihood!r}; allowed: 'gaussian', 'bernoulli'")
 
 
-
 def gaussian_posterior(stats_of: Independent) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean, logvar) of a diagonal Gaussian made by :func:`diagonal_normal`."""
     return stats_of.base_dist.loc, 2 * stats_of.base_dist.scale.log()
+
+
+def gaussian_logvars(decoded: Mapping[str, Distribution],
+                     names: Sequence[str]) -> torch.Tensor | None:
+    """The log-variances of the diagonal Gaussians ``decoded[m]`` for the modalities ``names``,
+    side by side: (b, sum of d_m); None when ``names`` is empty."""
+    if not names:
+        return None
+    return torch.cat([gaussian_posterior(decoded[m])[1] for m in names], dim=1)
 
 
 def stochastic_mlp(in_dim: int, hidden: Sequence[int], head, act: str = "softplus",

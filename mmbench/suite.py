@@ -22,9 +22,9 @@ protocol, validated with pydantic and expanded into runs.
 
 A grid (of the data or of a model) is the product of its axes, or zipped (``grid_mode: zip``).
 The runs are: data grid point x model block x model grid point x replicate seed, in that order.
-Every name is checked against what it names (loader options, model ``__init__`` arguments,
-train fields) and every model point is constructed once, so a suite that validates runs; an error
-names the file, the field path and what is allowed.
+Every name is checked against what it names (loader options, the fields of the model's config,
+the trainer's settings) and every model point is validated by the model's config, so a suite that
+validates runs; an error names the file, the field path, the bad value and what is allowed.
 """
 from __future__ import annotations
 
@@ -42,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import PydanticCustomError
 
 from mmbench import records
+from mmbench.config import TrainSettings, problems
 from mmbench.records import Coordinates, DataChoice, DownstreamSettings, ModelChoice, Run, RunConfig
 
 
@@ -123,16 +124,6 @@ def _check_names(kind: str, what: str, owner: str, fixed: dict, grid: dict, allo
         raise field_error("grid", f"{both} set both in {kind} and in grid; keep one")
 
 
-class TrainBlock(Strict):
-    epochs: int = Field(100, gt=0)
-    batch_size: int = Field(100, gt=0)
-    lr: float = Field(1e-4, gt=0)
-    amsgrad: bool = False
-    patience: int | None = Field(20, gt=0)
-    max_seconds: float | None = Field(None, gt=0)
-    eval_batch_size: int = Field(4096, gt=0)
-
-
 class Resources(Strict):
     """What one run needs: ``cpus`` is also its number of torch threads (whichever executor runs
     it, so that records do not depend on the executor); ``gpus`` is what a Ray task reserves
@@ -158,9 +149,16 @@ class DataBlock(Grid):
 
     @model_validator(mode="after")
     def _known_options(self):
-        from mmbench.data import dataset_options
+        from mmbench.data import check_options, dataset_options
+        from mmbench.data.errors import DataError
         _check_names("options", "option", f"data set {self.name!r}", self.options, self.grid,
                      dataset_options(self.name))
+        for point in self.points():  # types, ranges and rules, before any file is read
+            try:
+                check_options(self.name, {**self.options, **point})
+            except DataError as error:
+                where = f" (at grid point {point})" if point else ""
+                raise field_error("grid" if point else "options", f"{error}{where}") from None
         return self
 
 
@@ -197,25 +195,30 @@ class ModelBlock(Grid):
 
     @model_validator(mode="after")
     def _known_settings(self):
-        from mmbench.registry import hyperparameters, make_model
+        """Names and values against the model's config and the trainer's settings; the first
+        problem is reported (at its field: params.NAME, grid.NAME or train.NAME)."""
+        from mmbench.registry import config_class
+        config = config_class(self.name)
         _check_names("params", "hyper-parameter", f"model {self.name!r}", self.params, self.grid,
-                     hyperparameters(self.name))
-        unknown = sorted(set(self.train) - set(TrainBlock.model_fields))
+                     config.model_fields)
+        unknown = sorted(set(self.train) - set(TrainSettings.model_fields))
         if unknown:
             raise field_error("train", f"unknown field(s) {unknown}; allowed: "
-                                       f"{sorted(TrainBlock.model_fields)}")
+                                       f"{sorted(TrainSettings.model_fields)}")
         try:
-            TrainBlock(**self.train)
+            TrainSettings(**self.train)
         except ValidationError as error:
-            problem = error.errors()[0]
-            field = "train." + ".".join(map(str, problem["loc"]))
-            raise field_error(field, problem["msg"]) from None
-        for point in self.points():  # the model's own checks of values (ranges, choices)
+            problem = problems(error, TrainSettings)[0]
+            raise field_error(f"train.{problem.field}", problem.message) from None
+        for point in self.points():
             try:
-                make_model(self.name, {**self.params, **point})
-            except (TypeError, ValueError) as error:
+                config(**self.params, **point)
+            except ValidationError as error:
+                problem = problems(error, config)[0]
+                in_grid = problem.field.split(".")[0] in point
+                field = ".".join(filter(None, ["grid" if in_grid else "params", problem.field]))
                 where = f" (at grid point {point})" if point else ""
-                raise field_error("grid" if point else "params", f"{error}{where}") from None
+                raise field_error(field, problem.message + where) from None
         return self
 
     @property
@@ -232,7 +235,7 @@ class Suite(Strict):
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     data: DataBlock
     models: list[ModelBlock] = Field(min_length=1)
-    train: TrainBlock = Field(default_factory=TrainBlock)
+    train: TrainSettings = Field(default_factory=TrainSettings)
     downstream: DownstreamBlock = Field(default_factory=DownstreamBlock)
     device: str = "cpu"
     resources: Resources = Field(default_factory=Resources)
@@ -257,16 +260,17 @@ class Suite(Strict):
         """Every run, fully resolved, in a stable order: data point, model, model grid point,
         replicate. A run's ``resources`` are the fields set by the suite or its model block (not
         part of the config, so they never change a run id)."""
-        from mmbench.registry import hyperparameters
+        from mmbench.registry import config_class
         data = self.data
         downstream = DownstreamSettings(**self.downstream.model_dump())
         runs = []
         for data_point in data.points():
             for block in self.models:
                 for model_point in block.points():
-                    params = {**hyperparameters(block.name), **block.params, **model_point}
-                    model = ModelChoice(block.name, jsonable(params))
-                    train = self.train.model_copy(update=block.train).model_dump()
+                    # validated values, so that "1e-4" and 0.0001 are one run
+                    params = config_class(block.name)(**block.params, **model_point)
+                    model = ModelChoice(block.name, params.model_dump(mode="json"))
+                    train = TrainSettings(**{**self.train.model_dump(), **block.train}).model_dump()
                     resources = records.Resources(**{
                         **self.resources.model_dump(exclude_none=True),
                         **block.resources.model_dump(exclude_none=True)})
@@ -279,11 +283,6 @@ class Suite(Strict):
                             downstream=downstream, seed=replicate)
                         runs.append(Run(config, block.display_label, coordinates, resources))
         return runs
-
-
-def jsonable(value: Any) -> Any:
-    """Tuples as lists, so that configs hash and round-trip through JSON identically."""
-    return json.loads(json.dumps(value))
 
 
 def derive_seed(suite_seed: int, coordinates: Coordinates) -> int:

@@ -1,9 +1,11 @@
 """One mini-batch trainer for every neural model.
 
 Data stay on the device as tensors; a mini-batch is an index slice of a random permutation (no
-per-sample Python). The model is an ``nn.Module`` whose ``loss(batch)`` returns the scalar loss to
-minimise and a dict of its named parts (0-d tensors; a float costs a host-to-device copy per step
-on a GPU) for the history. The host reads the losses once per epoch, not once per step.
+per-sample Python). The model is an ``nn.Module`` whose ``loss(batch, progress)`` returns the
+scalar loss to minimise and a dict of its named parts (0-d tensors; a float costs a host-to-device
+copy per step on a GPU) for the history. ``progress`` says where training stands (a
+:class:`Progress`); it is None when the loss is evaluated (the validation loss). The host reads
+the losses once per epoch, not once per step.
 """
 from __future__ import annotations
 
@@ -11,16 +13,14 @@ import copy
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Protocol
+from typing import Callable, Mapping
 
 import torch
 from torch import nn
 
+from mmbench.config import TrainConfig, TrainSettings
+
 Batch = Mapping[str, torch.Tensor]
-
-
-class TrainableModule(Protocol):
-    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]: ...
 
 
 class DivergedError(RuntimeError):
@@ -28,27 +28,23 @@ class DivergedError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """How a model is trained.
+class Progress:
+    """Where training stands when the trainer asks for a batch's loss.
 
-    epochs: maximum passes over the training split. batch_size: samples per step.
-    lr: Adam learning rate. amsgrad: Adam's AMSGrad variant (MMVAE uses it).
-    patience: stop after this many epochs without a better validation loss (None: never);
-        the parameters of the best validation epoch are restored at the end.
-    max_seconds: wall-clock budget for training (None: unlimited).
-    device: "cpu", "cuda" or "cuda:N". seed: seeds torch's generators for the whole fit.
-    eval_batch_size: samples per forward pass when evaluating (no autograd).
+    epoch: the current epoch, from 1. step: the optimisation steps taken before this batch's,
+    over the whole fit (0 for the first batch). steps_per_epoch: mini-batches per epoch.
+    epochs: the planned epochs (early stopping or a time budget may end training sooner).
     """
 
-    epochs: int = 100
-    batch_size: int = 100
-    lr: float = 1e-4
-    amsgrad: bool = False
-    patience: int | None = 20
-    max_seconds: float | None = None
-    device: str = "cpu"
-    seed: int = 0
-    eval_batch_size: int = 4096
+    epoch: int
+    step: int
+    steps_per_epoch: int
+    epochs: int
+
+    @property
+    def fraction(self) -> float:
+        """The share of the planned steps already taken, in [0, 1)."""
+        return self.step / (self.epochs * self.steps_per_epoch)
 
 
 @dataclass
@@ -69,14 +65,20 @@ EpochCallback = Callable[[int, int, dict[str, float]], None]
 def resolve_device(name: str) -> torch.device:
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but torch sees no CUDA device; use --device cpu")
+        raise ValueError(f"device {name!r} asked for, but torch sees no CUDA device; "
+                         "use --device cpu")
     return device
+
+
+def n_points(data: Batch) -> int:
+    """The number of points of ``data`` (its tensors share their first dimension)."""
+    return next(iter(data.values())).shape[0]
 
 
 def iterate_minibatches(data: Batch, batch_size: int, generator: torch.Generator | None = None,
                         shuffle: bool = True):
     """Yield dicts of index slices of ``data`` (all tensors share their first dimension)."""
-    n = next(iter(data.values())).shape[0]
+    n = n_points(data)
     device = next(iter(data.values())).device
     order = (torch.randperm(n, generator=generator, device="cpu").to(device) if shuffle
              else torch.arange(n, device=device))
@@ -93,8 +95,8 @@ def evaluate_loss(module: nn.Module, data: Batch, batch_size: int) -> float:
     module.eval()
     losses, sizes = [], []
     for batch in iterate_minibatches(data, batch_size, shuffle=False):
-        losses.append(module.loss(batch)[0].detach())
-        sizes.append(next(iter(batch.values())).shape[0])
+        losses.append(module.loss(batch, None)[0].detach())
+        sizes.append(n_points(batch))
     module.train(was_training)
     weighted = torch.stack(losses).cpu().double() * torch.tensor(sizes, dtype=torch.float64)
     return float(weighted.sum()) / sum(sizes)
@@ -110,9 +112,11 @@ def make_optimizer(module: nn.Module, config: TrainConfig) -> torch.optim.Adam:
 
 
 def train_epoch(module: nn.Module, optimizer: torch.optim.Optimizer, data: Batch, batch_size: int,
-                generator: torch.Generator | None = None, epoch: int = 1) -> dict[str, float]:
-    """One pass of Adam steps over shuffled mini-batches of ``data``; the epoch's mean loss and
-    mean named parts.
+                generator: torch.Generator | None = None, epoch: int = 1,
+                epochs: int = 1) -> dict[str, float]:
+    """One pass of Adam steps over shuffled mini-batches of ``data``, epoch ``epoch`` of
+    ``epochs`` (what the loss is told as its :class:`Progress`); the epoch's mean loss and mean
+    named parts.
 
     The host reads the losses once, at the end of the epoch (on a GPU a read per step would stall
     the step queue). A non-finite loss raises :class:`DivergedError` naming the epoch, the first
@@ -121,9 +125,12 @@ def train_epoch(module: nn.Module, optimizer: torch.optim.Optimizer, data: Batch
     """
     module.train()
     rows, names = [], ("loss",)
+    steps_per_epoch = math.ceil(n_points(data) / batch_size)
+    first_step = (epoch - 1) * steps_per_epoch
     try:
-        for batch in iterate_minibatches(data, batch_size, generator):
-            loss, parts = module.loss(batch)
+        for index, batch in enumerate(iterate_minibatches(data, batch_size, generator)):
+            progress = Progress(epoch, first_step + index, steps_per_epoch, epochs)
+            loss, parts = module.loss(batch, progress)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -178,12 +185,14 @@ class Trainer:
         best = math.inf
         start = time.perf_counter()
         for epoch in range(1, config.epochs + 1):
-            means = train_epoch(module, optimizer, train, config.batch_size, generator, epoch)
+            means = train_epoch(module, optimizer, train, config.batch_size, generator, epoch,
+                                config.epochs)
             row = {"epoch": epoch, **means}
             if valid is not None:
                 row["valid_loss"] = evaluate_loss(module, valid, config.eval_batch_size)
                 if not math.isfinite(row["valid_loss"]):
-                    raise DivergedError(f"validation loss became {row['valid_loss']} at epoch {epoch}")
+                    raise DivergedError(
+                        f"validation loss became {row['valid_loss']} at epoch {epoch}")
             report.history.append(row)
             monitored = row.get("valid_loss", row["loss"])
             if monitored < best:

@@ -1,12 +1,26 @@
 """Fixtures shared by the model tests: a slice of the embedded digits, with two or three views,
-and the check of a model trained on it."""
+the check of a model trained on it, and registering a model for one test."""
 from dataclasses import replace
+from importlib.metadata import EntryPoint
 
 import numpy as np
 import pytest
 
+from mmbench import registry
 from mmbench.data import load_dataset
 from mmbench.views import Modality
+
+
+@pytest.fixture
+def register_model(monkeypatch):
+    """``register_model(name, "module:Class")`` adds a ``mmbench.models`` entry point for this
+    test only, as a plug-in's installed metadata would."""
+    def register(name: str, target: str) -> None:
+        found = registry.entry_points
+        extra = EntryPoint(name, target, registry.GROUP)
+        monkeypatch.setattr(registry, "entry_points",
+                            lambda group: [*found(group=group), extra])
+    return register
 
 
 @pytest.fixture(scope="session")

@@ -34,7 +34,8 @@ class LinearGaussian:
         return stats.multivariate_normal(self.b, cov).logpdf(self.x)
 
     def kl_q_to_posterior(self) -> float:
-        q = MultivariateNormal(torch.tensor(self.q_mean), torch.diag(torch.tensor(self.q_scale ** 2)))
+        q = MultivariateNormal(torch.tensor(self.q_mean),
+                               torch.diag(torch.tensor(self.q_scale ** 2)))
         p = MultivariateNormal(torch.tensor(self.post_mean), torch.tensor(self.post_cov))
         return torch.distributions.kl_divergence(q, p).item()
 
@@ -83,7 +84,8 @@ def test_iwae_approaches_the_log_marginal_as_k_grows(model):
     for k in (1, 3, 10, 1000):
         repeats = 200_000 // k
         z = model.sample((k, repeats), generator)
-        log_w = model.log_weights(z, torch.tensor(model.q_mean), torch.tensor(np.log(model.q_scale)))
+        log_w = model.log_weights(z, torch.tensor(model.q_mean),
+                                  torch.tensor(np.log(model.q_scale)))
         estimates = bounds.iwae(log_w, dim=0)
         gaps.append(log_p - estimates.mean().item())
         errors.append(estimates.std().item() / math.sqrt(repeats))

@@ -131,7 +131,7 @@ def test_dccae_loss_is_the_correlation_plus_weighted_squared_errors():
     assert parts["reconstruction2"].item() == pytest.approx(error2, rel=1e-5)
     assert loss.item() == pytest.approx(-correlation + lam * (error1 + error2), rel=1e-5)
     # Lambda = 0 is DCCA's objective on the same networks.
-    net.hp.reconstruction_weight = 0.0
+    net.config = net.config.model_copy(update={"reconstruction_weight": 0.0})
     assert net.loss(batch)[0].item() == pytest.approx(-correlation, rel=1e-9)
 
 
@@ -161,7 +161,7 @@ def test_trains_on_mnist_embedded(model):
                        trainer=TrainConfig(epochs=3, batch_size=500, lr=1e-3, patience=None))
     assert report.epochs == 3
     assert all(math.isfinite(v) for row in report.history for v in row.values())
-    k = model.n_components or model.latent_dim
+    k = model.config.n_components or model.config.latent_dim
     assert model.represent(splits.test.xO).shape == (splits.test.n, k)
     assert model.valid_correlations_.shape == (k,)
     assert np.isfinite(model.valid_correlations_).all()
@@ -170,10 +170,11 @@ def test_trains_on_mnist_embedded(model):
 
 
 def test_bad_input_is_a_clear_error():
-    with pytest.raises(ValueError, match="n_components=11 must lie in 1..latent_dim=10"):
+    with pytest.raises(ValueError, match="^dcca: n_components: Input should be at most "
+                                         r"latent_dim = 10 \(or None for all\), got 11$"):
         DCCA(latent_dim=10, n_components=11)
-    with pytest.raises(ValueError, match="reconstruction_weight"):
+    with pytest.raises(ValueError, match="^dccae: reconstruction_weight: .* greater than or "):
         DCCAE(reconstruction_weight=-1.0)
     views = random_views().train.with_roles(("x1", "x2"), ())
-    with pytest.raises(ValueError, match="dcca needs at least one missing modality"):
+    with pytest.raises(ValueError, match="dcca: needs at least one missing modality"):
         DCCA(hidden=(8,)).fit(views, trainer=TrainConfig(epochs=1))

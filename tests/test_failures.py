@@ -7,7 +7,6 @@ from typer.testing import CliRunner
 from baselines.mxo import MxO, MxONetwork
 from mmbench.cli import app
 from mmbench.data import load_dataset
-from mmbench import registry
 from mmbench.registry import make_model
 from mmbench.store import RunStore
 from mmbench.trainer import DivergedError, TrainConfig
@@ -15,8 +14,8 @@ from mmbench.views import Views
 
 
 class ExplodingNetwork(MxONetwork):
-    def loss(self, batch):
-        loss, parts = super().loss(batch)
+    def loss(self, batch, progress=None):
+        loss, parts = super().loss(batch, progress)
         return loss * torch.tensor(float("nan")), parts
 
 
@@ -26,13 +25,13 @@ class ExplodingModel(MxO):
     name = "exploding"
 
     def build(self, spec):
-        return ExplodingNetwork(spec, self)
+        return ExplodingNetwork(spec, self.config)
 
 
 @pytest.fixture
-def exploding_registered(monkeypatch):
+def exploding_registered(register_model):
     """The exploding model in the registry for one test only (not for the contract tests)."""
-    monkeypatch.setitem(registry.BUILTIN_MODELS, "exploding", f"{__name__}:ExplodingModel")
+    register_model("exploding", f"{__name__}:ExplodingModel")
 
 SUITE = """
 name: failing
@@ -73,7 +72,7 @@ def test_trainer_raises_on_nan_with_the_epoch_and_parts():
     ("name: x\ndata: {name: synthetic}\nmodels: [{name: cmmd, params: {omegaa: 1}}]",
      "has no hyper-parameter(s) ['omegaa']"),
     ("name: x\ndata: {name: synthetic}\nmodels: [{name: mxo}]\ntrain: {epochs: 0}",
-     "train.epochs: Input should be greater than 0"),
+     "train.epochs: Input should be greater than or equal to 1"),
     ("name: x\ndata: {name: synthetic}\nmodels: [{name: mxo}]\nseedz: [1]", "seedz: unknown field"),
     ("name: [unclosed", "not valid YAML"),
 ])

@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy import stats
 
-from baselines.mmvae import MMVAE, MMVAEELBO, MMVAEIWAE
+from baselines.mmvae import MMVAE, MMVAEConfig, MMVAEIWAE
 from mmbench.metrics import collapse_curve, collapsed_dimensions, kl_to_standard_normal
 from mmbench.model import DataSpec
 from mmbench.trainer import TrainConfig
@@ -44,7 +44,8 @@ def expert_params(net, m, x):
     """(loc, scale) of q(z | x_m) written from the layers: scale = softmax(raw) * D + 1e-6."""
     body, expert = net.encoders[m]
     h = body(x)
-    return expert.loc(h).detach().numpy(), softmax_scale(expert.raw_scale(h).detach().numpy()) + 1e-6
+    scale = softmax_scale(expert.raw_scale(h).detach().numpy()) + 1e-6
+    return expert.loc(h).detach().numpy(), scale
 
 
 def decoder_mean(net, m, z):
@@ -153,7 +154,7 @@ def test_dreg_encoder_gradient_weighs_the_path_through_z_by_squared_normalised_w
         assert torch.allclose(g, e, rtol=1e-4, atol=1e-6)
 
 
-def fitted(views, cls=MMVAEELBO, **params):
+def fitted(views, cls=MMVAE, **params):
     model = cls(**{**SMALL, **params})
     model.fit(views, None, trainer=TrainConfig(epochs=1, batch_size=8, lr=1e-3))
     return model
@@ -211,7 +212,7 @@ def test_collapse_analysis_flags_exactly_the_planted_dimensions():
         assert np.allclose(collapse_curve(kl, np.array([1e-4, 1.0])), [0.5, 0.5])
 
 
-@pytest.mark.parametrize("cls,third_view", [(MMVAEELBO, False), (MMVAEIWAE, False),
+@pytest.mark.parametrize("cls,third_view", [(MMVAE, False), (MMVAEIWAE, False),
                                             (MMVAEIWAE, True)],
                          ids=["elbo", "iwae", "iwae-three-views"])
 def test_trains_on_embedded_mnist_and_returns_documented_shapes(request, check_trained_on_digits,
@@ -225,11 +226,23 @@ def test_trains_on_embedded_mnist_and_returns_documented_shapes(request, check_t
 
 
 def test_bad_hyper_parameters_are_one_line_errors():
-    with pytest.raises(ValueError, match="objective"):
+    with pytest.raises(ValueError, match="^mmvae_elbo: objective: Input should be 'elbo', "
+                                         "'iwae' or 'dreg', got 'vimco'$"):
         MMVAE(objective="vimco")
-    with pytest.raises(ValueError, match="looser"):
+    with pytest.raises(ValueError, match="^mmvae_elbo: looser: .* elbo objective"):
         MMVAE(objective="elbo", looser=True)
-    with pytest.raises(ValueError, match="likelihood_scale"):
+    with pytest.raises(ValueError, match="^mmvae_elbo: likelihood_scale: .* greater than 0"):
         MMVAE(likelihood_scale=0.0)
-    assert MMVAEIWAE().get_params()["objective"] == "dreg" and MMVAEIWAE().K == 10
-    assert MMVAEELBO().get_params()["objective"] == "elbo" and MMVAEELBO().K == 1
+
+
+def test_the_iwae_variant_is_the_elbo_config_with_other_defaults():
+    iwae, elbo = MMVAEIWAE().config, MMVAE().config
+    assert (iwae.objective, iwae.K, elbo.objective, elbo.K) == ("dreg", 10, "elbo", 1)
+    assert isinstance(iwae, MMVAEConfig)
+    assert MMVAEIWAE().get_params() == {**MMVAE().get_params(), "objective": "dreg", "K": 10}
+    # the same fields, ranges and docs; only the defaults differ
+    fields = MMVAEIWAE.config_class.model_fields
+    assert fields["K"].description == MMVAEConfig.model_fields["K"].description
+    with pytest.raises(ValueError, match="K: Input should be greater than or equal to 1"):
+        MMVAEIWAE(K=0)
+    assert MMVAEIWAE(objective="iwae", K=4).config.K == 4

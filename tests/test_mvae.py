@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from baselines.mvae import MVAE
 from mmbench.metrics import collapse_curve, collapsed_dimensions, kl_to_standard_normal
 from mmbench.model import DataSpec
-from mmbench.trainer import TrainConfig
+from mmbench.trainer import Progress, TrainConfig
 from mmbench.views import Modality, Views
 
 SMALL = dict(latent_dim=3, hidden=(8,), activation="relu")
@@ -27,9 +27,8 @@ def small_views(n=16, names=("x1", "x2"), seed=0, observed=1):
                  modalities=modalities)
 
 
-def network(views, steps_per_epoch=0, **params):
+def network(views, **params):
     model = MVAE(**{**SMALL, **params})
-    model.steps_per_epoch_ = steps_per_epoch
     torch.manual_seed(0)
     return model.build(DataSpec.from_views(views, 3))
 
@@ -47,10 +46,10 @@ def encoder_stats(net, m, x):
 def test_loss_is_the_sum_of_the_joint_and_single_modality_elbos():
     views = small_views()
     # One annealing epoch of 4 steps: the first step weighs the KL by 1/4.
-    net = network(views, steps_per_epoch=4, annealing_epochs=1)
+    net = network(views, annealing_epochs=1)
     batch = tensors(views)
     torch.manual_seed(7)
-    loss, parts = net.loss(batch)
+    loss, parts = net.loss(batch, Progress(epoch=1, step=0, steps_per_epoch=4, epochs=10))
     torch.manual_seed(7)
     noise = torch.randn(3, views.n, 3)
 
@@ -83,14 +82,18 @@ def test_loss_is_the_sum_of_the_joint_and_single_modality_elbos():
 
 def test_kl_weight_rises_linearly_per_step_and_is_one_in_evaluation():
     views = small_views()
-    net = network(views, steps_per_epoch=3, annealing_epochs=2)
+    net = network(views, annealing_epochs=2)
     batch = tensors(views)
     net.train()
-    weights = [net.loss(batch)[1]["kl_weight"].item() for _ in range(8)]
+    weights = [net.loss(batch, Progress(step // 3 + 1, step, 3, 5))[1]["kl_weight"].item()
+               for step in range(8)]
     assert weights == pytest.approx([1 / 6, 2 / 6, 3 / 6, 4 / 6, 5 / 6, 1, 1, 1])
+    # the weight is (step + 1) / 6 rounded to float32 once, as the KL it multiplies
+    assert weights[0] == np.float32(1 / 6)
     net.eval()
-    assert net.loss(batch)[1]["kl_weight"].item() == 1.0
-    assert net.step.item() == 8  # evaluation does not advance the schedule
+    assert net.loss(batch, None)[1]["kl_weight"].item() == 1.0
+    assert network(views, annealing_epochs=0).loss(batch, Progress(1, 0, 3, 5))[1][
+        "kl_weight"].item() == 1.0
 
 
 def test_fit_anneals_over_the_configured_epochs():
@@ -149,7 +152,8 @@ def test_posteriors_are_the_products_given_xO_and_given_xM(z_given_xM):
     views = small_views(names=("x1", "x2", "x3"), observed=2)
     model = fitted(views, z_given_xM=z_given_xM)
     with torch.no_grad():
-        stats = {m: [a.numpy() for a in encoder_stats(model.module_, m, torch.tensor(views.data[m]))]
+        stats = {m: [a.numpy()
+                     for a in encoder_stats(model.module_, m, torch.tensor(views.data[m]))]
                  for m in views.data}
     given_xO = product_with_prior(*zip(*(stats[m] for m in ("x1", "x2"))))
     given_xM = product_with_prior(*zip(*(stats[m] for m in (
@@ -198,10 +202,13 @@ def test_trains_on_embedded_mnist_and_returns_documented_shapes(request, check_t
 
 
 def test_bad_hyper_parameters_are_one_line_errors():
-    with pytest.raises(ValueError, match="z_given_xM"):
+    with pytest.raises(ValueError, match="^mvae: z_given_xM: Input should be 'missing' or "
+                                         "'joint', got 'both'$"):
         MVAE(z_given_xM="both")
-    with pytest.raises(ValueError, match="latent_dim"):
+    with pytest.raises(ValueError, match="^mvae: latent_dim: .* greater than or equal to 1"):
         MVAE(latent_dim=0)
+    with pytest.raises(ValueError, match="^mvae: likelihood_weights: x2: .* greater than or "):
+        MVAE(likelihood_weights={"x2": -1.0})
     views = small_views()
     with pytest.raises(ValueError, match="likelihood_weights names"):
         network(views, likelihood_weights={"x9": 2.0})

@@ -16,7 +16,6 @@ from typer.testing import CliRunner
 
 from baselines.mxo import MxO
 from mmbench.cli import app
-from mmbench.registry import BUILTIN_MODELS
 from mmbench.records import Record
 from mmbench.store import RunStore
 from mmbench.suite import load_suite
@@ -80,9 +79,9 @@ class FailingModel(MxO):
         raise RuntimeError("out of memory on purpose")
 
 
-def test_failed_run_keeps_its_error_and_is_redone_only_when_asked(tmp_path, monkeypatch):
+def test_failed_run_keeps_its_error_and_is_redone_only_when_asked(tmp_path, register_model):
     # registered for this test only, so that no other test sees the model
-    monkeypatch.setitem(BUILTIN_MODELS, "failing", f"{__name__}:FailingModel")
+    register_model("failing", f"{__name__}:FailingModel")
     suite = dict(SLOW_SUITE, seeds=[0], train={"epochs": 2, "batch_size": 100, "lr": 1e-3},
                  models=[{"name": "failing", "params": {"hidden": [8]}},
                          {"name": "mxo", "params": {"hidden": [8]}}])

@@ -10,10 +10,11 @@ from typer.testing import CliRunner
 
 from mmbench.cli import app
 from mmbench.data import available_datasets
-from mmbench.registry import model_class
 from mmbench.records import Coordinates, Resources
+from mmbench.registry import make_model, model_class
 from mmbench.runner import smoke_version
-from mmbench.suite import SuiteError, grid_values, load_suite
+from mmbench.suite import Suite, SuiteError, grid_values, load_suite
+from mmbench.config import TrainConfig, TrainSettings
 
 SUITES = Path(__file__).parents[1] / "suites"
 TINY_MXO = {"hidden": [8], "latent_dim": 4, "classifier_hidden": [4]}
@@ -48,11 +49,33 @@ def base(**changes) -> dict:
      "models.0.grid: model 'cmmd' has no hyper-parameter(s) ['omegaa']; "
      "allowed: ['activation', 'alpha',"),
     (base(models=[{"name": "cmmd", "grid": {"omega": "0:2:0.5"}}]),
-     "models.0.grid: cmmd: omega must lie in [0, 1], got 1.5 (at grid point {'omega': 1.5})"),
+     "models.0.grid.omega: Input should be less than or equal to 1, got 1.5 "
+     "(at grid point {'omega': 1.5})"),
+    (base(models=[{"name": "cmmd", "params": {"latent_dim": 0}}]),
+     "models.0.params.latent_dim: Input should be greater than or equal to 1, got 0"),
+    (base(models=[{"name": "cmmd", "params": {"latent_dim": 4.5}}]),
+     "models.0.params.latent_dim: Input should be a valid integer, got 4.5"),
+    (base(models=[{"name": "cmmd", "params": {"omega": "high"}}]),
+     "models.0.params.omega: Input should be a number, got 'high'"),
+    (base(models=[{"name": "cmmd", "params": {"kl": "offical"}}]),
+     "models.0.params.kl: Input should be 'paper' or 'official', got 'offical'"),
+    (base(models=[{"name": "cmmd", "params": {"prior_hidden": [64, 0]}}]),
+     "models.0.params.prior_hidden.1: Input should be greater than or equal to 1, got 0"),
+    (base(models=[{"name": "cmmd", "params": {"decoder_variance": "learned"}}]),
+     "models.0.params.decoder_variance: Input should be 'input' or 'shared' or a number > 0, "
+     "got 'learned'"),
+    (base(models=[{"name": "dcca", "params": {"latent_dim": 4}, "grid": {"n_components": [2, 6]}}]),
+     "models.0.grid.n_components: Input should be at most latent_dim = 4 (or None for all), "
+     "got 6 (at grid point {'n_components': 6})"),
+    (base(models=[{"name": "mmvae_iwae", "params": {"objective": "elbo", "looser": True}}]),
+     "models.0.params.looser: Input should be false with the elbo objective"),
     (base(models=[{"name": "cmmd", "params": {"omega": 0.1}, "grid": {"omega": [0.2]}}]),
      "models.0.grid: ['omega'] set both in params and in grid; keep one"),
     (base(models=[{"name": "mxo", "train": {"epochs": 0}}]),
-     "models.0.train.epochs: Input should be greater than 0"),
+     "models.0.train.epochs: Input should be greater than or equal to 1, got 0"),
+    (base(models=[{"name": "mxo", "train": {"device": "cuda"}}]),
+     "models.0.train: unknown field(s) ['device']; allowed: ['amsgrad', 'batch_size',"),
+    (base(train={"seed": 3}), "train.seed: unknown field; allowed: ['amsgrad', 'batch_size',"),
     (base(models=[{"name": "mxo", "train": {"epoch": 3}}]),
      "models.0.train: unknown field(s) ['epoch']; allowed: ['amsgrad', 'batch_size',"),
     (base(models=[{"name": "cmmd", "grid_mode": "zip",
@@ -83,6 +106,22 @@ def test_malformed_suites_name_the_file_the_field_and_what_is_allowed(tmp_path, 
     lines = str(error.value).splitlines()
     assert all(line.startswith(f"{path}: ") for line in lines)
     assert any(expected in line for line in lines), str(error.value)
+
+
+def test_yaml_numbers_without_a_dot_are_numbers(tmp_path):
+    """PyYAML reads 1e-4 (no dot) as a string; a real-valued setting takes it as the number."""
+    text = yaml.safe_dump(base(models=[{"name": "dcca", "params": {"reg1": 1.0}}]))
+    text = text.replace("reg1: 1.0", "reg1: 1e-4").replace("lr: 0.001", "lr: 1e-3")
+    assert "reg1: 1e-4" in text and "lr: 1e-3" in text
+    suite = load_suite(write_suite(tmp_path, text))
+    assert suite.train.lr == 1e-3
+    (run,) = suite.runs()
+    assert make_model("dcca", run.config.model.params).config.reg1 == 1e-4
+
+
+def test_the_train_block_is_the_trainers_settings_without_device_and_seed():
+    assert set(TrainConfig.model_fields) - set(TrainSettings.model_fields) == {"device", "seed"}
+    assert Suite.model_fields["train"].annotation is TrainSettings
 
 
 def test_a_range_gives_its_values_with_the_stop_included():

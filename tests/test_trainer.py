@@ -2,13 +2,14 @@
 import numpy as np
 import pytest
 import torch
+from pydantic import ValidationError
 from torch import nn
 
 from baselines.mxo import MxO
 from mmbench.data import load_dataset
 from mmbench.downstream import fit_downstream
 from mmbench.metrics import error_pct
-from mmbench.trainer import DivergedError, TrainConfig, Trainer, iterate_minibatches
+from mmbench.trainer import DivergedError, Progress, TrainConfig, Trainer, iterate_minibatches
 
 
 def test_minibatches_are_a_partition_of_the_data():
@@ -27,7 +28,7 @@ class Quadratic(nn.Module):
         super().__init__()
         self.w = nn.Parameter(torch.zeros(()))
 
-    def loss(self, batch):
+    def loss(self, batch, progress):
         return (self.w - batch["target"].mean()) ** 2, {}
 
 
@@ -42,7 +43,34 @@ def test_early_stopping_restores_the_best_validation_epoch():
     best = min(report.history, key=lambda row: row["valid_loss"])
     assert report.best_epoch == best["epoch"] and report.epochs == best["epoch"] + 3
     # the restored parameter is the best epoch's: its validation loss is the best one
-    assert module.loss(valid)[0].item() == pytest.approx(best["valid_loss"], rel=1e-6)
+    assert module.loss(valid, None)[0].item() == pytest.approx(best["valid_loss"], rel=1e-6)
+
+
+class RecordsProgress(Quadratic):
+    """The quadratic loss, recording what the trainer tells it on every call."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def loss(self, batch, progress):
+        self.calls.append((self.training, progress))
+        return super().loss(batch, progress)
+
+
+def test_the_loss_is_told_the_training_progress_and_nothing_in_evaluation():
+    module = RecordsProgress()
+    data = {"target": torch.ones(25, 1)}
+    config = TrainConfig(epochs=3, batch_size=10, lr=0.1, patience=None, eval_batch_size=25)
+    Trainer(config).fit(module, data, data)
+    # 25 points in batches of 10: 3 steps per epoch; each epoch ends with one validation batch
+    expected = []
+    for epoch in (1, 2, 3):
+        expected += [(True, Progress(epoch, 3 * (epoch - 1) + b, 3, 3)) for b in range(3)]
+        expected.append((False, None))
+    assert module.calls == expected
+    fractions = [p.fraction for training, p in module.calls if training]
+    assert fractions == pytest.approx([k / 9 for k in range(9)])
 
 
 class DivergesAtBatch(nn.Module):
@@ -54,7 +82,7 @@ class DivergesAtBatch(nn.Module):
         self.w = nn.Parameter(torch.zeros(()))
         self.bad, self.then_raise, self.steps = bad, then_raise, 0
 
-    def loss(self, batch):
+    def loss(self, batch, progress):
         self.steps += 1
         if self.then_raise and self.steps > self.bad:
             raise ValueError("parameters are NaN")
@@ -69,16 +97,29 @@ def test_divergence_names_the_epoch_and_first_bad_batch(then_raise):
     data = {"target": torch.ones(40, 1)}
     config = TrainConfig(epochs=3, batch_size=10, lr=0.1, patience=None)
     # 4 batches per epoch: step 6 is epoch 2, batch 2
-    with pytest.raises(DivergedError, match=r"loss became nan at epoch 2, batch 2; parts: square=nan\.") as caught:
+    expected = r"loss became nan at epoch 2, batch 2; parts: square=nan\."
+    with pytest.raises(DivergedError, match=expected) as caught:
         Trainer(config).fit(DivergesAtBatch(bad=6, then_raise=then_raise), data)
     assert isinstance(caught.value.__cause__, ValueError) == then_raise
 
 
+class MeanSquare(nn.Module):
+    """loss = (mean target)^2 + 0 w: the gradient is 0, so Adam never moves w."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(()))
+
+    def loss(self, batch, progress):
+        loss = batch["target"].mean() ** 2 + 0 * self.w
+        return loss, {"square": loss.detach()}
+
+
 def test_history_and_validation_loss_are_means_over_batches():
     target = torch.arange(40.0)[:, None]
-    config = TrainConfig(epochs=1, batch_size=10, lr=0.0, patience=None, eval_batch_size=15)
-    report = Trainer(config).fit(DivergesAtBatch(bad=10**9), {"target": target}, {"target": target})
-    # lr 0 keeps w = 0, so a batch's loss is its mean target squared
+    config = TrainConfig(epochs=1, batch_size=10, lr=0.1, patience=None, eval_batch_size=15)
+    report = Trainer(config).fit(MeanSquare(), {"target": target}, {"target": target})
+    # a batch's loss is its mean target squared
     order = torch.randperm(40, generator=torch.Generator().manual_seed(config.seed))
     train_batches = target[order].reshape(4, 10).mean(1) ** 2
     valid_batches = [target[a:b].mean() ** 2 for a, b in ((0, 15), (15, 30), (30, 40))]
@@ -87,6 +128,23 @@ def test_history_and_validation_loss_are_means_over_batches():
     assert row["square"] == pytest.approx(row["loss"])
     assert row["valid_loss"] == pytest.approx(float(15 * valid_batches[0] + 15 * valid_batches[1]
                                                     + 10 * valid_batches[2]) / 40)
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"epochs": 0}, "epochs"), ({"epochs": 2.5}, "epochs"), ({"lr": "fast"}, "lr"),
+    ({"amsgrad": "yes"}, "amsgrad"), ({"patience": 0}, "patience"), ({"seed": -1}, "seed"),
+    ({"epoch": 3}, "epoch"),
+])
+def test_train_settings_reject_bad_values_naming_the_field(settings, message):
+    with pytest.raises(ValidationError, match=message):
+        TrainConfig(**settings)
+
+
+def test_train_settings_take_yaml_numbers_and_are_frozen():
+    config = TrainConfig(lr="1e-3", max_seconds=60)
+    assert config.lr == 1e-3 and config.max_seconds == 60.0
+    with pytest.raises(ValidationError, match="frozen"):
+        config.lr = 1.0
 
 
 def test_a_fit_is_reproducible_from_its_seed():

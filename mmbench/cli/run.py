@@ -230,12 +230,14 @@ def models(name: Optional[str] = typer.Argument(
 
 
 def describe_model(name: str) -> None:
-    """Print model ``name``'s description (its docstring) and its hyper-parameters with their
-    defaults."""
-    from mmbench.registry import hyperparameters, model_class
+    """Print model ``name``'s description (its docstring) and its hyper-parameters as its config
+    declares them: type and allowed values, default, one-line doc."""
+    from mmbench.config import describe
+    from mmbench.registry import config_class, model_class
     console.print(f"[bold]{name}[/]", highlight=False)
     console.print(escape(inspect.getdoc(model_class(name)) or ""), highlight=False)
-    table = Table("hyper-parameter", "default")
-    for parameter, default in hyperparameters(name).items():
-        table.add_row(parameter, escape(repr(default)))
+    table = Table("hyper-parameter", "allowed", "default", "description")
+    for field in describe(config_class(name)):
+        table.add_row(field.name, escape(field.allowed), escape(repr(field.default)),
+                      escape(field.doc))
     console.print(table)
