@@ -239,6 +239,9 @@ class Suite(Strict):
     downstream: DownstreamBlock = Field(default_factory=DownstreamBlock)
     device: str = "cpu"
     resources: Resources = Field(default_factory=Resources)
+    # What tables and figures call a data set, metric, data axis or model label (e.g.
+    # {mnist_embedded: "noisy MNIST", fold: "speaker pair"}); see mmbench.report.names.
+    display_names: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("seeds")
     @classmethod

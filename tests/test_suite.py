@@ -38,7 +38,8 @@ def base(**changes) -> dict:
 
 @pytest.mark.parametrize("suite, expected", [
     (base(seedz=[1]), "seedz: unknown field; allowed: ['data', 'description', 'device', "
-                      "'downstream', 'models', 'name', 'resources', 'seed', 'seeds', 'train']"),
+                      "'display_names', 'downstream', 'models', 'name', 'resources', 'seed', "
+                      "'seeds', 'train']"),
     (base(models=[{"name": "mxo", "parms": {}}]),
      "models.0.parms: unknown field; allowed: ['grid', 'grid_mode', 'label', 'name', 'params', "
      "'resources', 'train']"),

@@ -6,9 +6,10 @@ and data points (folds, speakers) are aggregated within a series.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,11 @@ from mmbench.records import Record
 from mmbench.report.style import model_rank
 from mmbench.results import tidy
 from mmbench.store import RecordError, RunStore
+
+# Run roles (mmbench.records): tuning trials are not reported (only tuning views show them);
+# reference runs (computed from the data alone) are rows set apart from the models.
+TRIAL_ROLE = "trial"
+REFERENCE_ROLE = "reference"
 
 
 class ReportError(ValueError):
@@ -33,18 +39,28 @@ def latest_results_dir(root: str | Path = "results") -> Path:
     return max(candidates, key=lambda d: (d / "runs").stat().st_mtime)
 
 
-def ok_records(results_dir: str | Path) -> list[Record]:
-    """The finished records of a results directory (failed runs are left out)."""
+def all_records(results_dir: str | Path) -> list[Record]:
+    """Every record of a results directory, failed runs included."""
     store = RunStore(results_dir)
     if not store.runs.is_dir():
         raise ReportError(f"{results_dir}: not a results directory (no runs/ inside)")
     try:
-        records = [r for r in store.records() if r.ok]
+        return store.records()
     except RecordError as error:
         raise ReportError(str(error)) from None
+
+
+def ok_records(results_dir: str | Path) -> list[Record]:
+    """The finished records of a results directory (failed runs are left out)."""
+    records = [r for r in all_records(results_dir) if r.ok]
     if not records:
         raise ReportError(f"{results_dir}: no finished run")
     return records
+
+
+def reported(records: Iterable[Record]) -> list[Record]:
+    """The records tables and figures report: model and reference runs, not tuning trials."""
+    return [r for r in records if r.role != TRIAL_ROLE]
 
 
 def series_names(records: Iterable[Record], along: str | None = None) -> dict[str, str]:
@@ -97,13 +113,16 @@ def per_group(records: list[Record]) -> list[Record]:
 
 def run_frame(records: list[Record], along: str | None = None) -> pd.DataFrame:
     """One row per run and metric (mmbench.results.tidy) plus ``series`` (see
-    :func:`series_names`), every data option of the run as ``option.<name>`` and every scalar
+    :func:`series_names`), ``role``, ``stopped_by`` (why training stopped; None without a fit
+    summary), every data option of the run as ``option.<name>`` and every scalar
     hyper-parameter as ``hp.<name>``."""
     frame = tidy(records)
     names = series_names(records, along)
     extra = []
     for record in records:
-        row = {"run_id": record.run_id, "series": names[record.run_id]}
+        row: dict[str, Any] = {"run_id": record.run_id, "series": names[record.run_id],
+                               "role": record.role,
+               "stopped_by": None if record.fit is None else record.fit.stopped_by}
         row.update({f"option.{k}": v for k, v in record.config.data.options.items()
                     if np.isscalar(v)})
         row.update({f"hp.{k}": v for k, v in record.config.model.params.items()

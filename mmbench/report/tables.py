@@ -1,34 +1,46 @@
 """Paper tables from a results directory (paper Tables 1-4 and 6).
 
-Rows are the data points of the suite's data grid (folds, speakers; a single "test" row when
-there is none) plus an "average" row, columns are the series (models, and their grid points when
-a model has several), cells are mean ± std over replicate seeds, the best of ours per row is in
-bold, and the paper's published figure stands beside ours in a column marked "(paper)" wherever
-``results/reference/cmmd_paper_results.csv`` has it. The paper's figures are reference data,
-never results of ours.
+Models are rows; the columns are the data points of the suite's data grid (folds, speakers),
+with their "average", or the data set alone when there is no grid. A cell is mean ± std over
+replicate seeds. In every column each model is compared with the best one by a paired test
+(:mod:`mmbench.report.significance`): bold marks the best, underline every model not
+significantly worse. A dagger marks a cell some of whose runs stopped at the epoch cap (a double
+dagger: at the time budget), i.e. that training did not show convergence. The paper's published
+figure for a model is the italic row "<model> (paper)" right under it, wherever
+``results/reference/cmmd_paper_results.csv`` has it: the paper's figures are reference data,
+never results of ours, and are never marked. Reference rows (runs with role "reference", computed
+from the data alone: "raw xO", "mean xM", "ridge xO→xM") come last, set apart, and are compared
+with the best model (the p-value is in the CSV) but never marked: they are not candidates.
+
+:mod:`mmbench.report.table_formats` writes a :class:`ResultTable` as markdown, LaTeX or CSV.
 """
 from __future__ import annotations
 
-import io
-from dataclasses import dataclass, field
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Literal
 
-import numpy as np
 import pandas as pd
 
-from mmbench.report.runs import ReportError, ordered_series
-from mmbench.results import mean_std
+from mmbench.report.names import DisplayNames
+from mmbench.report.params import Budget
+from mmbench.report.runs import REFERENCE_ROLE, TRIAL_ROLE, ReportError, ordered_series
+from mmbench.report.significance import Comparison, Mark, mark_column
+from mmbench.report.suite_info import SuiteInfo
 
 REFERENCE_CSV = (Path(__file__).resolve().parents[2] / "results" / "reference"
                  / "cmmd_paper_results.csv")
 DEFAULT_METRICS = ("error_pct", "map_micro_pct", "map_macro_pct", "rmse")
-METRIC_TITLES = {"error_pct": "error (%)", "rmse": "rmse of the generated missing modalities",
-                 "map_micro_pct": "mAP, micro-averaged (%)",
-                 "map_macro_pct": "mAP, macro-averaged (%)",
-                 "train_seconds": "training time (s)", "eval_seconds": "evaluation time (s)"}
-AVERAGE_ROW = "average"
-MISSING = "—"
+AVERAGE = "average"
+# Reference rows in this order, others after them by name.
+REFERENCE_ORDER = ("raw xO", "mean xM", "ridge xO→xM")
+# Why some runs of a cell stopped before showing convergence -> the cell's mark.
+CAP_MARKS = {"epochs": "†", "time_budget": "‡"}
+CAP_NOTES = {"epochs": "some of its runs stopped at the epoch cap (not by early stopping)",
+             "time_budget": "some of its runs stopped at the time budget"}
 
 # Our data set names -> the "dataset" column of the paper's CSV.
 PAPER_DATASETS = {"mnist_noisy": "noisy_mnist", "xrmb": "xrmb", "flickr": "flickr",
@@ -91,7 +103,7 @@ class PaperReference:
     def value(self, dataset: str, split: str | None, label: str, metric: str) -> float | None:
         """The paper's figure for model ``label`` (the paper's name, e.g. "CMMD") on a split
         other than an average, or None."""
-        if dataset not in PAPER_DATASETS or split is None or split == AVERAGE_ROW:
+        if dataset not in PAPER_DATASETS or split is None or split == AVERAGE:
             return None
         for name in self._names(label):
             found = self.values.get((PAPER_DATASETS[dataset], split, name, metric))
@@ -102,11 +114,11 @@ class PaperReference:
     def column(self, dataset: str, splits: dict[str, str | None], label: str,
                metric: str) -> dict[str, float | None]:
         """The paper's figures for the rows of a table; ``splits`` maps our row names to the
-        paper's splits (AVERAGE_ROW to itself)."""
+        paper's splits (AVERAGE to itself)."""
         column = {row: self.value(dataset, split, label, metric) for row, split in splits.items()}
-        if AVERAGE_ROW in splits:
-            covered = {split for split in splits.values() if split not in (None, AVERAGE_ROW)}
-            column[AVERAGE_ROW] = self._average(dataset, covered, label, metric)
+        if AVERAGE in splits:
+            covered = {split for split in splits.values() if split not in (None, AVERAGE)}
+            column[AVERAGE] = self._average(dataset, covered, label, metric)
         return column
 
     def _average(self, dataset: str, covered: set[str], label: str, metric: str) -> float | None:
@@ -117,142 +129,318 @@ class PaperReference:
         if len(covered) == 1:
             return self.value(dataset, next(iter(covered)), label, metric)
         paper_dataset = PAPER_DATASETS.get(dataset)
+        if paper_dataset is None:
+            return None
         for name in self._names(label):
-            averages = self.values.get((paper_dataset, AVERAGE_ROW, name, metric), {})
+            averages = self.values.get((paper_dataset, AVERAGE, name, metric), {})
             for table, value in averages.items():
                 averaged = {split for (d, split, m, k), tables in self.values.items()
                             if table in tables and (d, m, k) == (paper_dataset, name, metric)}
-                if averaged - {AVERAGE_ROW} <= covered:
+                if averaged - {AVERAGE} <= covered:
                     return value
         return None
 
 
-@dataclass
-class PaperTable:
-    """One metric on one data set: display text per cell, and which cells are best.
 
-    cells: rows x columns of text (mean ± std, the paper's figure, or MISSING).
-    best: rows x columns of bool (only our columns can be best).
-    numbers: (row, column) -> (mean, std, number of seeds) of our cells; (value, nan, 0) of the
-        paper's.
-    paper_columns: the columns holding the paper's figures.
+
+RowKind = Literal["model", "paper", "reference"]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One number of a table.
+
+    mean, std: over the replicate seeds (std nan for a single value and for the paper's figure).
+    n: the seeds averaged (0: the paper's figure).
+    mark: "best" (bold), "tied" (not significantly worse than the best: underlined) or "".
+    comparison: the paired test against the column's best model (None: the best itself, the
+        paper's figures, or a column with a single model).
+    stopped: why some of its runs stopped without showing convergence ("epochs",
+        "time_budget"), in CAP_MARKS order.
     """
 
+    mean: float
+    std: float = math.nan
+    n: int = 0
+    mark: Mark = ""
+    comparison: Comparison | None = None
+    stopped: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Row:
+    """A model (one series: a label and, where it has several, its grid point), the paper's
+    figures for a model, or a reference row; ``cells`` by column (missing: no value)."""
+
+    name: str
+    kind: RowKind
+    cells: dict[str, Cell]
+
+
+@dataclass
+class ResultTable:
+    """One metric on one data set of one suite.
+
+    columns: the data points ("fold 1", ...) and AVERAGE; ["test"] without a data grid.
+    axis: the data grid's axes ("fold"; "fold / speaker"), None without a grid.
+    seeds: the replicate seeds of its runs; missing_seeds: the suite's seeds that have none.
+    by_group: the columns are test groups of the runs (--by-group), not runs of a data grid.
+    headers: column -> its title, where it differs from the column (display names).
+    """
+
+    suite: str
     dataset: str
     metric: str
-    row_title: str
-    cells: pd.DataFrame
-    best: pd.DataFrame
-    numbers: dict[tuple[str, str], tuple[float, float, int]] = field(default_factory=dict)
-    paper_columns: list[str] = field(default_factory=list)
-    n_seeds: int = 1
+    columns: list[str]
+    axis: str | None
+    rows: list[Row]
+    seeds: tuple[int, ...]
+    budget: Budget | None
+    names: DisplayNames = field(default_factory=DisplayNames)
+    digits: int = 2
+    missing_seeds: tuple[int, ...] = ()
+    by_group: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def higher_is_better(self) -> bool:
+        return higher_is_better(self.metric)
+
+    @property
+    def label(self) -> str:
+        """The LaTeX label, tab:<suite>-<metric> (-by-<axis> for a --by-group table)."""
+        parts = [self.suite, self.metric] + ([f"by-{self.axis}"] if self.by_group else [])
+        return "tab:" + "-".join(re.sub(r"[^A-Za-z0-9._:-]+", "_", p) for p in parts)
+
+    @property
+    def n_seeds(self) -> int:
+        """The most seeds behind one cell (cells with fewer say so)."""
+        return max((c.n for r in self.rows for c in r.cells.values()), default=0)
+
+    def header(self, column: str) -> str:
+        """A column's title: "fold 1" (the axis by its display name), "average", or the data
+        set's name in a table without a data grid."""
+        if self.axis is None:
+            return self.names.dataset(self.dataset)
+        return self.headers.get(column, column)
+
+    def cells(self) -> list[Cell]:
+        return [cell for row in self.rows for cell in row.cells.values()]
 
     @property
     def caption(self) -> str:
-        better = "higher" if higher_is_better(self.metric) else "lower"
-        text = (f"{METRIC_TITLES.get(self.metric, self.metric)} on {self.dataset}: "
-                f"mean ± std over {self.n_seeds} seed{'s' * (self.n_seeds > 1)} "
-                f"({better} is better; bold: best per row")
-        if self.paper_columns:
-            text += "; (paper): the figure published in the CMMD paper, not a result of ours"
-        return text + ")."
+        """What a reader needs to read the table: the metric, data, seeds, split, budget, marks
+        and the test behind them, daggers, reference rows and the paper's figures."""
+        seeds = ", ".join(map(str, self.seeds))
+        count = f"{len(self.seeds)} seed{'s' * (len(self.seeds) != 1)}"
+        missing = (f"; the suite's seed{'s' * (len(self.missing_seeds) > 1)} "
+                   f"{', '.join(map(str, self.missing_seeds))} not run" if self.missing_seeds
+                   else "")
+        text = (f"{self.names.metric(self.metric)} on {self.names.dataset(self.dataset)}: "
+                f"mean ± std over {count} ({seeds}{missing}) {self._split_text()}; "
+                f"{'higher' if self.higher_is_better else 'lower'} is better.")
+        if self.budget is not None:
+            text += f" Budget: {self.budget.describe()}."
+        text += self._marks_text()
+        stopped = [reason for reason in CAP_MARKS
+                   if any(reason in c.stopped for c in self.cells())]
+        text += "".join(f" {CAP_MARKS[r]}: {CAP_NOTES[r]}." for r in stopped)
+        if any(r.kind == "reference" for r in self.rows):
+            text += " Set apart: references without a model, computed from the data alone."
+        if any(r.kind == "paper" for r in self.rows):
+            text += " (paper): the figure published in the CMMD paper, not a result of ours."
+        return text
+
+    def _split_text(self) -> str:
+        if self.axis is None:
+            return "on the test split"
+        axis = self.names.other(self.axis)
+        if self.by_group:
+            text = f"on each test {axis} of the test split"
+        else:
+            text = f"on the test split of each {axis}"
+        if AVERAGE in self.columns:
+            text += f" (average: each seed's mean over the {axis}s)"
+        return text
+
+    def _marks_text(self) -> str:
+        comparisons = [c.comparison for r in self.rows if r.kind == "model"
+                       for c in r.cells.values() if c.comparison is not None]
+        if not comparisons:
+            return ""
+        used = {c.test for c in comparisons}
+        tests = []
+        if "wilcoxon" in used:
+            tests.append("Wilcoxon signed-rank test over 6 or more pairs")
+        if "paired_t" in used:
+            tests.append("paired t-test over 2 to 5 pairs")
+        pairing = "seed" if self.axis is None else f"{self.names.other(self.axis)} and seed"
+        text = (" Bold: the best model; underlined: not significantly worse than the best "
+                f"(p ≥ 0.05, two-sided {' or '.join(tests) or 'test'}; runs paired by "
+                f"{pairing}) or equal to it as shown.")
+        if "none" in used:
+            text += " No test where fewer than 2 runs pair up (bold is then the best mean)."
+        if self._any_all_tied():
+            text += " No mark in a column where no model is significantly worse than the best."
+        return text
+
+    def _any_all_tied(self) -> bool:
+        for column in self.columns:
+            cells = [r.cells[column] for r in self.rows
+                     if r.kind == "model" and column in r.cells]
+            if len(cells) > 1 and not any(c.mark for c in cells):
+                return True
+        return False
 
 
 def build_table(frame: pd.DataFrame, metric: str, reference: PaperReference | None = None,
-                digits: int | None = None) -> list[PaperTable]:
-    """The tables of ``metric`` (one per data set) from a run frame (mmbench.report.runs.run_frame);
-    ``digits`` after the decimal point (default: 3 for rmse, 2 otherwise)."""
+                digits: int | None = None, *, suite: SuiteInfo | None = None,
+                budget: Budget | None = None, by_group: bool = False) -> list[ResultTable]:
+    """The tables of ``metric`` (one per data set) from a run frame
+    (mmbench.report.runs.run_frame; tuning trials in it are left out).
+
+    digits: after the decimal point (default: 3 for rmse, 2 otherwise).
+    suite: the suite's name, seeds and display names (default: unknown, named "results").
+    budget: the models' training budget (mmbench.report.params.budget; None: not stated).
+    by_group: the frame's data points are test groups (mmbench.report.runs.per_group).
+    """
     if digits is None:
         digits = 3 if metric.startswith("rmse") else 2
-    data = frame[(frame["status"] == "ok") & (frame["metric"] == metric)]
+    suite = suite or SuiteInfo("results")
+    data = frame[(frame["status"] == "ok") & (frame["role"] != TRIAL_ROLE)]
+    available = sorted(data["metric"].unique())
+    data = data[data["metric"] == metric]
     if data.empty:
-        available = sorted(frame.loc[frame["status"] == "ok", "metric"].unique())
         raise ReportError(f"no run has metric {metric!r}; available: {available}")
-    return [_one_table(part, dataset, metric, reference, digits)
+    return [_one_table(part, str(dataset), metric, reference, digits, suite,
+                       budget, by_group)
             for dataset, part in data.groupby("dataset", sort=True)]
 
 
-def _one_table(data: pd.DataFrame, dataset: str, metric: str,
-               reference: PaperReference | None, digits: int) -> PaperTable:
-    data, rows, row_title = _rows(data)
-    series = ordered_series(data["series"])
-    n_seeds = int(data.groupby(["row", "series"])["seed"].nunique().max())
-    ours = _values_over_seeds(data, rows, series)
-    if len(rows) > 1:
-        rows = rows + [AVERAGE_ROW]
-    columns, paper = _columns_with_paper(data, dataset, metric, rows, series, reference)
+def _one_table(data: pd.DataFrame, dataset: str, metric: str, reference: PaperReference | None,
+               digits: int, suite: SuiteInfo, budget: Budget | None,
+               by_group: bool) -> ResultTable:
+    data, columns, axis = _columns(data)
+    headers = {column: ", ".join(_display_point(part, suite.names) for part in column.split(", "))
+               for column in columns} if axis else {}
+    if len(columns) > 1:
+        columns = [*columns, AVERAGE]
+    is_reference = data["role"] == REFERENCE_ROLE
+    models = ordered_series(data.loc[~is_reference, "series"])
+    references = sorted(set(data.loc[is_reference, "series"]), key=_reference_rank)
+    shown, paired = _values(data, columns)
+    stopped = _stopped(data, columns)
 
-    cells = pd.DataFrame(MISSING, index=rows, columns=columns)
-    means = pd.DataFrame(np.nan, index=rows, columns=series)
-    numbers = {}
-    for (row, column), values in ours.items():
-        cells.loc[row, column] = mean_std(values, digits) + (
-            f" (n={len(values)})" if len(values) < n_seeds else "")
-        means.loc[row, column] = values.mean()
-        numbers[(row, column)] = (values.mean(), values.std(ddof=1), len(values))
-    for (row, column), value in paper.items():
-        cells.loc[row, column] = format(value, "g")
-        numbers[(row, column)] = (value, np.nan, 0)
+    cells: dict[str, dict[str, Cell]] = {name: {} for name in [*models, *references]}
+    for column in columns:
+        in_column = [name for name in cells if (column, name) in shown]
+        means = {name: float(shown[(column, name)].mean()) for name in in_column}
+        marks = mark_column({name: paired[(column, name)] for name in in_column}, means,
+                            higher_is_better(metric), [m for m in models if m in means], digits)
+        for name in in_column:
+            values = shown[(column, name)]
+            std = float(values.std(ddof=1)) if len(values) > 1 else math.nan
+            cells[name][column] = Cell(means[name], std, len(values),
+                                       marks.marks.get(name, ""), marks.comparisons.get(name),
+                                       stopped.get((column, name), ()))
+    rows = []
+    shown_name = suite.names.other
+    paper = _paper_rows(data, dataset, metric, columns, models, reference)
+    for name in models:
+        rows.append(Row(shown_name(name), "model", cells[name]))
+        if name in paper:
+            rows.append(replace(paper[name], name=f"{shown_name(paper[name].name)} (paper)"))
+    rows += [Row(shown_name(name), "reference", cells[name]) for name in references]
+    present = tuple(sorted(int(s) for s in data["seed"].unique()))
+    missing = tuple(s for s in suite.seeds or () if s not in present)
+    return ResultTable(suite.name, dataset, metric, columns, axis, rows, present, budget,
+                       suite.names, digits, missing, by_group, headers)
 
-    best = pd.DataFrame(False, index=rows, columns=columns)
-    shown = means.round(digits)  # best as displayed: means equal at the shown precision tie
-    extreme = shown.max(axis=1) if higher_is_better(metric) else shown.min(axis=1)
-    best[series] = shown.eq(extreme, axis=0)
-    paper_columns = list(dict.fromkeys(column for _, column in paper))
-    return PaperTable(dataset, metric, row_title, cells, best, numbers, paper_columns, n_seeds)
+
+def _display_point(part: str, names: DisplayNames) -> str:
+    """"fold 1" with the axis by its display name."""
+    axis, _, value = part.partition(" ")
+    return f"{names.other(axis)} {value}"
 
 
-def _rows(data: pd.DataFrame) -> tuple[pd.DataFrame, list[str], str]:
-    """Name each run's table row after its data grid point ("fold 1"; "test" without a data
-    grid); returns the runs with a ``row`` column, the rows in order and the rows' title."""
+def _reference_rank(name: str) -> tuple[int, str]:
+    return (REFERENCE_ORDER.index(name) if name in REFERENCE_ORDER else len(REFERENCE_ORDER),
+            name)
+
+
+def _columns(data: pd.DataFrame) -> tuple[pd.DataFrame, list[str], str | None]:
+    """Name each run's column after its data grid point ("fold 1"; "test" without a data
+    grid); returns the runs with a ``column`` column, the columns in order and the grid's axes
+    (None without a grid)."""
     axes = [c for c in data.columns if c.startswith("data.") and data[c].notna().any()]
     if not axes:
-        return data.assign(row="test"), ["test"], "data"
+        return data.assign(column="test"), ["test"], None
     names = data[axes].apply(lambda point: ", ".join(
         f"{axis.removeprefix('data.')} {_plain(value)}" for axis, value in point.items()), axis=1)
-    data = data.assign(row=names)
-    rows = list(dict.fromkeys(data.sort_values(axes)["row"]))
-    return data, rows, " / ".join(a.removeprefix("data.") for a in axes)
+    data = data.assign(column=names)
+    columns = list(dict.fromkeys(data.sort_values(axes)["column"]))
+    return data, columns, " / ".join(a.removeprefix("data.") for a in axes)
 
 
-def _values_over_seeds(data: pd.DataFrame, rows: list[str],
-                       series: list[str]) -> dict[tuple[str, str], pd.Series]:
-    """(row, series) -> the metric per seed. With several rows, the AVERAGE_ROW holds each
-    seed's average over the rows (seeds missing from a row are left out of it)."""
-    values = {key: group.set_index("seed")["value"]
-              for key, group in data.groupby(["row", "series"])}
-    if len(rows) > 1:
-        for name in series:
-            if all((row, name) in values for row in rows):
-                per_seed = pd.concat([values[(row, name)] for row in rows], axis=1).dropna()
-                if len(per_seed):
-                    values[(AVERAGE_ROW, name)] = per_seed.mean(axis=1)
-    return values
+def _values(data: pd.DataFrame, columns: list[str]
+            ) -> tuple[dict[tuple[str, str], pd.Series], dict[tuple[str, str], pd.Series]]:
+    """(column, series) -> the values a cell shows (one per seed) and the values its paired
+    test sees. In a data point's column both are the runs by seed. In the AVERAGE column a
+    cell shows each seed's mean over the data points (a seed missing from one is left out) and
+    its test pairs runs by (data point, seed)."""
+    shown, paired = {}, {}
+    for (column, name), group in data.groupby(["column", "series"]):
+        shown[(column, name)] = paired[(column, name)] = group.set_index("seed")["value"]
+    if AVERAGE in columns:
+        points = [c for c in columns if c != AVERAGE]
+        for name, group in data.groupby("series"):
+            per_seed = group.pivot_table(index="seed", columns="column", values="value")
+            per_seed = per_seed.reindex(columns=points).dropna()
+            if len(per_seed):
+                shown[(AVERAGE, name)] = per_seed.mean(axis=1)
+                paired[(AVERAGE, name)] = group.set_index(["column", "seed"])["value"]
+    return shown, paired
 
 
-def _columns_with_paper(data: pd.DataFrame, dataset: str, metric: str, rows: list[str],
-                        series: list[str], reference: PaperReference | None
-                        ) -> tuple[list[str], dict[tuple[str, str], float]]:
-    """The columns: our series, each model's "(paper)" column after its last series where the
-    paper has a figure; and (row, paper column) -> the paper's figure."""
-    labels = {name: data.loc[data["series"] == name, "label"].iloc[0] for name in series}
-    options = {row: {c.removeprefix("option."): v for c, v in group.iloc[0].items()
-                     if c.startswith("option.")} for row, group in data.groupby("row")}
-    splits = {row: AVERAGE_ROW if row == AVERAGE_ROW else paper_split(dataset, options[row])
-              for row in rows}
-    columns, paper = [], {}
-    for position, name in enumerate(series):
-        columns.append(name)
+def _stopped(data: pd.DataFrame, columns: list[str]) -> dict[tuple[str, str], tuple[str, ...]]:
+    """(column, series) -> the caps (CAP_MARKS) some of the cell's runs stopped at; the
+    AVERAGE column gathers every data point's."""
+    out: dict[tuple[str, str], tuple[str, ...]] = {}
+    for (column, name), group in data.groupby(["column", "series"]):
+        reasons = set(group["stopped_by"].dropna())
+        out[(column, name)] = tuple(r for r in CAP_MARKS if r in reasons)
+        if AVERAGE in columns:
+            merged = set(out.get((AVERAGE, name), ())) | set(out[(column, name)])
+            out[(AVERAGE, name)] = tuple(r for r in CAP_MARKS if r in merged)
+    return out
+
+
+def _paper_rows(data: pd.DataFrame, dataset: str, metric: str, columns: list[str],
+                models: list[str], reference: PaperReference | None) -> dict[str, Row]:
+    """series -> the row of the paper's figures for its label, after the label's last series,
+    where the paper has a figure for one of the table's columns."""
+    if reference is None:
+        return {}
+    labels = {name: data.loc[data["series"] == name, "label"].iloc[0] for name in models}
+    options = {column: {c.removeprefix("option."): v for c, v in group.iloc[0].items()
+                        if c.startswith("option.") and not _missing(v)}
+               for column, group in data.groupby("column")}
+    splits = {column: AVERAGE if column == AVERAGE else paper_split(
+        dataset, options[column]) for column in columns}
+    rows = {}
+    for position, name in enumerate(models):
         label = labels[name]
-        last_of_label = position + 1 == len(series) or labels[series[position + 1]] != label
-        if reference is None or not last_of_label:
+        if position + 1 < len(models) and labels[models[position + 1]] == label:
             continue
-        figures = {row: v for row, v in reference.column(dataset, splits, label, metric).items()
-                   if v is not None}
-        if figures:
-            columns.append(f"{label} (paper)")
-            paper.update({(row, columns[-1]): value for row, value in figures.items()})
-    return columns, paper
+        figures = {column: Cell(value) for column, value in
+                   reference.column(dataset, splits, label, metric).items() if value is not None}
+        if figures:  # named after the label; the caller adds " (paper)"
+            rows[name] = Row(label, "paper", figures)
+    return rows
+
+
+def _missing(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
 
 
 def _plain(value: Any) -> str:
@@ -263,65 +451,3 @@ def _plain(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "+".join(map(_plain, value))
     return str(value)
-
-
-def to_markdown(table: PaperTable) -> str:
-    header = [table.row_title, *table.cells.columns]
-    lines = [f"**{table.caption}**", "",
-             "| " + " | ".join(header) + " |",
-             "|:--" + "|--:" * len(table.cells.columns) + "|"]
-    for row in table.cells.index:
-        texts = [f"**{text}**" if table.best.loc[row, column] else text
-                 for column, text in table.cells.loc[row].items()]
-        lines.append("| " + " | ".join([row, *texts]) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def _latex_escape(text: str) -> str:
-    for char, escaped in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"),
-                          ("#", r"\#"), ("$", r"\$"), ("±", r"$\pm$"), ("—", "---")):
-        text = text.replace(char, escaped)
-    return text
-
-
-def to_latex(table: PaperTable) -> str:
-    """A booktabs table (``\\usepackage{booktabs}``)."""
-    lines = [r"\begin{table}[t]", r"\centering",
-             rf"\caption{{{_latex_escape(table.caption)}}}",
-             rf"\begin{{tabular}}{{l{'r' * len(table.cells.columns)}}}", r"\toprule",
-             " & ".join(_latex_escape(c) for c in [table.row_title, *table.cells.columns]) + r" \\",
-             r"\midrule"]
-    for row in table.cells.index:
-        if row == AVERAGE_ROW:
-            lines.append(r"\midrule")
-        texts = [rf"\textbf{{{_latex_escape(text)}}}" if table.best.loc[row, column]
-                 else _latex_escape(text) for column, text in table.cells.loc[row].items()]
-        lines.append(" & ".join([_latex_escape(row), *texts]) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
-    return "\n".join(lines) + "\n"
-
-
-def to_csv(tables: list[PaperTable]) -> str:
-    """Long form, one line per filled cell: dataset, metric, row, column, source (ours or
-    paper), mean, std, n (seeds; 0 for the paper's figures), best."""
-    rows = []
-    for table in tables:
-        for (row, column), (mean, std, n) in table.numbers.items():
-            rows.append({"dataset": table.dataset, "metric": table.metric, "row": row,
-                         "column": column,
-                         "source": "paper" if column in table.paper_columns else "ours",
-                         "mean": mean, "std": std, "n": n,
-                         "best": bool(table.best.loc[row, column])})
-    buffer = io.StringIO()
-    pd.DataFrame(rows).to_csv(buffer, index=False)
-    return buffer.getvalue()
-
-
-def render(tables: list[PaperTable], fmt: str) -> str:
-    """All ``tables`` as one text in ``fmt`` (markdown, latex or csv)."""
-    if fmt == "csv":
-        return to_csv(tables)
-    writer = {"markdown": to_markdown, "latex": to_latex}.get(fmt)
-    if writer is None:
-        raise ReportError(f"--format {fmt!r}; allowed: markdown, latex, csv")
-    return "\n".join(writer(t) for t in tables)
