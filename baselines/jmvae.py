@@ -28,6 +28,7 @@ Test time (no classifier of its own; scored by the suite's downstream protocol):
 """
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -48,7 +49,7 @@ from mmbench.config import (
     per_modality,
 )
 from mmbench.experts import product_of_experts
-from mmbench.model import DataSpec, PosteriorTensors, TorchModel, concat
+from mmbench.model import Arrays, DataSpec, PosteriorTensors, TorchModel, concat
 from mmbench.nn import (
     GaussianHead,
     decoder_layers,
@@ -58,7 +59,7 @@ from mmbench.nn import (
     standard_normal_like,
     stochastic_mlp,
 )
-from mmbench.trainer import Progress
+from mmbench.trainer import Batch, Progress
 
 
 class JMVAEConfig(ModelConfig):
@@ -112,18 +113,20 @@ class JMVAENetwork(nn.Module):
                               act, drop)
             for m in self.names})
 
-    def loss(self, batch, progress: Progress | None = None):
+    def loss(self, batch: Batch,
+             progress: Progress | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         joint = self.joint_encoder(concat(batch, self.names))              # q(z | X), batch (b,)
         z = joint.rsample()
         kl = kl_divergence(joint, standard_normal_like(z))
-        log_lik = sum(self.weights[m] * self.decoders[m](z).log_prob(batch[m])
-                      for m in self.names)
-        kl_unimodal = sum(kl_divergence(joint, self.encoders[m](batch[m])) for m in self.names)
+        log_lik = torch.stack([self.weights[m] * self.decoders[m](z).log_prob(batch[m])
+                               for m in self.names]).sum(0)
+        kl_unimodal = torch.stack([kl_divergence(joint, self.encoders[m](batch[m]))
+                                   for m in self.names]).sum(0)
         loss = (-log_lik + kl + self.config.alpha * kl_unimodal).mean()
         return loss, {"reconstruction": -log_lik.mean(), "kl": kl.mean(),
                       "kl_unimodal": kl_unimodal.mean()}
 
-    def posterior(self, batch, names) -> tuple[torch.Tensor, torch.Tensor]:
+    def posterior(self, batch: Batch, names: Collection[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, logvar), each (b, latent_dim), of z given the modalities ``names``: the joint
         encoder when they are every modality, else the product of their unimodal encoders."""
         if set(names) == set(self.names):
@@ -132,7 +135,7 @@ class JMVAENetwork(nn.Module):
         return product_of_experts(torch.stack([s[0] for s in stats]),
                                   torch.stack([s[1] for s in stats]), prior_expert=False)
 
-    def decode_means(self, z: torch.Tensor, names) -> dict[str, torch.Tensor]:
+    def decode_means(self, z: torch.Tensor, names: Collection[str]) -> dict[str, torch.Tensor]:
         return {m: self.decoders[m](z).mean for m in names}
 
 
@@ -142,16 +145,16 @@ class JMVAE(TorchModel[JMVAEConfig, JMVAENetwork]):
     name = "jmvae"
     capabilities = frozenset({"generate", "posteriors"})
 
-    def represent(self, xO) -> np.ndarray:
+    def represent(self, xO: Arrays) -> np.ndarray:
         """Mean of z given xO (unimodal encoder, or their product; see the module), (n, d)."""
         return self.batched(lambda b: self.module_.posterior(b, self.spec_.observed)[0], xO)
 
-    def generate(self, xO) -> dict[str, np.ndarray]:
+    def generate(self, xO: Arrays) -> dict[str, np.ndarray]:
         """Decoder means of the missing modalities at the mean of z given xO."""
         return self.batched(lambda b: self.module_.decode_means(
             self.module_.posterior(b, self.spec_.observed)[0], self.spec_.missing), xO)
 
-    def batch_posteriors(self, batch) -> PosteriorTensors:
+    def batch_posteriors(self, batch: Batch) -> PosteriorTensors:
         """z|xO and z|xM (from the missing modalities or the joint encoder, see ``z_given_xM``;
         None when no modality is missing); decoder log-variances of the Gaussian missing
         modalities at the mean of z|xO."""

@@ -46,6 +46,7 @@ Test time (no classifier of its own; scored by the suite's downstream protocol),
 """
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -68,7 +69,7 @@ from mmbench.config import (
     per_modality,
 )
 from mmbench.experts import mixture_log_prob, mixture_moments
-from mmbench.model import DataSpec, PosteriorTensors, TorchModel
+from mmbench.model import Arrays, DataSpec, PosteriorTensors, TorchModel
 from mmbench.nn import (
     FixedScaleLaplace,
     LaplaceExpert,
@@ -79,7 +80,7 @@ from mmbench.nn import (
     softmax_scale,
     stochastic_mlp,
 )
-from mmbench.trainer import Progress
+from mmbench.trainer import Batch, Progress
 
 
 class MMVAEPlusConfig(ModelConfig):
@@ -158,7 +159,7 @@ class MMVAEPlusNetwork(nn.Module):
         # rho_m of the auxiliary priors r_m(w_m), one row per modality
         self.auxiliary_raw_scale = nn.Parameter(torch.zeros(len(self.names), config.private_dim))
 
-    def experts(self, batch, names) -> tuple[torch.Tensor, torch.Tensor]:
+    def experts(self, batch: Batch, names: Collection[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """(loc, scale) of q(w_m, z | x_m) for the modalities ``names``, each
         (len(names), b, private_dim + latent_dim), w's dimensions first."""
         params = [self.encoders[m](batch[m]) for m in names]
@@ -173,7 +174,8 @@ class MMVAEPlusNetwork(nn.Module):
         """(w, z) of latents laid out as the experts' (w's dimensions first)."""
         return u.split([self.config.private_dim, self.config.latent_dim], dim=-1)
 
-    def log_weights(self, batch, detach_posterior: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def log_weights(self, batch: Batch,
+                    detach_posterior: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """(log w, u): K stratified samples u = (w_r, z) from every expert r, (K, M, b, D_w + D),
         and their log-weights (K, M, b); the experts' parameters are detached in log q when asked
         (DReG)."""
@@ -197,7 +199,8 @@ class MMVAEPlusNetwork(nn.Module):
             log_w = log_w + self.weights[m] * decoded.log_prob(batch[m]).reshape(log_w.shape)
         return log_w, u
 
-    def loss(self, batch, progress: Progress | None = None):
+    def loss(self, batch: Batch,
+             progress: Progress | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         objective, looser = self.config.objective, self.config.looser
         dreg = objective == "dreg" and self.training
         log_w, u = self.log_weights(batch, detach_posterior=dreg)
@@ -209,11 +212,11 @@ class MMVAEPlusNetwork(nn.Module):
             bound = bound.mean(0)
         return -bound.mean(), {objective: bound.mean().detach()}
 
-    def shared_mean(self, batch, names) -> torch.Tensor:
+    def shared_mean(self, batch: Batch, names: Collection[str]) -> torch.Tensor:
         """The mean of the mixture of q(z | x_m) over the modalities ``names``: (b, latent_dim)."""
         return self.split(self.experts(batch, names)[0])[1].mean(0)
 
-    def decode(self, z: torch.Tensor, names) -> dict[str, Distribution]:
+    def decode(self, z: torch.Tensor, names: Collection[str]) -> dict[str, Distribution]:
         """p(x_d | w_d, z) of the modalities ``names`` at the shared z (b, latent_dim), with every
         w_d at its auxiliary prior's mean, 0."""
         code = torch.cat([z.new_zeros(*z.shape[:-1], self.config.private_dim), z], -1)
@@ -227,26 +230,26 @@ class MMVAEPlus(TorchModel[MMVAEPlusConfig, MMVAEPlusNetwork]):
     name = "mmvae_plus"
     capabilities = frozenset({"generate", "posteriors"})
 
-    def represent(self, xO) -> np.ndarray:
+    def represent(self, xO: Arrays) -> np.ndarray:
         """Mean of the observed experts' mixture of q(z | x_m), (n, latent_dim)."""
         return self.batched(lambda b: self.module_.shared_mean(b, self.spec_.observed), xO)
 
-    def generate(self, xO) -> dict[str, np.ndarray]:
+    def generate(self, xO: Arrays) -> dict[str, np.ndarray]:
         """Decoder means of the missing modalities at that mean, w at its prior mean."""
-        def means(batch) -> dict[str, torch.Tensor]:
+        def means(batch: Batch) -> dict[str, torch.Tensor]:
             decoded = self.module_.decode(self.module_.shared_mean(batch, self.spec_.observed),
                                           self.spec_.missing)
             return {m: dist.mean for m, dist in decoded.items()}
 
         return self.batched(means, xO)
 
-    def batch_posteriors(self, batch) -> PosteriorTensors:
+    def batch_posteriors(self, batch: Batch) -> PosteriorTensors:
         """Moment-matched Gaussians of the observed experts' mixture of q(z | x_m) (z|xO) and of
         the missing (or all) experts' (z|xM; None when no modality is missing); decoder
         log-variances of the Gaussian missing modalities at the mean of z|xO."""
         network, spec = self.module_, self.spec_
 
-        def moment_matched(names) -> tuple[torch.Tensor, torch.Tensor]:
+        def moment_matched(names: Collection[str]) -> tuple[torch.Tensor, torch.Tensor]:
             (_, loc), (_, scale) = map(network.split, network.experts(batch, names))
             mean, variance = mixture_moments(loc, 2 * scale ** 2)
             return mean, variance.log()

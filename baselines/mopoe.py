@@ -45,6 +45,7 @@ condition on a subset of modalities, through that subset's product:
 """
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -64,7 +65,7 @@ from mmbench.config import (
     per_modality,
 )
 from mmbench.experts import mixture_log_prob, mixture_moments, nonempty_subsets, product_of_experts
-from mmbench.model import DataSpec, PosteriorTensors, TorchModel
+from mmbench.model import Arrays, DataSpec, PosteriorTensors, TorchModel
 from mmbench.nn import (
     GaussianHead,
     decoder_layers,
@@ -75,7 +76,7 @@ from mmbench.nn import (
     standard_normal_like,
     stochastic_mlp,
 )
-from mmbench.trainer import Progress
+from mmbench.trainer import Batch, Progress
 
 
 class MoPoEConfig(ModelConfig):
@@ -115,6 +116,8 @@ class MoPoEConfig(ModelConfig):
 
 
 class MoPoENetwork(nn.Module):
+    subsets: torch.Tensor
+
     def __init__(self, spec: DataSpec, config: MoPoEConfig):
         super().__init__()
         self.spec, self.config = spec, config
@@ -136,7 +139,7 @@ class MoPoENetwork(nn.Module):
         # Not saved: a function of the number of modalities.
         self.register_buffer("subsets", nonempty_subsets(len(self.names)), persistent=False)
 
-    def experts(self, batch, names) -> tuple[torch.Tensor, torch.Tensor]:
+    def experts(self, batch: Batch, names: Collection[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, logvar) of q(z | x_m) for the modalities ``names``, each
         (len(names), b, latent_dim)."""
         stats = [gaussian_posterior(self.encoders[m](batch[m])) for m in names]
@@ -158,14 +161,15 @@ class MoPoENetwork(nn.Module):
         return product_of_experts(mean, logvar, torch.cat([mask, with_prior.to(mask.dtype)], 1),
                                   prior_expert=False)
 
-    def subset_posterior(self, batch, names) -> tuple[torch.Tensor, torch.Tensor]:
+    def subset_posterior(self, batch: Batch,
+                         names: Collection[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, logvar) of q_s(z | X_s) for the subset ``names``, each (b, latent_dim)."""
         mean, logvar = self.experts(batch, names)
         mask = torch.ones(1, len(names), device=mean.device)
         joint_mean, joint_logvar = self.products(mean, logvar, mask)
         return joint_mean[0], joint_logvar[0]
 
-    def subset_posteriors(self, batch) -> Independent:
+    def subset_posteriors(self, batch: Batch) -> Independent:
         """The S products q_s(z | X_s) of the subsets of all modalities: batch shape (S, b)."""
         return diagonal_normal(*self.products(*self.experts(batch, self.names), self.subsets))
 
@@ -175,7 +179,8 @@ class MoPoENetwork(nn.Module):
         products (batch shape (S, b)): (b,)."""
         return mixture_log_prob(posteriors.log_prob(z), dim=0)
 
-    def loss(self, batch, progress: Progress | None = None):
+    def loss(self, batch: Batch,
+             progress: Progress | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         posteriors = self.subset_posteriors(batch)                       # batch (S, b)
         mean, std = posteriors.base_dist.loc, posteriors.base_dist.scale  # (S, b, d)
         n_subsets, size = mean.shape[:2]
@@ -186,19 +191,19 @@ class MoPoENetwork(nn.Module):
             kl = kl_divergence(posteriors, standard_normal_like(mean)).mean(0)
         else:
             kl = self.mixture_log_prob(z, posteriors) - standard_normal_like(z).log_prob(z)
-        log_lik = sum(self.weights[m] * self.decoders[m](z).log_prob(batch[m])
-                      for m in self.names)
+        log_lik = torch.stack([self.weights[m] * self.decoders[m](z).log_prob(batch[m])
+                               for m in self.names]).sum(0)
         loss = (-log_lik + self.config.beta * kl).mean()
         return loss, {"reconstruction": -log_lik.mean(), "kl": kl.mean()}
 
-    def joint_moments(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+    def joint_moments(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, logvar) of the Gaussian with the mean and variance of q(z | X), (b, d) each."""
         posteriors = self.subset_posteriors(batch)
         mean, variance = mixture_moments(posteriors.base_dist.loc,
                                          posteriors.base_dist.scale ** 2)
         return mean, variance.log()
 
-    def decode_means(self, z: torch.Tensor, names) -> dict[str, torch.Tensor]:
+    def decode_means(self, z: torch.Tensor, names: Collection[str]) -> dict[str, torch.Tensor]:
         return {m: self.decoders[m](z).mean for m in names}
 
 
@@ -209,17 +214,17 @@ class MoPoE(TorchModel[MoPoEConfig, MoPoENetwork]):
     name = "mopoe"
     capabilities = frozenset({"generate", "posteriors"})
 
-    def represent(self, xO) -> np.ndarray:
+    def represent(self, xO: Arrays) -> np.ndarray:
         """Mean of q_O(z | xO), the product of the observed experts, (n, latent_dim)."""
         return self.batched(
             lambda b: self.module_.subset_posterior(b, self.spec_.observed)[0], xO)
 
-    def generate(self, xO) -> dict[str, np.ndarray]:
+    def generate(self, xO: Arrays) -> dict[str, np.ndarray]:
         """Decoder means of the missing modalities at the mean of q_O(z | xO)."""
         return self.batched(lambda b: self.module_.decode_means(
             self.module_.subset_posterior(b, self.spec_.observed)[0], self.spec_.missing), xO)
 
-    def batch_posteriors(self, batch) -> PosteriorTensors:
+    def batch_posteriors(self, batch: Batch) -> PosteriorTensors:
         """z|xO: q_O(z | xO); z|xM: q_M(z | xM) or the moment-matched q(z | X) (see
         ``z_given_xM``; None when no modality is missing); decoder log-variances of the Gaussian
         missing modalities at the mean of z|xO."""
