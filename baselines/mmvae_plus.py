@@ -224,8 +224,10 @@ class MMVAEPlusNetwork(nn.Module):
 
 
 class MMVAEPlus(TorchModel[MMVAEPlusConfig, MMVAEPlusNetwork]):
-    """MMVAE+: shared and modality-specific Laplace latents, cross-modal reconstructions through
-    auxiliary priors, IWAE / DReG bounds (Palumbo et al. 2023)."""
+    """MMVAE+ (Palumbo et al. 2023): MMVAE with modality-specific latents and auxiliary priors.
+
+    Shared and modality-specific Laplace latents, cross-modal reconstructions through the
+    auxiliary priors, IWAE / DReG bounds."""
 
     name = "mmvae_plus"
     capabilities = frozenset({"generate", "posteriors"})

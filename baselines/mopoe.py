@@ -208,8 +208,7 @@ class MoPoENetwork(nn.Module):
 
 
 class MoPoE(TorchModel[MoPoEConfig, MoPoENetwork]):
-    """MoPoE: a mixture over the subsets of modalities of their products of Gaussian experts
-    (Sutter et al. 2021)."""
+    """MoPoE (Sutter et al. 2021): a mixture over subsets of modalities of products of experts."""
 
     name = "mopoe"
     capabilities = frozenset({"generate", "posteriors"})
