@@ -49,17 +49,16 @@ import numpy as np
 import torch
 from pydantic import Field, ValidationInfo, field_validator
 from torch import nn
-from torch.distributions import Independent, Laplace
+from torch.distributions import Independent
 
 from mmbench import bounds
 from mmbench.config import (Activation, Flag, Fraction, Layers, ModelConfig, NonNegativeReal,
                             PositiveInt, PositiveReal, per_modality, with_defaults)
 from mmbench.experts import mixture_log_prob, mixture_moments
 from mmbench.model import DataSpec, PosteriorTensors, TorchModel
-from mmbench.nn import decoder_layers, likelihood_head, stochastic_mlp
+from mmbench.nn import (LaplaceExpert, decoder_layers, fixed_scale_likelihood, laplace,
+                        softmax_scale, stochastic_mlp)
 from mmbench.trainer import Progress
-
-SCALE_FLOOR = 1e-6  # the authors' eta: added to posterior scales, clamps Laplace means in (0, 1)
 
 
 class MMVAEConfig(ModelConfig):
@@ -111,68 +110,11 @@ MMVAEIWAEConfig = with_defaults(
         "default, K = 10 (the CMMD paper's setting; the MMVAE paper used 30).")
 
 
-def softmax_scale(raw: torch.Tensor) -> torch.Tensor:
-    """The authors' positive scales: softmax over the D latent dimensions, times D."""
-    return torch.softmax(raw, dim=-1) * raw.shape[-1]
-
-
-def laplace(loc: torch.Tensor, scale: torch.Tensor) -> Independent:
-    return Independent(Laplace(loc, scale, validate_args=False), 1)
-
-
-class FixedScaleLaplace(Laplace):
-    """Laplace(loc, s) with one scale s (a float) for every element.
-
-    Its log-density -|x - loc| / s - log 2s takes two elementwise passes, where ``Laplace``
-    with a tensor of scales takes a log and a division per element: on the decoders' K x M
-    samples that was a quarter of an MMVAE-IWAE step.
-    """
-
-    def __init__(self, loc: torch.Tensor, scale: float):
-        # A 0-d scale filled on the device (a Python float would be copied from the host),
-        # broadcast to loc's shape without a copy.
-        super().__init__(loc, loc.new_full((), scale), validate_args=False)
-        self.fixed_scale = scale
-
-    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        return (value - self.loc).abs() * (-1 / self.fixed_scale) - math.log(2 * self.fixed_scale)
-
-
-class LaplaceExpert(nn.Module):
-    """Features -> (loc, scale) of q(z | x_m): a linear loc, scale = softmax(linear) * D + eta."""
-
-    def __init__(self, in_dim: int, latent_dim: int):
-        super().__init__()
-        self.loc = nn.Linear(in_dim, latent_dim)
-        self.raw_scale = nn.Linear(in_dim, latent_dim)
-
-    def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.loc(h), softmax_scale(self.raw_scale(h)) + SCALE_FLOOR
-
-
-class LaplaceLikelihood(nn.Module):
-    """Features -> Laplace(mean, fixed scale) per feature; the mean is a clamped sigmoid for data
-    in [0, 1] (``unit_interval``), linear otherwise."""
-
-    def __init__(self, in_dim: int, out_dim: int, scale: float, unit_interval: bool):
-        super().__init__()
-        self.mean = nn.Linear(in_dim, out_dim)
-        self.scale, self.unit_interval = scale, unit_interval
-
-    def forward(self, h: torch.Tensor) -> Independent:
-        mean = self.mean(h)
-        if self.unit_interval:
-            mean = torch.sigmoid(mean).clamp(SCALE_FLOOR, 1 - SCALE_FLOOR)
-        return Independent(FixedScaleLaplace(mean, self.scale), 1)
-
-
 def decoder_head(config: MMVAEConfig, likelihood: str, in_dim: int, out_dim: int) -> nn.Module:
     """p(x_m | z) for a modality of ``likelihood``: the authors' Laplace, or (``config.likelihood
     == "modality"``) its own family with the fixed Gaussian variance ``likelihood_scale ** 2``."""
-    if config.likelihood == "laplace":
-        return LaplaceLikelihood(in_dim, out_dim, config.likelihood_scale,
-                                 likelihood == "bernoulli")
-    return likelihood_head(likelihood, in_dim, out_dim, config.likelihood_scale ** 2)
+    return fixed_scale_likelihood(config.likelihood, likelihood, in_dim, out_dim,
+                                  config.likelihood_scale)
 
 
 class MMVAENetwork(nn.Module):

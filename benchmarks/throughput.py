@@ -16,6 +16,9 @@ GFLOP/s divided by the best of these.
 Closed-form CCA has no mini-batch step: its row is a fit on ``--cca-rows`` random rows (float64,
 on the CPU) and its samples per second are rows fitted per second.
 
+An architecture's hyper-parameters are its suite file's model blocks; a model that the suite
+lists only as an optional (commented-out) row is measured with that row.
+
     python benchmarks/throughput.py                                   # every model and config
     python benchmarks/throughput.py --models cmmd --configs mnist --repeats 5 --csv out.csv
 """
@@ -78,12 +81,34 @@ class Row:
 
 
 def suite_models(suite: str) -> dict[str, dict]:
-    """Model name -> its first block in the suite file (``params``, ``train`` overrides)."""
-    blocks = yaml.safe_load((ROOT / suite).read_text())["models"]
+    """Model name -> its first block in the suite file (``params``, ``train`` overrides), its
+    models' blocks first, then its optional rows (:func:`optional_rows`)."""
+    text = (ROOT / suite).read_text()
     out: dict[str, dict] = {}
-    for block in blocks:
+    for block in yaml.safe_load(text)["models"] + optional_rows(text):
         out.setdefault(block["name"], block)
     return out
+
+
+def optional_rows(text: str) -> list[dict]:
+    """The model blocks that a suite file lists commented out in its models list, below a comment
+    line that starts with "# Optional rows": from the first commented line that starts a block
+    ("# - name: ...") to the last commented line, each read as it would be uncommented (the "# "
+    after its indentation removed)."""
+    lines = text.splitlines()
+    marker = next((i for i, line in enumerate(lines)
+                   if line.lstrip().startswith("# Optional rows")), None)
+    if marker is None:
+        return []
+    rows: list[str] = []
+    for line in lines[marker + 1:]:
+        indent = len(line) - len(line.lstrip())
+        if not line[indent:].startswith("#"):
+            break
+        uncommented = line[indent + 2:]
+        if rows or uncommented.startswith("- "):
+            rows.append(line[:indent] + uncommented)
+    return yaml.safe_load("\n".join(rows)) or []
 
 
 def random_views(spec: DataSpec, n: int, seed: int = 0) -> Views:

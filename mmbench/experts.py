@@ -1,10 +1,12 @@
-"""Joint posteriors built from one expert per modality: MVAE's product and MMVAE's mixture.
+"""Joint posteriors built from one expert per modality: MVAE's product, MMVAE's mixture, and the
+subsets of modalities that MoPoE mixes the products of.
 
 Experts are stacked along a leading modality axis: ``mean`` and ``logvar`` of shape (M, ..., d)
 hold the M per-modality Gaussians q(z | x_m) of every point (e.g. (M, batch, d)).
 """
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -68,3 +70,16 @@ def mixture_moments(means: torch.Tensor, variances: torch.Tensor, dim: int = 0
     mean = means.mean(dim)
     variance = (variances + (means - mean.unsqueeze(dim)) ** 2).mean(dim)
     return mean, variance
+
+
+def nonempty_subsets(n_modalities: int) -> torch.Tensor:
+    """The 2^M - 1 non-empty subsets of M modalities as an (S, M) float mask (1 where modality m is
+    in subset s), by size, then in the order of :func:`itertools.combinations`: for M = 3 the
+    rows are {0}, {1}, {2}, {0, 1}, {0, 2}, {1, 2}, {0, 1, 2}. The last row is the full set.
+    A mask for :func:`product_of_experts`."""
+    if n_modalities < 1:
+        raise ValueError(f"nonempty_subsets: need at least one modality, got {n_modalities}")
+    rows = [[float(m in subset) for m in range(n_modalities)]
+            for size in range(1, n_modalities + 1)
+            for subset in itertools.combinations(range(n_modalities), size)]
+    return torch.tensor(rows)
