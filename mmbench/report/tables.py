@@ -4,7 +4,7 @@ Rows are the data points of the suite's data grid (folds, speakers; a single "te
 there is none) plus an "average" row, columns are the series (models, and their grid points when
 a model has several), cells are mean ± std over replicate seeds, the best of ours per row is in
 bold, and the paper's published figure stands beside ours in a column marked "(paper)" wherever
-``results/reference/cmmd_paper_results.csv`` has it. The paper's figures are reference data,
+``mmbench/reference/cmmd_paper_results.csv`` has it. The paper's figures are reference data,
 never results of ours.
 """
 from __future__ import annotations
@@ -17,11 +17,11 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from mmbench.reference import PAPER_RESULTS_CSV
 from mmbench.report.runs import ReportError, ordered_series
 from mmbench.results import mean_std
 
-REFERENCE_CSV = (Path(__file__).resolve().parents[2] / "results" / "reference"
-                 / "cmmd_paper_results.csv")
+REFERENCE_CSV = PAPER_RESULTS_CSV
 DEFAULT_METRICS = ("error_pct", "map_micro_pct", "map_macro_pct", "rmse")
 METRIC_TITLES = {"error_pct": "error (%)", "rmse": "rmse of the generated missing modalities",
                  "map_micro_pct": "mAP, micro-averaged (%)",
