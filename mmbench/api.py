@@ -85,7 +85,7 @@ def as_suite(suite: Suite | dict | str | os.PathLike, overrides: Sequence[str] =
         if not overrides:
             return suite
         return validate_suite(suite.model_dump(), suite.file or "suite",
-                              [*suite.overrides, *overrides], suite.base_dir)
+                              [*suite.overrides, *overrides], suite.base_dir, suite.file)
     if isinstance(suite, dict):
         return validate_suite(suite, "suite", overrides)
     return load_suite(suite, overrides)
@@ -189,17 +189,16 @@ def check_data(runs: Sequence[Run], data_dir: str | os.PathLike | None = None,
     """Load every distinct data configuration of ``runs`` once; the first problem raises a
     :class:`PreflightError` that names the data configuration and the runs it would fail.
 
-    ``keep``: leave the loaded data in this process's cache for the runs (the local executor);
-    otherwise the cache is emptied (workers load their own).
+    ``keep``: leave the data loaded last in this process's cache for the runs (the local
+    executor: with one or two data configurations nothing is loaded twice); otherwise the cache
+    is emptied (workers load their own).
     """
     from mmbench.runner import forget_loaded_data, load_run_data
     distinct: dict[str, list[Run]] = {}
     for run in runs:
         key = json.dumps([run.config.data.to_json(), run.base_dir], sort_keys=True)
         distinct.setdefault(key, []).append(run)
-    # the runner's cache keeps the last data sets loaded: loaded last to first, they are then
-    # the ones the first runs need
-    for group in reversed(list(distinct.values())):
+    for group in distinct.values():
         data = group[0].config.data
         try:
             load_run_data(group[0].config, None if data_dir is None else str(data_dir),
@@ -256,6 +255,8 @@ def execute_runs(suite: Suite, runs: Sequence[Run], results: str | os.PathLike, 
     from mmbench.results import write_tidy
     from mmbench.store import RunStore
     check_executor_options(executor, jobs, address, threads)
+    shown = progress or Silent()
+    chosen = make_executor(executor, jobs, address, threads, shown.start)  # e.g. ray missing
     device_from = "--device" if device else "the suite's device"
     device = device or suite.device
     store = RunStore(results)
@@ -263,7 +264,6 @@ def execute_runs(suite: Suite, runs: Sequence[Run], results: str | os.PathLike, 
     if address is None:
         preflight(todo, device, data_dir, device_from=device_from, keep_data=executor == "local")
     write_suite_json(suite, results)
-    shown = progress or Silent()
     lost: dict[str, str] = {}
 
     def on_done(run: Run, record: Record | None, how: str | None) -> None:
@@ -274,8 +274,8 @@ def execute_runs(suite: Suite, runs: Sequence[Run], results: str | os.PathLike, 
     shown.begin(suite.name, len(runs), len(todo), Path(results))
     try:
         if todo:
-            make_executor(executor, jobs, address, threads, shown.start).execute(
-                todo, results, device, None if data_dir is None else str(data_dir), on_done)
+            chosen.execute(todo, results, device, None if data_dir is None else str(data_dir),
+                           on_done)
     finally:
         shown.end()
     tidy_path = write_tidy(Path(results))

@@ -352,16 +352,14 @@ def load_suite(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Suite:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
         raise SuiteError(f"{path}: not valid YAML: {error}") from None
-    suite = validate_suite(raw, str(path), overrides, base_dir=path.parent)
-    suite._file = str(path)
-    return suite
+    return validate_suite(raw, str(path), overrides, base_dir=path.parent, file=str(path))
 
 
 def validate_suite(raw: Any, source: str = "suite", overrides: Sequence[str] = (),
-                   base_dir: str | os.PathLike | None = None) -> Suite:
-    """The suite of the mapping ``raw`` (a suite file's content) with ``overrides`` applied;
-    ``source`` names it in errors, ``base_dir`` is where relative data paths are looked for
-    first (None: the working directory)."""
+                   base_dir: str | os.PathLike | None = None, file: str | None = None) -> Suite:
+    """The suite of the mapping ``raw`` (the content of the suite ``file``, if any) with
+    ``overrides`` applied; ``source`` names it in errors, ``base_dir`` is where relative data
+    paths are looked for first (None: the working directory)."""
     if not isinstance(raw, dict):
         raise SuiteError(f"{source}: a suite is a YAML mapping with keys "
                          f"{sorted(Suite.model_fields)}")
@@ -371,7 +369,7 @@ def validate_suite(raw: Any, source: str = "suite", overrides: Sequence[str] = (
     except ValidationError as error:
         raise SuiteError("\n".join(f"{source}: {line}{_set_by(line, overridden)}"
                                     for line in describe(error))) from None
-    suite._overrides = tuple(overrides)
+    suite._file, suite._overrides = file, tuple(overrides)
     if base_dir is not None:
         suite._base_dir = str(Path(base_dir).resolve())
     return suite

@@ -71,6 +71,10 @@ def test_validation_errors_say_which_override_set_the_field(tmp_path):
             "s.yaml: models.1.params.latent_dim: Input should be greater than or equal to 1, "
             "got 0 (set by the override models.mxo.params.latent_dim=0)")):
         load_suite(path, ["models.mxo.params.latent_dim=0"])
+    suite = api.as_suite(load_suite(path, ["seeds=[3]"]), ["train.epochs=2"])  # a Suite, again
+    assert (suite.seeds, suite.train.epochs) == ([3], 2)
+    assert (suite.file, suite.base_dir) == (str(path), str(tmp_path))
+    assert suite.overrides == ("seeds=[3]", "train.epochs=2")
 
 
 def test_threads_come_from_the_flag_then_the_suite_then_the_executor():
@@ -215,6 +219,8 @@ def test_readme_from_python_example_runs(tmp_path, monkeypatch):
     proba = namespace["proba"]
     assert proba.shape == (test.n, 10) and np.allclose(proba.sum(1), 1, atol=1e-5)
     assert namespace["generated"]["x2"].shape == (test.n, 64)
+    x1 = namespace["x1"]  # x2 is a linear map of x1, which CCA recovers up to its ridge
+    assert np.abs(namespace["x2_hat"] - 2 * x1[:, :3]).max() < 0.2
     assert (tmp_path / "results" / "quickstart-smoke" / "suite.json").is_file()
 
 

@@ -93,7 +93,7 @@ def run(
     try:
         suite = api.load_suite(suite_file, overrides or ())
         api.check_executor_options(executor.value, jobs, address, threads)
-        runs = api.select_runs(suite, csv_list(models), csv_list(seeds, int), smoke, data_dir)
+        runs = api.select_runs(suite, csv_list(models), _seeds(seeds), smoke, data_dir)
         results = results or api.default_results_dir(suite, smoke)
         if dry_run:
             _print_plan(runs, RunStore(results))
@@ -114,6 +114,13 @@ def run(
     console.print(f"tidy results: {outcome.tidy}", highlight=False, soft_wrap=True)
     if _report_problems(outcome):
         raise typer.Exit(EXIT_RUNS_FAILED)
+
+
+def _seeds(seeds: str | None) -> list[int] | None:
+    try:
+        return csv_list(seeds, int)
+    except ValueError:
+        fail(f"--seeds {seeds}: expected comma-separated integers, e.g. 0,1,2")
 
 
 def describe_run(run: Run) -> str:
