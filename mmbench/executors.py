@@ -11,9 +11,15 @@ record, ``lost`` says how, and a resumed suite runs it again. A lost run costs o
 - :class:`RayExecutor`: one Ray task per run, on a local Ray cluster or an existing one.
 
 Whoever runs a run writes its record with the atomic :meth:`mmbench.store.RunStore.write`; on a
-multi-node Ray cluster the results directory must therefore be on a shared file system. A run
-whose suite sets ``resources.cpus`` trains with that many torch threads under every executor, so
-that its record does not depend on the executor that ran it.
+multi-node Ray cluster the results directory must therefore be on a shared file system.
+
+Every executor takes ``threads`` (``--threads``) and ``on_start``. A run trains with ``threads``
+torch threads when given, else its suite's ``resources.cpus``, else the executor's default
+(local: torch's, i.e. the machine's cores or $OMP_NUM_THREADS; process: cores // jobs; ray: 1);
+its record's ``environment.threads`` says how many it had. ``on_start(run)`` is called as a run
+starts (local, process) or is submitted (ray); the epoch callback it may return is called after
+each epoch of the run, in the worker for the process and Ray executors (so it must be picklable
+there).
 """
 from __future__ import annotations
 
@@ -21,12 +27,10 @@ import logging
 import multiprocessing
 import os
 import signal
-from contextlib import contextmanager
+from collections.abc import Callable
 from multiprocessing.connection import wait
 from pathlib import Path
-from typing import Callable, Iterator, Protocol
-
-import torch
+from typing import Protocol
 
 from mmbench.records import Record, Run
 from mmbench.runner import execute_run
@@ -34,6 +38,7 @@ from mmbench.store import RunStore
 from mmbench.trainer import EpochCallback
 
 Done = Callable[[Run, Record | None, str | None], None]
+Start = Callable[[Run], EpochCallback | None]
 
 
 class ExecutorError(RuntimeError):
@@ -48,47 +53,42 @@ class Executor(Protocol):
 
 
 def run_in_worker(run: Run, results_dir: str, device: str, data_dir: str | None,
-                  threads: int) -> Record:
+                  threads: int, on_epoch: EpochCallback | None = None) -> Record:
     """A worker's entry point (a spawned process or a Ray task): run ``run`` with ``threads``
     torch threads, write its record and return it."""
-    torch.set_num_threads(threads)
-    return execute_run(run, results_dir, device, data_dir)
+    return execute_run(run, results_dir, device, data_dir, on_epoch, threads)
 
 
-@contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """Run the block with ``threads`` torch threads (None: as they are), then restore them."""
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+def run_threads(run: Run, threads: int | None, default: int | None) -> int | None:
+    """The torch threads of ``run``: ``threads`` (--threads), else its ``resources.cpus``, else
+    the executor's ``default``."""
+    return threads or run.resources.cpus or default
 
 
 class LocalExecutor:
-    """One run after another in this process. ``on_start(run)`` may return a callback that is
-    told each epoch of the run (for a progress bar)."""
+    """One run after another in this process, with ``threads`` torch threads (see the module's
+    docstring). ``on_start(run)`` may return a callback that is told each epoch of the run."""
 
-    def __init__(self, on_start: Callable[[Run], EpochCallback | None] | None = None):
-        self.on_start = on_start
+    def __init__(self, on_start: Start | None = None, threads: int | None = None):
+        self.on_start, self.threads = on_start, threads
 
     def execute(self, runs, results_dir, device, data_dir, on_done) -> None:
         for run in runs:
             on_epoch = self.on_start(run) if self.on_start else None
-            with torch_threads(run.resources.cpus):
-                record = execute_run(run, results_dir, device, data_dir, on_epoch)
+            record = execute_run(run, results_dir, device, data_dir, on_epoch,
+                                 run_threads(run, self.threads, None))
             on_done(run, record, None)
 
 
 class ProcessExecutor:
     """One spawned process per run, at most ``jobs`` alive at once, on this machine. A process
     that exits without a record (killed, out of memory) loses its run only; the others go on.
-    A run without ``resources.cpus`` gets ``cpu_count // jobs`` torch threads (at least 1)."""
+    A run gets ``threads`` torch threads, else its ``resources.cpus``, else ``cpu_count // jobs``
+    (at least 1); ``on_start`` as for :class:`LocalExecutor`, its callback called in the worker.
+    """
 
-    def __init__(self, jobs: int):
-        self.jobs = jobs
+    def __init__(self, jobs: int, threads: int | None = None, on_start: Start | None = None):
+        self.jobs, self.threads, self.on_start = jobs, threads, on_start
 
     def execute(self, runs, results_dir, device, data_dir, on_done) -> None:
         context = multiprocessing.get_context("spawn")
@@ -100,10 +100,12 @@ class ProcessExecutor:
             while waiting or alive:
                 while waiting and len(alive) < self.jobs:
                     run = waiting.pop(0)
-                    threads = run.resources.cpus or default_threads
+                    threads = run_threads(run, self.threads, default_threads)
+                    on_epoch = self.on_start(run) if self.on_start else None
                     process = context.Process(
                         target=run_in_worker, name=f"mmbench-{run.run_id}",
-                        args=(run, _absolute(results_dir), device, _absolute(data_dir), threads))
+                        args=(run, _absolute(results_dir), device, _absolute(data_dir), threads,
+                              on_epoch))
                     process.start()
                     alive[process.sentinel] = (process, run)
                 for sentinel in wait(list(alive)):
@@ -126,16 +128,18 @@ def _how_it_died(exitcode: int) -> str:
 class RayExecutor:
     """One Ray task per run (never retried). With ``address`` it connects to that cluster (its
     resources bound how many runs go at once); otherwise it starts a local cluster of ``jobs``
-    CPUs (None: all) and stops it at the end. A task reserves the run's ``resources.cpus``
-    (default 1), used as its torch threads, and ``resources.gpus`` (default 1 on a cuda device,
-    else 0). Workers import mmbench, so every node needs it installed."""
+    CPUs (None: all) and stops it at the end. A task reserves as many CPUs as its run's torch
+    threads (``threads``, else ``resources.cpus``, else 1) and ``resources.gpus`` (default 1 on a
+    cuda device, else 0). Workers import mmbench, so every node needs it installed."""
 
-    def __init__(self, jobs: int | None = None, address: str | None = None):
+    def __init__(self, jobs: int | None = None, address: str | None = None,
+                 threads: int | None = None, on_start: Start | None = None):
         try:
             import ray
         except ImportError:
             raise ExecutorError("the ray executor needs ray: pip install 'mmbench[ray]'") from None
         self.ray, self.jobs, self.address = ray, jobs, address
+        self.threads, self.on_start = threads, on_start
 
     def execute(self, runs, results_dir, device, data_dir, on_done) -> None:
         ray = self.ray
@@ -145,12 +149,13 @@ class RayExecutor:
         task = ray.remote(max_retries=0)(run_in_worker)
         tasks = {}
         for run in runs:
-            cpus = run.resources.cpus or 1
+            cpus = run_threads(run, self.threads, 1)
             gpus = run.resources.gpus
             if gpus is None:
                 gpus = 1 if device.startswith("cuda") else 0
+            on_epoch = self.on_start(run) if self.on_start else None
             ref = task.options(num_cpus=cpus, num_gpus=gpus).remote(
-                run, _absolute(results_dir), device, _absolute(data_dir), cpus)
+                run, _absolute(results_dir), device, _absolute(data_dir), cpus, on_epoch)
             tasks[ref] = run
         try:
             while tasks:

@@ -33,10 +33,20 @@ FAILED: Status = "failed"
 
 @dataclass(frozen=True)
 class DataChoice:
-    """A data set by its registered ``name`` and the ``options`` its loader is called with."""
+    """A data set by its registered ``name`` and the ``options`` its loader is called with;
+    ``digest`` is the ``"sha256:<hex>"`` of the content of a user's data file (npz, parquet), so
+    that editing the file in place makes new runs (None for the other data sets)."""
 
     name: str
     options: dict[str, Any] = field(default_factory=dict)
+    digest: str | None = None
+
+    def to_json(self) -> JSON:
+        """``digest`` appears only when set, so data sets without one keep their run ids."""
+        out: JSON = {"name": self.name, "options": self.options}
+        if self.digest is not None:
+            out["digest"] = self.digest
+        return out
 
 
 @dataclass(frozen=True)
@@ -87,7 +97,7 @@ class RunConfig:
 
     def to_json(self) -> JSON:
         """The config as hashed into the run id; ``smoke`` appears only when true."""
-        out = {"data": asdict(self.data), "model": asdict(self.model), "train": dict(self.train),
+        out = {"data": self.data.to_json(), "model": asdict(self.model), "train": dict(self.train),
                "downstream": asdict(self.downstream), "seed": self.seed}
         if self.smoke:
             out["smoke"] = True
@@ -131,8 +141,9 @@ class Resources:
 
 @dataclass(frozen=True)
 class Run:
-    """One run of a suite; ``run_id`` is computed from ``config`` and ``role``. Resources are
-    not part of the config, so they never change a run id."""
+    """One run of a suite; ``run_id`` is computed from ``config`` and ``role``. Resources and
+    ``base_dir`` (the folder a relative path of a user's data file is looked for first: the
+    suite file's folder) are not part of the config, so they never change a run id."""
 
     run_id: str = field(init=False)
     config: RunConfig
@@ -140,6 +151,7 @@ class Run:
     coordinates: Coordinates
     resources: Resources = Resources()
     role: str = MODEL_ROLE
+    base_dir: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "run_id", run_id(self.config, self.role))

@@ -12,6 +12,8 @@ import platform
 import subprocess
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
@@ -20,7 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmbench.data import load_dataset
+from mmbench.data import load_dataset, user_data_digest
+from mmbench.data.errors import DataError
 from mmbench.evaluate import evaluate
 from mmbench.model import MultimodalModel
 from mmbench.records import FAILED, OK, FitSummary, ModalityInfo, Record, Run, RunConfig, Timings
@@ -56,16 +59,45 @@ def _git_commit() -> str | None:
         return None
 
 
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``threads`` torch threads (None: as they are), then restore them."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @lru_cache(maxsize=2)
-def _cached_dataset(name: str, options_json: str, data_dir: str | None) -> DataSplits:
-    return load_dataset(name, data_dir_=data_dir, **json.loads(options_json))
+def _cached_dataset(name: str, options_json: str, data_dir: str | None, base_dir: str | None,
+                    digest: str | None) -> DataSplits:
+    # the digest is in the key so that a user's file edited in place is read again
+    return load_dataset(name, data_dir_=data_dir, base_dir=base_dir, **json.loads(options_json))
 
 
-def load_run_data(config: RunConfig, data_dir: str | None = None) -> DataSplits:
+def forget_loaded_data() -> None:
+    """Empty this process's cache of loaded data sets."""
+    _cached_dataset.cache_clear()
+
+
+def load_run_data(config: RunConfig, data_dir: str | None = None,
+                  base_dir: str | None = None) -> DataSplits:
     """The run's data set (cached per process: grids over models reuse one load), cut down to
-    the smoke sizes when the config asks for a smoke run."""
+    the smoke sizes when the config asks for a smoke run. ``base_dir``: where a relative path of
+    a user's file is looked for first. A user's file must still have the content the run's
+    config was made for (``config.data.digest``): a file edited since is a :class:`DataError`."""
     data = config.data
-    splits = _cached_dataset(data.name, json.dumps(data.options, sort_keys=True), data_dir)
+    if data.digest is not None:
+        now = user_data_digest(data.name, data.options, base_dir=base_dir, data_dir_=data_dir)
+        if now != data.digest:
+            raise DataError(f"{data.name} file {data.options.get('path')}: its content changed "
+                            f"since the runs were listed ({now}, the run is for {data.digest}); "
+                            "run the suite again to run on the new content")
+    splits = _cached_dataset(data.name, json.dumps(data.options, sort_keys=True), data_dir,
+                             base_dir, data.digest)
     if config.smoke:
         rng = np.random.default_rng(0)
         cut = {}
@@ -82,15 +114,24 @@ def train_config(config: RunConfig, device: str) -> TrainConfig:
 
 
 def execute_run(run: Run, results_dir: str | os.PathLike, device: str = "cpu",
-                data_dir: str | None = None, on_epoch: EpochCallback | None = None) -> Record:
-    """Train and evaluate one run, write its record and return it; failures are recorded, not
-    raised (except KeyboardInterrupt, which leaves no record so the run is redone on resume)."""
+                data_dir: str | None = None, on_epoch: EpochCallback | None = None,
+                threads: int | None = None) -> Record:
+    """Train and evaluate one run with ``threads`` torch threads (None: as they are; the record's
+    ``environment.threads`` says how many it had), write its record and return it; failures are
+    recorded, not raised (except KeyboardInterrupt, which leaves no record so the run is redone
+    on resume)."""
+    with torch_threads(threads):
+        return _execute_run(run, results_dir, device, data_dir, on_epoch)
+
+
+def _execute_run(run: Run, results_dir: str | os.PathLike, device: str, data_dir: str | None,
+                 on_epoch: EpochCallback | None) -> Record:
     config = run.config
     env, started = environment(device), time.time()
     arrays: dict[str, dict[str, np.ndarray]] = {}
     model = None
     try:
-        splits = load_run_data(config, data_dir)
+        splits = load_run_data(config, data_dir, run.base_dir)
         model = make_model(config.model.name, config.model.params)
         fit_start = time.perf_counter()
         report = model.fit(splits.train, splits.valid, trainer=train_config(config, device),
@@ -132,10 +173,8 @@ def _checkpoint_writer(model: MultimodalModel | None):
         return None
 
     def write(folder: Path) -> None:
-        try:
+        with suppress(NotImplementedError):
             model.save(folder / CHECKPOINT)
-        except NotImplementedError:
-            pass
     return write
 
 

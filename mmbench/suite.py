@@ -25,20 +25,40 @@ The runs are: data grid point x model block x model grid point x replicate seed,
 Every name is checked against what it names (loader options, the fields of the model's config,
 the trainer's settings) and every model point is validated by the model's config, so a suite that
 validates runs; an error names the file, the field path, the bad value and what is allowed.
+
+Overrides ``KEY=VALUE`` change the suite as editing the file would, before validation (so they
+are checked by the same schema and change run ids the same way): KEY is a dotted path into the
+YAML (``train.epochs``, ``models.0.params.latent_dim``, or a model block by its label or name,
+``models.cmmd.params.omega``), VALUE is read as YAML (``seeds=[0,1]``, ``train.patience=null``).
+
+A relative ``path`` of a user's data file (npz, parquet) is looked for in the suite file's folder
+first, and the runs of such a suite hash the file's content (``DataChoice.digest``), so editing it
+in place makes new runs.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import itertools
 import json
+import os
 import typing
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from mmbench import records
@@ -242,6 +262,27 @@ class Suite(Strict):
     # What tables and figures call a data set, metric, data axis or model label (e.g.
     # {mnist_embedded: "noisy MNIST", fold: "speaker pair"}); see mmbench.report.names.
     display_names: dict[str, str] = Field(default_factory=dict)
+    # where the suite came from, set by validate_suite: its file, the overrides applied, and the
+    # folder relative data paths are looked for first (the file's; None: the working directory)
+    _file: str | None = PrivateAttr(None)
+    _overrides: tuple[str, ...] = PrivateAttr(())
+    _base_dir: str | None = PrivateAttr(None)
+
+    @property
+    def file(self) -> str | None:
+        """The suite file it was read from (None: not read from a file)."""
+        return self._file
+
+    @property
+    def overrides(self) -> tuple[str, ...]:
+        """The ``KEY=VALUE`` overrides applied to the file's content."""
+        return self._overrides
+
+    @property
+    def base_dir(self) -> str | None:
+        """The folder a relative path of a user's data file is looked for first (the suite
+        file's folder, absolute), or None for a suite not read from a file."""
+        return self._base_dir
 
     @field_validator("seeds")
     @classmethod
@@ -259,15 +300,24 @@ class Suite(Strict):
                                         "give each block its own label")
         return self
 
-    def runs(self) -> list[Run]:
+    def runs(self, data_dir: str | os.PathLike | None = None) -> list[Run]:
         """Every run, fully resolved, in a stable order: data point, model, model grid point,
         replicate. A run's ``resources`` are the fields set by the suite or its model block (not
-        part of the config, so they never change a run id)."""
+        part of the config, so they never change a run id).
+
+        A user's data file (npz, parquet) is located (suite folder, working directory, then
+        ``data_dir``) and its content digest put into each run's config; a missing file raises
+        a :class:`~mmbench.data.errors.DataError` that says where it was looked for.
+        """
+        from mmbench.data import user_data_digest
         from mmbench.registry import config_class
         data = self.data
         downstream = DownstreamSettings(**self.downstream.model_dump())
         runs = []
         for data_point in data.points():
+            options = {**data.options, **data_point}
+            digest = user_data_digest(data.name, options, base_dir=self._base_dir,
+                                      data_dir_=data_dir)
             for block in self.models:
                 for model_point in block.points():
                     # validated values, so that "1e-4" and 0.0001 are one run
@@ -280,11 +330,12 @@ class Suite(Strict):
                     for replicate in self.seeds:
                         coordinates = Coordinates(data_point, block.name, model_point, replicate)
                         config = RunConfig(
-                            data=DataChoice(data.name, {**data.options, **data_point}),
+                            data=DataChoice(data.name, options, digest),
                             model=model,
                             train={**train, "seed": derive_seed(self.seed, coordinates)},
                             downstream=downstream, seed=replicate)
-                        runs.append(Run(config, block.display_label, coordinates, resources))
+                        runs.append(Run(config, block.display_label, coordinates, resources,
+                                        base_dir=self._base_dir))
         return runs
 
 
@@ -294,8 +345,9 @@ def derive_seed(suite_seed: int, coordinates: Coordinates) -> int:
     return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) & 0x7FFFFFFF
 
 
-def load_suite(path: str | Path) -> Suite:
-    """Read and validate a suite file; errors name the file and the field path."""
+def load_suite(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Suite:
+    """Read a suite file, apply ``overrides`` (``"KEY=VALUE"`` strings, see the module's
+    docstring) and validate it; errors name the file and the field path."""
     path = Path(path)
     if not path.is_file():
         raise SuiteError(f"{path}: no such suite file")
@@ -303,13 +355,109 @@ def load_suite(path: str | Path) -> Suite:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
         raise SuiteError(f"{path}: not valid YAML: {error}") from None
+    return validate_suite(raw, str(path), overrides, base_dir=path.parent, file=str(path))
+
+
+def validate_suite(raw: Any, source: str = "suite", overrides: Sequence[str] = (),
+                   base_dir: str | os.PathLike | None = None, file: str | None = None) -> Suite:
+    """The suite of the mapping ``raw`` (the content of the suite ``file``, if any) with
+    ``overrides`` applied; ``source`` names it in errors, ``base_dir`` is where relative data
+    paths are looked for first (None: the working directory)."""
     if not isinstance(raw, dict):
-        raise SuiteError(f"{path}: a suite is a YAML mapping with keys "
+        raise SuiteError(f"{source}: a suite is a YAML mapping with keys "
                          f"{sorted(Suite.model_fields)}")
+    raw, overridden = apply_overrides(raw, overrides, source)
     try:
-        return Suite.model_validate(raw)
+        suite = Suite.model_validate(raw)
     except ValidationError as error:
-        raise SuiteError("\n".join(f"{path}: {line}" for line in describe(error))) from None
+        raise SuiteError("\n".join(f"{source}: {line}{_set_by(line, overridden)}"
+                                    for line in describe(error))) from None
+    suite._file, suite._overrides = file, tuple(overrides)
+    if base_dir is not None:
+        suite._base_dir = str(Path(base_dir).resolve())
+    return suite
+
+
+def apply_overrides(raw: dict, overrides: Sequence[str],
+                    source: str = "suite") -> tuple[dict, dict[str, str]]:
+    """A copy of the suite mapping ``raw`` with each ``"KEY=VALUE"`` of ``overrides`` set, and
+    the overrides by the canonical path they set (list items by index: "models.0.params.omega").
+
+    KEY is a dotted path; missing mappings on the way are created; a part that meets a list is
+    an index, or the label or name of one item (``models.cmmd``). VALUE is read as YAML.
+    """
+    raw = copy.deepcopy(raw)
+    overridden = {}
+    for override in overrides:
+        key, equals, text = override.partition("=")
+        key = key.strip()
+        if not equals or not key:
+            raise SuiteError(f"{source}: override {override!r} is not KEY=VALUE (e.g. "
+                             "train.epochs=5, models.0.params.latent_dim=8, seeds=[0,1])")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            problem = getattr(error, "problem", None) or error
+            raise SuiteError(f"{source}: override {key}: the value {text!r} is not valid YAML "
+                             f"({problem})") from None
+        path = _set_path(raw, key.split("."), value, f"{source}: override {key}")
+        overridden[path] = override
+    return raw, overridden
+
+
+def _set_path(node: Any, parts: list[str], value: Any, where: str) -> str:
+    """Set ``value`` at the dotted ``parts`` below ``node``; returns the canonical path."""
+    done: list[str] = []
+    for position, part in enumerate(parts):
+        last = position == len(parts) - 1
+        at = ".".join(done) or "the suite"
+        if isinstance(node, dict):
+            if not part:
+                raise SuiteError(f"{where}: an empty name below {at}")
+            if last:
+                node[part] = value
+            elif node.get(part) is None:  # absent, or an empty block in the YAML ("train:")
+                node[part] = {}
+            done.append(part)
+        elif isinstance(node, list):
+            part = str(_list_index(node, part, f"{where}: {at}"))
+            if last:
+                node[int(part)] = value
+            done.append(part)
+        else:
+            raise SuiteError(f"{where}: {at} is {node!r}, not a mapping or a list, so it has "
+                             f"no {part!r}")
+        if not last:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+    return ".".join(done)
+
+
+def _list_index(items: list, part: str, where: str) -> int:
+    """The index ``part`` names in ``items``: a number, or the label or name of one item."""
+    if part.lstrip("-").isdigit():
+        index = int(part)
+        if not 0 <= index < len(items):
+            raise SuiteError(f"{where} has items 0..{len(items) - 1}, not {index}")
+        return index
+    matches = [i for i, item in enumerate(items)
+               if isinstance(item, dict) and part in (item.get("label"), item.get("name"))]
+    if len(matches) == 1:
+        return matches[0]
+    names = [f"{i}: {item.get('label') or item.get('name')}" if isinstance(item, dict) else str(i)
+             for i, item in enumerate(items)]
+    if matches:
+        raise SuiteError(f"{where}: {part!r} names items {matches}; use the index or the label "
+                         f"({', '.join(names)})")
+    raise SuiteError(f"{where} has no item labelled or named {part!r} ({', '.join(names)})")
+
+
+def _set_by(line: str, overridden: dict[str, str]) -> str:
+    """" (set by the override KEY=VALUE)" when the error ``line`` is about an overridden field."""
+    field = line.split(":", 1)[0]
+    for path, override in overridden.items():
+        if field == path or field.startswith(path + ".") or path.startswith(field + "."):
+            return f" (set by the override {override})"
+    return ""
 
 
 def describe(error: ValidationError) -> list[str]:

@@ -48,7 +48,7 @@ def test_diverging_run_is_recorded_as_failed_and_the_suite_goes_on(tmp_path, exp
     suite = tmp_path / "failing.yaml"
     suite.write_text(SUITE)
     result = CliRunner().invoke(app, ["run", str(suite), "--results", str(tmp_path / "out")])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # a run failed
     records = {r.coordinates.model: r for r in RunStore(tmp_path / "out").records()}
     assert records["exploding"].status == "failed"
     assert "DivergedError" in records["exploding"].error

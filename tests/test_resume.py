@@ -90,7 +90,7 @@ def test_failed_run_keeps_its_error_and_is_redone_only_when_asked(tmp_path, regi
     results = tmp_path / "results"
     runner = CliRunner()
     first = runner.invoke(app, ["run", str(path), "--results", str(results)])
-    assert first.exit_code == 0, first.output
+    assert first.exit_code == 1, first.output  # a run failed
     records = {r.label: r for r in records_of(results)}
     assert records["failing"].status == "failed"
     assert records["failing"].error == "RuntimeError: out of memory on purpose"

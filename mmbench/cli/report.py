@@ -37,7 +37,7 @@ def table(
     digits: int | None = typer.Option(None, help="Decimals \\[default: 3 for rmse, else 2]"),
     reference: Path | None = typer.Option(
         None, help="CSV of the paper's figures "
-                   "\\[default: results/reference/cmmd_paper_results.csv]"),
+                   "\\[default: mmbench/reference/cmmd_paper_results.csv, in the package]"),
     no_paper: bool = typer.Option(False, "--no-paper", help="Leave out the paper's figures"),
     by_group: bool = typer.Option(False, "--by-group",
                                   help="One column per test group, e.g. XRMB speaker (Table 6)"),

@@ -1,14 +1,16 @@
 """``mmbench run`` (a suite's runs, resumably) and ``mmbench models`` (what can be run).
 
-The training stack (torch, the executors, pandas) is imported when a command runs, not when the
-command line starts."""
+``run`` is a thin layer over :mod:`mmbench.api` (the functions ``mmbench.run_suite`` calls): it
+adds the plan (``--dry-run``), one run by its index (``--cell``), the summary table, the report of
+failed and lost runs and the exit status. The training stack (torch, the executors, pandas) is
+imported when a command runs, not when the command line starts.
+"""
 from __future__ import annotations
 
 import inspect
-import os
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
@@ -19,10 +21,14 @@ from mmbench.cli.console import console, csv_list, fail
 if TYPE_CHECKING:
     import pandas as pd
 
-    from mmbench.executors import Executor
+    from mmbench.api import SuiteOutcome
     from mmbench.records import Run
     from mmbench.store import RunStore
-    from mmbench.suite import Suite
+
+# The exit statuses of ``mmbench run`` (also in its --help and the README)
+EXIT_OK, EXIT_RUNS_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+# At most this many runs are named under each distinct failure reason
+NAMED_RUNS = 10
 
 
 class ExecutorKind(str, Enum):
@@ -33,154 +39,120 @@ class ExecutorKind(str, Enum):
 
 def run(
     suite_file: Path = typer.Argument(..., help="Suite YAML, e.g. suites/quickstart.yaml"),
-    results: Optional[Path] = typer.Option(
+    overrides: list[str] | None = typer.Argument(
+        None, metavar="KEY=VALUE",
+        help="Changes to the suite, as if the file said so (checked alike, part of run ids): "
+             "a dotted path and a YAML value, e.g. train.epochs=5 seeds=[0,1] "
+             "models.0.params.latent_dim=8 models.CMMD.params.omega=0.3 (a block by label)"),
+    results: Path | None = typer.Option(
         None, help="Results directory \\[default: results/<suite name>]"),
-    models: Optional[str] = typer.Option(
+    models: str | None = typer.Option(
         None, help="Comma-separated model names or labels to run"),
-    seeds: Optional[str] = typer.Option(None, help="Comma-separated replicate seeds to run"),
-    device: Optional[str] = typer.Option(
+    seeds: str | None = typer.Option(None, help="Comma-separated replicate seeds to run"),
+    device: str | None = typer.Option(
         None, help="cpu, cuda or cuda:N \\[default: the suite's]"),
     smoke: bool = typer.Option(
         False, help="Tiny budget (2 epochs, a few hundred points) to check plumbing"),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the runs and whether each is done"),
-    cell: Optional[int] = typer.Option(None, help="Run only the run with this --dry-run index"),
+    cell: int | None = typer.Option(None, help="Run only the run with this --dry-run index"),
     retry_failed: bool = typer.Option(False, help="Run again the runs recorded as failed"),
-    data_dir: Optional[str] = typer.Option(
+    data_dir: str | None = typer.Option(
         None, help="Data directory \\[default: $MMBENCH_DATA]"),
     executor: ExecutorKind = typer.Option(
         ExecutorKind.local, help="local: one run after another in this process; process: "
                                  "--jobs runs at once, a worker process each; ray: Ray tasks"),
-    jobs: Optional[int] = typer.Option(
+    jobs: int | None = typer.Option(
         None, min=1, help="Runs at once (process), CPUs of the local Ray cluster (ray) "
                           "\\[default: the number of CPU cores]"),
-    address: Optional[str] = typer.Option(
+    threads: int | None = typer.Option(
+        None, min=1, help="Torch threads per run, over the suite's resources.cpus \\[default: "
+                          "resources.cpus, else torch's default (local), cores // jobs "
+                          "(process), 1 (ray)]; on a shared machine 1 is often fastest"),
+    address: str | None = typer.Option(
         None, help="Ray cluster to run on, e.g. auto or ray://head:10001 \\[default: start a "
                    "local one]; the results directory must be on a file system all nodes share"),
 ) -> None:
-    """Run a suite; finished runs are skipped, so an interrupted suite resumes. Exits with 1 when
-    a run was lost (its worker died): run the suite again to redo it."""
-    import pandas as pd
+    """Run a suite; finished runs are skipped, so an interrupted suite resumes.
 
-    from mmbench.results import write_tidy
+    Before any run starts, the device and each distinct data configuration
+    of the pending runs are checked: a problem is one error; nothing is recorded.
+    Progress: live bars on a terminal, timestamped lines in logs (SLURM, nohup).
+
+    Exit status:
+    0 every selected run is done;
+    1 some runs failed (each distinct reason is printed once) or were lost;
+    2 bad input: suite, override, option, missing data or device;
+    130 interrupted (Ctrl-C).
+    """
+    from mmbench import api
+    from mmbench.data.errors import DataError
+    from mmbench.executors import ExecutorError
+    from mmbench.progress import suite_progress
     from mmbench.store import RecordError, RunStore
-    from mmbench.suite import SuiteError, load_suite
+    from mmbench.suite import SuiteError
     try:
-        suite = load_suite(suite_file)
-    except SuiteError as error:
-        fail(str(error))
-    check_executor_options(executor, jobs, address)
-    results = results or Path("results") / (suite.name + ("-smoke" if smoke else ""))
-    device = device or suite.device
-    runs = select_runs(suite, models, seeds, smoke)
-    store = RunStore(results)
-    try:
+        suite = api.load_suite(suite_file, overrides or ())
+        api.check_executor_options(executor.value, jobs, address, threads)
+        runs = api.select_runs(suite, csv_list(models), _seeds(seeds), smoke, data_dir)
+        results = results or api.default_results_dir(suite, smoke)
         if dry_run:
-            _print_plan(runs, store)
+            _print_plan(runs, RunStore(results))
             return
         if cell is not None:
             if not 0 <= cell < len(runs):
                 fail(f"--cell {cell}: the suite has runs 0..{len(runs) - 1} (see --dry-run)")
             runs = [runs[cell]]
-        todo = store.pending(runs, retry_failed)
-        console.print(f"[bold]{suite.name}[/]: {len(runs)} runs, {len(runs) - len(todo)} already "
-                      f"done, results in {results}")
-        lost = _execute(todo, results, device, data_dir, executor, jobs, address) if todo else 0
-        tidy_path = write_tidy(results)
-    except RecordError as error:
+        progress = suite_progress(console, executor.value,
+                                  api.concurrency(executor.value, jobs, threads))
+        outcome = api.execute_runs(suite, runs, results, device=device, data_dir=data_dir,
+                                   executor=executor.value, jobs=jobs, address=address,
+                                   threads=threads, retry_failed=retry_failed, progress=progress)
+    except (SuiteError, api.RunError, DataError, RecordError, ExecutorError) as error:
         fail(str(error))
-    _print_summary(pd.read_csv(tidy_path), [r.run_id for r in runs])
-    console.print(f"tidy results: {tidy_path}")
-    if lost:
-        console.print(f"[bold red]{lost} run(s) lost[/] (their worker died): run the suite again "
-                      "to redo them", highlight=False)
-        raise typer.Exit(1)
+    import pandas as pd
+    _print_summary(pd.read_csv(outcome.tidy), [r.run_id for r in runs])
+    console.print(f"tidy results: {outcome.tidy}", highlight=False, soft_wrap=True)
+    if _report_problems(outcome):
+        raise typer.Exit(EXIT_RUNS_FAILED)
 
 
-def select_runs(suite: Suite, models: Optional[str], seeds: Optional[str],
-                smoke: bool) -> list[Run]:
-    """The suite's runs of the ``models`` (names or labels) and replicate ``seeds`` asked for
-    (comma-separated; None: all), on the smoke budget with ``smoke``."""
-    from mmbench.runner import smoke_version
-    runs = suite.runs()
-    wanted_models, wanted_seeds = csv_list(models), csv_list(seeds, int)
-    if wanted_models:
-        names = {r.coordinates.model for r in runs}
-        unknown = sorted(set(wanted_models) - names - {r.label for r in runs})
-        if unknown:
-            fail(f"--models: {unknown} not in suite {suite.name!r} (has {sorted(names)})")
-        runs = [r for r in runs if r.coordinates.model in wanted_models
-                or r.label in wanted_models]
-    if wanted_seeds:
-        runs = [r for r in runs if r.coordinates.seed in wanted_seeds]
-    if smoke:
-        runs = [smoke_version(r) for r in runs]
-    return runs
+def _seeds(seeds: str | None) -> list[int] | None:
+    try:
+        return csv_list(seeds, int)
+    except ValueError:
+        fail(f"--seeds {seeds}: expected comma-separated integers, e.g. 0,1,2")
 
 
-def check_executor_options(executor: ExecutorKind, jobs: Optional[int],
-                           address: Optional[str]) -> None:
-    if jobs is not None and executor == ExecutorKind.local:
-        fail("--jobs needs --executor process or ray")
-    if address is not None and executor != ExecutorKind.ray:
-        fail("--address needs --executor ray")
-    if address is not None and jobs is not None:
-        fail("--jobs sizes a local Ray cluster; with --address the cluster's resources decide")
+def describe_run(run: Run) -> str:
+    """A run for people: "CMMD seed 0 (fold=1, omega=0.3)"."""
+    c = run.coordinates
+    point = ", ".join(f"{k}={v}" for k, v in {**c.data, **c.grid}.items())
+    return f"{run.name} ({point})" if point else run.name
 
 
-def _execute(todo: list[Run], results: Path, device: str, data_dir: Optional[str],
-             kind: ExecutorKind, jobs: Optional[int], address: Optional[str]) -> int:
-    """Run ``todo`` with the chosen executor under a progress display (the local executor shows
-    one bar per run, the others one line per finished run); returns the number of runs lost."""
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn)
-
-    from mmbench.executors import ExecutorError
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[status]}"), TimeElapsedColumn())
-    bars: dict[str, int] = {}
-    lost: list[Run] = []
-    with Progress(*columns, console=console) as progress:
-        overall = progress.add_task("suite", total=len(todo), status="")
-
-        def on_start(run):
-            bar = progress.add_task(f"  {run.name}", total=run.config.epochs, status="")
-            bars[run.run_id] = bar
-
-            def on_epoch(epoch, total, row):
-                loss = row.get("valid_loss", row["loss"])
-                progress.update(bar, completed=epoch, status=f"loss {loss:.4g}")
-            return on_epoch
-
-        def on_done(run, record, why):
-            if record is None:
-                lost.append(run)
-                status = f"[red]lost[/]: {why}"
-            elif record.ok:
-                status = "[green]ok[/]"
-            else:
-                status = f"[red]failed[/]: {record.error[:80]}"
-            if run.run_id in bars:
-                progress.update(bars[run.run_id], completed=run.config.epochs, status=status)
-            else:
-                progress.console.print(f"  {run.name}: {status}", highlight=False)
-            progress.advance(overall)
-
-        try:
-            _executor(kind, jobs, address, on_start).execute(todo, results, device, data_dir,
-                                                             on_done)
-        except ExecutorError as error:
-            fail(str(error))
-    return len(lost)
-
-
-def _executor(kind: ExecutorKind, jobs: Optional[int], address: Optional[str],
-              on_start) -> Executor:
-    from mmbench.executors import LocalExecutor, ProcessExecutor, RayExecutor
-    if kind == ExecutorKind.local:
-        return LocalExecutor(on_start)
-    if kind == ExecutorKind.process:
-        return ProcessExecutor(jobs or os.cpu_count() or 1)
-    return RayExecutor(jobs, address)
+def _report_problems(outcome: SuiteOutcome) -> bool:
+    """Print each distinct failure reason once, in full, with the runs it hit, and the runs
+    lost; returns whether any run is not done."""
+    records = {r.run_id: r for r in outcome.records}
+    failed: dict[str, list[Run]] = {}
+    for run in outcome.runs:
+        record = records.get(run.run_id)
+        if record is not None and not record.ok:
+            failed.setdefault(record.error or record.status, []).append(run)
+    for reason, hit in failed.items():
+        named = ", ".join(describe_run(r) for r in hit[:NAMED_RUNS])
+        more = f" and {len(hit) - NAMED_RUNS} more" if len(hit) > NAMED_RUNS else ""
+        console.print(f"[bold red]{len(hit)} run(s) failed:[/] {escape(reason)}\n"
+                      f"  runs: {escape(named)}{more}", highlight=False, soft_wrap=True)
+    n_failed = sum(len(hit) for hit in failed.values())
+    if n_failed:
+        console.print(f"[bold red]{n_failed} of {len(outcome.runs)} run(s) failed[/]: fix the "
+                      "cause, then run the same command with --retry-failed to redo them",
+                      highlight=False, soft_wrap=True)
+    if outcome.lost:
+        console.print(f"[bold red]{len(outcome.lost)} run(s) lost[/] (their worker died): run "
+                      "the suite again to redo them", highlight=False, soft_wrap=True)
+    return bool(n_failed or outcome.lost)
 
 
 def _print_plan(runs: list[Run], store: RunStore) -> None:
@@ -212,7 +184,7 @@ def _print_summary(frame: pd.DataFrame, run_ids: list[str]) -> None:
     console.print(table)
 
 
-def models(name: Optional[str] = typer.Argument(
+def models(name: str | None = typer.Argument(
         None, help="A model: show its description and hyper-parameters")) -> None:
     """List the registered models and their capabilities, or describe one model."""
     from mmbench.registry import available_models, model_class

@@ -64,6 +64,11 @@ def dataset_options(name: str) -> dict[str, object]:
             for spec in describe_dataset_options(name)}
 
 
+def dataset_doc(name: str) -> str:
+    """What data set ``name`` is: the first paragraph of its loader's docstring, on one line."""
+    return " ".join((inspect.getdoc(_registered(name).load) or "").split("\n\n", 1)[0].split())
+
+
 def describe_dataset_options(name: str) -> list[OptionSpec]:
     """Each option of data set ``name``: default, allowed values in words, one-line doc."""
     return _options.describe(_registered(name).load)

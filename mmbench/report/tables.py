@@ -7,7 +7,7 @@ replicate seeds. In every column each model is compared with the best one by a p
 significantly worse. A dagger marks a cell some of whose runs stopped at the epoch cap (a double
 dagger: at the time budget), i.e. that training did not show convergence. The paper's published
 figure for a model is the italic row "<model> (paper)" right under it, wherever
-``results/reference/cmmd_paper_results.csv`` has it: the paper's figures are reference data,
+``mmbench/reference/cmmd_paper_results.csv`` has it: the paper's figures are reference data,
 never results of ours, and are never marked. Reference rows (runs with role "reference", computed
 from the data alone: "raw xO", "mean xM", "ridge xO→xM") come last, set apart, and are compared
 with the best model (the p-value is in the CSV) but never marked: they are not candidates.
@@ -25,14 +25,14 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from mmbench.reference import PAPER_RESULTS_CSV
 from mmbench.report.names import DisplayNames
 from mmbench.report.params import Budget
 from mmbench.report.runs import REFERENCE_ROLE, TRIAL_ROLE, ReportError, ordered_series
 from mmbench.report.significance import Comparison, Mark, mark_column
 from mmbench.report.suite_info import SuiteInfo
 
-REFERENCE_CSV = (Path(__file__).resolve().parents[2] / "results" / "reference"
-                 / "cmmd_paper_results.csv")
+REFERENCE_CSV = PAPER_RESULTS_CSV
 DEFAULT_METRICS = ("error_pct", "map_micro_pct", "map_macro_pct", "rmse")
 AVERAGE = "average"
 # Reference rows in this order, others after them by name.

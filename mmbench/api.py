@@ -1,0 +1,320 @@
+"""Running a suite and reading its results from Python; ``mmbench run`` is a thin layer on top.
+
+:func:`run_suite` does what ``mmbench run`` does (the command calls the same functions): select
+the runs, check before any run starts that the device exists and that every distinct data
+configuration of the pending runs loads (:func:`preflight`: a problem raises
+:class:`PreflightError` and nothing is recorded), write ``<results>/suite.json``, execute the
+pending runs with an executor under a progress display, and rebuild ``results.csv``.
+:func:`load_results` reads a results directory back as records and one tidy table.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mmbench.records import Record, Run
+from mmbench.suite import Suite, load_suite, validate_suite
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from mmbench.executors import Executor, Start
+    from mmbench.progress import SuiteProgress
+
+EXECUTORS = ("local", "process", "ray")
+SUITE_JSON = "suite.json"
+
+
+class RunError(ValueError):
+    """Arguments that select no valid run or executor (an unknown model or seed, ``jobs`` for
+    the local executor, ...); the message names the argument and what is allowed."""
+
+
+class PreflightError(RunError):
+    """The device or a data configuration that every run of it would fail on; raised before any
+    run starts, so nothing is recorded. The message says what is missing, where it was looked
+    for and how to fix it."""
+
+
+@dataclass(frozen=True)
+class SuiteOutcome:
+    """What executing a suite left: the ``records`` of its selected runs (in suite order, those
+    finished earlier included), the runs ``lost`` (run id -> how its worker died; they have no
+    record and a new run redoes them) and the path of the rebuilt tidy table."""
+
+    runs: list[Run]
+    records: list[Record]
+    lost: dict[str, str]
+    tidy: Path
+
+
+@dataclass(frozen=True)
+class Results:
+    """A results directory read back: its ``records`` (by run id) and ``frame``, the tidy table
+    of :func:`mmbench.results.tidy` (one row per run and metric)."""
+
+    records: list[Record]
+    frame: pd.DataFrame
+
+    def summary(self) -> pd.DataFrame:
+        """Mean ± std over seeds of the main metrics, one row per model label and grid point."""
+        from mmbench.results import summarize
+        return summarize(self.frame)
+
+
+def load_results(results: str | os.PathLike) -> Results:
+    """The records and tidy table of the results directory ``results`` (needs no torch)."""
+    from mmbench.results import tidy
+    from mmbench.store import RunStore
+    if not (Path(results) / "runs").is_dir():
+        raise FileNotFoundError(f"{results}: not a results directory (it has no runs/ folder); "
+                                "`mmbench run SUITE --results DIR` writes one")
+    records = RunStore(results).records()
+    return Results(records, tidy(records))
+
+
+def as_suite(suite: Suite | dict | str | os.PathLike, overrides: Sequence[str] = ()) -> Suite:
+    """A validated suite from a suite file's path, its content as a dict, or a :class:`Suite`,
+    with ``overrides`` (``"KEY=VALUE"``) applied."""
+    if isinstance(suite, Suite):
+        if not overrides:
+            return suite
+        return validate_suite(suite.model_dump(), suite.file or "suite",
+                              [*suite.overrides, *overrides], suite.base_dir, suite.file)
+    if isinstance(suite, dict):
+        return validate_suite(suite, "suite", overrides)
+    return load_suite(suite, overrides)
+
+
+def default_results_dir(suite: Suite, smoke: bool = False) -> Path:
+    """``results/<suite name>``, or ``results/<suite name>-smoke`` for smoke runs."""
+    return Path("results") / (suite.name + ("-smoke" if smoke else ""))
+
+
+def select_runs(suite: Suite, models: Sequence[str] | None = None,
+                seeds: Sequence[int] | None = None, smoke: bool = False,
+                data_dir: str | os.PathLike | None = None) -> list[Run]:
+    """The suite's runs of the ``models`` (names or labels) and replicate ``seeds`` asked for
+    (None: all), on the smoke budget with ``smoke``. ``data_dir`` is the last place a relative
+    path of a user's data file is looked for (its content digest is part of the run ids)."""
+    from mmbench.runner import smoke_version
+    runs = suite.runs(data_dir)
+    if models:
+        names = {r.coordinates.model for r in runs}
+        unknown = sorted(set(models) - names - {r.label for r in runs})
+        if unknown:
+            raise RunError(f"models {unknown} not in suite {suite.name!r} (it has "
+                           f"{sorted(names | {r.label for r in runs})})")
+        runs = [r for r in runs if r.coordinates.model in models or r.label in models]
+    if seeds:
+        unknown_seeds = sorted(set(seeds) - set(suite.seeds))
+        if unknown_seeds:
+            raise RunError(f"seeds {unknown_seeds} not in suite {suite.name!r} (it has "
+                           f"{suite.seeds})")
+        runs = [r for r in runs if r.coordinates.seed in seeds]
+    return [smoke_version(r) for r in runs] if smoke else runs
+
+
+def check_executor_options(executor: str, jobs: int | None, address: str | None,
+                           threads: int | None) -> None:
+    """Raise a :class:`RunError` for options that do not apply to ``executor``."""
+    if executor not in EXECUTORS:
+        raise RunError(f"executor {executor!r}; allowed: {', '.join(EXECUTORS)}")
+    if jobs is not None and executor == "local":
+        raise RunError("--jobs needs --executor process or ray")
+    if jobs is not None and jobs < 1:
+        raise RunError(f"--jobs {jobs}: must be at least 1")
+    if threads is not None and threads < 1:
+        raise RunError(f"--threads {threads}: must be at least 1")
+    if address is not None and executor != "ray":
+        raise RunError("--address needs --executor ray")
+    if address is not None and jobs is not None:
+        raise RunError("--jobs sizes a local Ray cluster; with --address the cluster's resources "
+                       "decide")
+
+
+def make_executor(executor: str, jobs: int | None = None, address: str | None = None,
+                  threads: int | None = None, on_start: Start | None = None) -> Executor:
+    """The executor named ``executor`` (see :mod:`mmbench.executors`)."""
+    from mmbench.executors import LocalExecutor, ProcessExecutor, RayExecutor
+    if executor == "local":
+        return LocalExecutor(on_start, threads)
+    if executor == "process":
+        return ProcessExecutor(jobs or os.cpu_count() or 1, threads, on_start)
+    return RayExecutor(jobs, address, threads, on_start)
+
+
+def concurrency(executor: str, jobs: int | None, threads: int | None) -> int:
+    """About how many runs go at once (for the ETA)."""
+    if executor == "local":
+        return 1
+    slots = jobs or os.cpu_count() or 1
+    return slots if executor == "process" else max(1, slots // (threads or 1))
+
+
+def check_device(device: str, where: str = "--device") -> None:
+    """Raise a :class:`PreflightError` unless torch can use ``device`` (``where``: the flag or
+    field that set it)."""
+    import torch
+    try:
+        chosen = torch.device(device)
+    except RuntimeError:
+        raise PreflightError(f"{where} {device!r} is not a device; use cpu, cuda or cuda:N, "
+                             "or mps") from None
+    fix = ("run with --device cpu" if where == "--device"
+           else "set device: cpu in the suite, or run with --device cpu")
+    if chosen.type == "cuda":
+        if not torch.cuda.is_available():
+            why = ("this torch is built without CUDA" if torch.version.cuda is None
+                   else "no GPU is visible (check the driver and CUDA_VISIBLE_DEVICES)")
+            raise PreflightError(f"{where} {device}: torch {torch.__version__} sees no CUDA "
+                                 f"device ({why}); {fix}")
+        count = torch.cuda.device_count()
+        if chosen.index is not None and chosen.index >= count:
+            raise PreflightError(f"{where} {device}: torch sees {count} CUDA device(s), "
+                                 f"cuda:0..cuda:{count - 1}; {fix}")
+    elif chosen.type == "mps" and not torch.backends.mps.is_available():
+        raise PreflightError(f"{where} {device}: torch sees no Apple MPS device; {fix}")
+    elif chosen.type not in ("cpu", "cuda", "mps"):
+        raise PreflightError(f"{where} {device}: mmbench runs on cpu, cuda or mps; {fix}")
+
+
+def check_data(runs: Sequence[Run], data_dir: str | os.PathLike | None = None,
+               keep: bool = True) -> None:
+    """Load every distinct data configuration of ``runs`` once; the first problem raises a
+    :class:`PreflightError` that names the data configuration and the runs it would fail.
+
+    ``keep``: leave the data loaded last in this process's cache for the runs (the local
+    executor: with one or two data configurations nothing is loaded twice); otherwise the cache
+    is emptied (workers load their own).
+    """
+    from mmbench.runner import forget_loaded_data, load_run_data
+    distinct: dict[str, list[Run]] = {}
+    for run in runs:
+        key = json.dumps([run.config.data.to_json(), run.base_dir], sort_keys=True)
+        distinct.setdefault(key, []).append(run)
+    for group in distinct.values():
+        data = group[0].config.data
+        try:
+            load_run_data(group[0].config, None if data_dir is None else str(data_dir),
+                          group[0].base_dir)
+        except Exception as error:  # whatever stops the load would fail each of these runs
+            from mmbench.data.errors import DataError
+            reason = str(error) if isinstance(error, DataError) else \
+                f"{type(error).__name__}: {error}"
+            options = ", ".join(f"{k}={v}" for k, v in data.options.items())
+            raise PreflightError(f"data set {data.name}{f' ({options})' if options else ''}, "
+                                 f"needed by {len(group)} of the {len(runs)} pending run(s), "
+                                 f"cannot be loaded: {reason}") from None
+    if not keep:
+        forget_loaded_data()
+
+
+def preflight(runs: Sequence[Run], device: str, data_dir: str | os.PathLike | None = None,
+              *, device_from: str = "--device", keep_data: bool = True) -> None:
+    """Check the ``device`` and the data of ``runs`` before any of them starts (see
+    :func:`check_device` and :func:`check_data`)."""
+    if runs:
+        check_device(device, device_from)
+        check_data(runs, data_dir, keep_data)
+
+
+def write_suite_json(suite: Suite, results: str | os.PathLike) -> Path:
+    """``<results>/suite.json``: the validated suite (``Suite.model_dump(mode="json")``) with
+    ``suite_file``, ``overrides`` and ``written`` (ISO 8601); written atomically."""
+    path = Path(results) / SUITE_JSON
+    path.parent.mkdir(parents=True, exist_ok=True)
+    content = {**suite.model_dump(mode="json"), "suite_file": suite.file,
+               "overrides": list(suite.overrides),
+               "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    staging = path.with_name(f".{SUITE_JSON}.{os.getpid()}.tmp")
+    staging.write_text(json.dumps(content, indent=1))
+    os.replace(staging, path)
+    return path
+
+
+def execute_runs(suite: Suite, runs: Sequence[Run], results: str | os.PathLike, *,
+                 device: str | None = None, data_dir: str | os.PathLike | None = None,
+                 executor: str = "local", jobs: int | None = None, address: str | None = None,
+                 threads: int | None = None, retry_failed: bool = False,
+                 progress: SuiteProgress | None = None) -> SuiteOutcome:
+    """Run the pending ``runs`` of ``suite`` into ``results`` (runs with a record are skipped;
+    failed ones too unless ``retry_failed``).
+
+    Before any run starts the device and the data are checked (:func:`preflight`, raising
+    :class:`PreflightError`; skipped with a Ray ``address``, whose nodes have their own), then
+    ``suite.json`` is written. ``device`` defaults to the suite's; ``threads`` are the torch
+    threads of every run (None: its ``resources.cpus``, else the executor's default).
+    """
+    from mmbench.progress import Silent
+    from mmbench.results import write_tidy
+    from mmbench.store import RunStore
+    check_executor_options(executor, jobs, address, threads)
+    shown = progress or Silent()
+    chosen = make_executor(executor, jobs, address, threads, shown.start)  # e.g. ray missing
+    device_from = "--device" if device else "the suite's device"
+    device = device or suite.device
+    store = RunStore(results)
+    todo = store.pending(runs, retry_failed)
+    if address is None:
+        preflight(todo, device, data_dir, device_from=device_from, keep_data=executor == "local")
+    write_suite_json(suite, results)
+    lost: dict[str, str] = {}
+
+    def on_done(run: Run, record: Record | None, how: str | None) -> None:
+        if record is None:
+            lost[run.run_id] = how or "lost"
+        shown.done(run, record, how)
+
+    shown.begin(suite.name, len(runs), len(todo), Path(results))
+    try:
+        if todo:
+            chosen.execute(todo, results, device, None if data_dir is None else str(data_dir),
+                           on_done)
+    finally:
+        shown.end()
+    tidy_path = write_tidy(Path(results))
+    found = [store.record(run.run_id) for run in runs]
+    return SuiteOutcome(list(runs), [r for r in found if r is not None], lost, tidy_path)
+
+
+def run_suite(suite: Suite | dict | str | os.PathLike, results: str | os.PathLike | None = None,
+              *, overrides: Sequence[str] = (), models: Sequence[str] | None = None,
+              seeds: Sequence[int] | None = None, smoke: bool = False, device: str | None = None,
+              data_dir: str | os.PathLike | None = None, executor: str = "local",
+              jobs: int | None = None, address: str | None = None, threads: int | None = None,
+              retry_failed: bool = False, progress: bool | SuiteProgress = True) -> list[Record]:
+    """Run a suite as ``mmbench run`` does and return the records of its selected runs, in the
+    suite's order (runs finished earlier are skipped and their records returned too).
+
+    suite: a suite file's path, its content as a dict, or a :class:`~mmbench.suite.Suite`.
+    results: the results directory (default ``results/<suite name>``, ``-smoke`` appended with
+        ``smoke``). overrides: ``"KEY=VALUE"`` changes to the suite (``"train.epochs=5"``).
+    models, seeds: only these models (names or labels) and replicate seeds. smoke: a tiny budget.
+    executor: "local", "process" (``jobs`` at once) or "ray" (``address``: an existing cluster).
+    threads: torch threads per run. progress: show it (live bars on a terminal, else lines).
+
+    Raises :class:`~mmbench.suite.SuiteError` for a bad suite or override, :class:`RunError` for
+    bad arguments and :class:`PreflightError` when the device or data would fail every run. A
+    run that fails is recorded as failed (its record says why); a run whose worker died has no
+    record (call again to redo it).
+    """
+    from mmbench.progress import Silent, suite_progress
+    chosen = as_suite(suite, overrides)
+    runs = select_runs(chosen, models, seeds, smoke, data_dir)
+    shown: Any = progress
+    if progress is True:
+        from rich.console import Console
+        shown = suite_progress(Console(), executor, concurrency(executor, jobs, threads))
+    elif progress is False:
+        shown = Silent()
+    outcome = execute_runs(chosen, runs, results or default_results_dir(chosen, smoke),
+                           device=device, data_dir=data_dir, executor=executor, jobs=jobs,
+                           address=address, threads=threads, retry_failed=retry_failed,
+                           progress=shown)
+    return outcome.records
