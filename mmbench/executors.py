@@ -1,10 +1,17 @@
 """Executors: how a suite's pending runs are run.
 
-Every executor has one contract, ``execute(runs, results_dir, device, data_dir, on_done)``: it
-runs each run (as :meth:`mmbench.suite.Suite.runs` gives them) once and, from the calling thread,
-calls ``on_done(run, record, lost)`` as each one finishes. ``record`` is the record the run wrote
-to ``results_dir`` (ok or failed), or None when the run was lost: its worker died before writing a
-record, ``lost`` says how, and a resumed suite runs it again. A lost run costs only itself.
+Every executor has one contract, ``execute(runs, results_dir, device, data_dir, on_done,
+on_skipped)``: it runs each run (as :meth:`mmbench.suite.Suite.runs` gives them) once and, from
+the calling thread, calls ``on_done(run, record, lost)`` as each one finishes. ``record`` is the
+record the run wrote to ``results_dir`` (ok, failed or diverged), or None when the run was lost:
+its worker died before writing a record, ``lost`` says how, and a resumed suite runs it again. A
+lost run costs only itself.
+
+Right before a run starts, the executor claims it (:mod:`mmbench.claims`): a run that another
+process is running, or that another process finished since this one began, is not run but
+passed to ``on_skipped(run, why)``. So several ``mmbench run`` on one results folder (or SLURM
+array tasks on a shared file system) share its runs and never train one twice. Before the first
+run, temporary files that killed writers left in the folder are removed.
 
 - :class:`LocalExecutor`: one run after another in this process.
 - :class:`ProcessExecutor`: one spawned process per run, at most ``jobs`` alive at once.
@@ -14,6 +21,9 @@ Whoever runs a run writes its record with the atomic :meth:`mmbench.store.RunSto
 multi-node Ray cluster the results directory must therefore be on a shared file system. A run
 whose suite sets ``resources.cpus`` trains with that many torch threads under every executor, so
 that its record does not depend on the executor that ran it.
+
+Ctrl-C stops every executor with KeyboardInterrupt in the calling thread: spawned workers ignore
+SIGINT (their parent ends them) and exit when their parent dies, even by SIGKILL.
 """
 from __future__ import annotations
 
@@ -21,19 +31,24 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from multiprocessing.connection import wait
 from pathlib import Path
-from typing import Callable, Iterator, Protocol
+from typing import Protocol
 
 import torch
 
+from mmbench.claims import Claims
 from mmbench.records import Record, Run
 from mmbench.runner import execute_run
 from mmbench.store import RunStore
 from mmbench.trainer import EpochCallback
 
 Done = Callable[[Run, Record | None, str | None], None]
+Skipped = Callable[[Run, str], None]
 
 
 class ExecutorError(RuntimeError):
@@ -44,7 +59,48 @@ class Executor(Protocol):
     """The contract every executor keeps (see the module's docstring)."""
 
     def execute(self, runs: list[Run], results_dir: str | os.PathLike, device: str,
-                data_dir: str | None, on_done: Done) -> None: ...
+                data_dir: str | None, on_done: Done, on_skipped: Skipped | None = None) -> None: ...
+
+
+class Claimer:
+    """Claims the runs of one ``execute`` call in ``results_dir`` (a context manager: claims
+    still held are released when it closes). On entering, temporary files that killed writers
+    left in the folder are removed."""
+
+    def __init__(self, results_dir: str | os.PathLike, on_skipped: Skipped | None):
+        self.store = RunStore(results_dir)
+        self.claims = Claims(results_dir)
+        self.on_skipped = on_skipped
+        self.since = 0.0
+
+    def __enter__(self) -> Claimer:
+        self.store.remove_litter()
+        self.since = time.time()
+        self.claims.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.claims.__exit__(*exc)
+
+    def claim(self, run: Run) -> bool:
+        """Whether this process may run ``run`` now: it holds its claim, and no other process
+        finished the run meanwhile (its record is ok, or was written after this executor
+        began: a run asked for again, e.g. with --retry-failed, is not ok and older). Otherwise
+        the run is reported to ``on_skipped``."""
+        owner = self.claims.take(run.run_id)
+        if owner is None and not self.store.done_since(run.run_id, self.since):
+            return True
+        if owner is None:
+            self.claims.release(run.run_id)
+            why = "another process finished it meanwhile"
+        else:
+            why = f"{owner} is running it"
+        if self.on_skipped is not None:
+            self.on_skipped(run, why)
+        return False
+
+    def release(self, run: Run) -> None:
+        self.claims.release(run.run_id)
 
 
 def run_in_worker(run: Run, results_dir: str, device: str, data_dir: str | None,
@@ -53,6 +109,30 @@ def run_in_worker(run: Run, results_dir: str, device: str, data_dir: str | None,
     torch threads, write its record and return it."""
     torch.set_num_threads(threads)
     return execute_run(run, results_dir, device, data_dir)
+
+
+def run_in_process(run: Run, results_dir: str, device: str, data_dir: str | None,
+                   threads: int) -> Record:
+    """A spawned worker process's entry point: :func:`run_in_worker` in a process that ignores
+    Ctrl-C (its parent ends it) and exits when its parent dies."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by the parent
+    _exit_with_parent()
+    return run_in_worker(run, results_dir, device, data_dir, threads)
+
+
+def _exit_with_parent() -> None:
+    """Exit this spawned process as soon as its parent process has ended (killed or not): a
+    thread waits on multiprocessing's pipe from the parent, which closes when the parent dies."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+    sentinel = parent.sentinel
+
+    def watch() -> None:
+        wait([sentinel])
+        os._exit(1)
+    threading.Thread(target=watch, name="mmbench-exit-with-parent", daemon=True).start()
 
 
 @contextmanager
@@ -74,12 +154,18 @@ class LocalExecutor:
     def __init__(self, on_start: Callable[[Run], EpochCallback | None] | None = None):
         self.on_start = on_start
 
-    def execute(self, runs, results_dir, device, data_dir, on_done) -> None:
-        for run in runs:
-            on_epoch = self.on_start(run) if self.on_start else None
-            with torch_threads(run.resources.cpus):
-                record = execute_run(run, results_dir, device, data_dir, on_epoch)
-            on_done(run, record, None)
+    def execute(self, runs, results_dir, device, data_dir, on_done, on_skipped=None) -> None:
+        with Claimer(results_dir, on_skipped) as claimer:
+            for run in runs:
+                if not claimer.claim(run):
+                    continue
+                try:
+                    on_epoch = self.on_start(run) if self.on_start else None
+                    with torch_threads(run.resources.cpus):
+                        record = execute_run(run, results_dir, device, data_dir, on_epoch)
+                finally:
+                    claimer.release(run)
+                on_done(run, record, None)
 
 
 class ProcessExecutor:
@@ -90,31 +176,52 @@ class ProcessExecutor:
     def __init__(self, jobs: int):
         self.jobs = jobs
 
-    def execute(self, runs, results_dir, device, data_dir, on_done) -> None:
+    def execute(self, runs, results_dir, device, data_dir, on_done, on_skipped=None) -> None:
         context = multiprocessing.get_context("spawn")
         store = RunStore(results_dir)
         default_threads = max(1, (os.cpu_count() or 1) // self.jobs)
         waiting = list(runs)
         alive: dict[int, tuple[multiprocessing.Process, Run]] = {}
-        try:
-            while waiting or alive:
-                while waiting and len(alive) < self.jobs:
-                    run = waiting.pop(0)
-                    threads = run.resources.cpus or default_threads
-                    process = context.Process(
-                        target=run_in_worker, name=f"mmbench-{run.run_id}",
-                        args=(run, _absolute(results_dir), device, _absolute(data_dir), threads))
-                    process.start()
-                    alive[process.sentinel] = (process, run)
-                for sentinel in wait(list(alive)):
-                    process, run = alive.pop(sentinel)
+        with Claimer(results_dir, on_skipped) as claimer:
+            try:
+                while waiting or alive:
+                    while waiting and len(alive) < self.jobs:
+                        run = waiting.pop(0)
+                        if not claimer.claim(run):
+                            continue
+                        threads = run.resources.cpus or default_threads
+                        process = context.Process(
+                            target=run_in_process, name=f"mmbench-{run.run_id}",
+                            args=(run, _absolute(results_dir), device, _absolute(data_dir),
+                                  threads))
+                        with sigint_blocked():
+                            process.start()
+                        alive[process.sentinel] = (process, run)
+                    for sentinel in wait(list(alive)):
+                        process, run = alive.pop(sentinel)
+                        process.join()
+                        claimer.release(run)
+                        record = store.record(run.run_id) if process.exitcode == 0 else None
+                        on_done(run, record, None if record else _how_it_died(process.exitcode))
+            finally:
+                for process, _ in alive.values():
+                    process.terminate()
                     process.join()
-                    record = store.record(run.run_id) if process.exitcode == 0 else None
-                    on_done(run, record, None if record else _how_it_died(process.exitcode))
-        finally:
-            for process, _ in alive.values():
-                process.terminate()
-                process.join()
+
+
+@contextmanager
+def sigint_blocked() -> Iterator[None]:
+    """Block SIGINT in this thread for the block. A process spawned meanwhile starts with it
+    blocked, so that a Ctrl-C cannot interrupt its start-up (:func:`run_in_process` then ignores
+    it); this process still receives it, in another thread or once the block ends."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def _how_it_died(exitcode: int) -> str:
@@ -137,22 +244,30 @@ class RayExecutor:
             raise ExecutorError("the ray executor needs ray: pip install 'mmbench[ray]'") from None
         self.ray, self.jobs, self.address = ray, jobs, address
 
-    def execute(self, runs, results_dir, device, data_dir, on_done) -> None:
+    def execute(self, runs, results_dir, device, data_dir, on_done, on_skipped=None) -> None:
+        with Claimer(results_dir, on_skipped) as claimer:
+            self._execute(runs, results_dir, device, data_dir, on_done, claimer)
+
+    def _execute(self, runs, results_dir, device, data_dir, on_done, claimer: Claimer) -> None:
+        """Every run is claimed when its task is submitted (Ray then starts it when resources
+        free up); its claim is released when the task ends."""
         ray = self.ray
         owned = not ray.is_initialized()
         if owned:
             self._start()
         task = ray.remote(max_retries=0)(run_in_worker)
         tasks = {}
-        for run in runs:
-            cpus = run.resources.cpus or 1
-            gpus = run.resources.gpus
-            if gpus is None:
-                gpus = 1 if device.startswith("cuda") else 0
-            ref = task.options(num_cpus=cpus, num_gpus=gpus).remote(
-                run, _absolute(results_dir), device, _absolute(data_dir), cpus)
-            tasks[ref] = run
         try:
+            for run in runs:
+                if not claimer.claim(run):
+                    continue
+                cpus = run.resources.cpus or 1
+                gpus = run.resources.gpus
+                if gpus is None:
+                    gpus = 1 if device.startswith("cuda") else 0
+                ref = task.options(num_cpus=cpus, num_gpus=gpus).remote(
+                    run, _absolute(results_dir), device, _absolute(data_dir), cpus)
+                tasks[ref] = run
             while tasks:
                 (ref,), _ = ray.wait(list(tasks), num_returns=1)
                 run = tasks.pop(ref)
@@ -160,6 +275,7 @@ class RayExecutor:
                     record, lost = ray.get(ref), None
                 except ray.exceptions.RayError as error:
                     record, lost = None, f"{type(error).__name__}: {str(error).splitlines()[0]}"
+                claimer.release(run)
                 on_done(run, record, lost)
         finally:
             for ref in tasks:

@@ -6,6 +6,7 @@ A run is a pure function of its resolved config, identified by a hash of it (see
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -23,10 +24,20 @@ import torch
 from mmbench.data import load_dataset
 from mmbench.evaluate import evaluate
 from mmbench.model import MultimodalModel
-from mmbench.records import FAILED, OK, FitSummary, ModalityInfo, Record, Run, RunConfig, Timings
+from mmbench.records import (
+    DIVERGED,
+    FAILED,
+    OK,
+    FitSummary,
+    ModalityInfo,
+    Record,
+    Run,
+    RunConfig,
+    Timings,
+)
 from mmbench.registry import make_model
 from mmbench.store import CHECKPOINT, DATA_INFO, GENERATED, POSTERIORS, REPRESENTATION, RunStore
-from mmbench.trainer import EpochCallback, TrainConfig
+from mmbench.trainer import DivergedError, EpochCallback, TrainConfig
 from mmbench.views import DataSplits
 
 SMOKE_SIZES = {"train": 512, "valid": 256, "test": 256}
@@ -84,7 +95,9 @@ def train_config(config: RunConfig, device: str) -> TrainConfig:
 def execute_run(run: Run, results_dir: str | os.PathLike, device: str = "cpu",
                 data_dir: str | None = None, on_epoch: EpochCallback | None = None) -> Record:
     """Train and evaluate one run, write its record and return it; failures are recorded, not
-    raised (except KeyboardInterrupt, which leaves no record so the run is redone on resume)."""
+    raised (except KeyboardInterrupt, which leaves no record so the run is redone on resume).
+    A run whose training diverged (:class:`mmbench.trainer.DivergedError`) is recorded with the
+    status "diverged", any other failure with "failed"."""
     config = run.config
     env, started = environment(device), time.time()
     arrays: dict[str, dict[str, np.ndarray]] = {}
@@ -118,7 +131,8 @@ def execute_run(run: Run, results_dir: str | os.PathLike, device: str = "cpu",
         arrays[REPRESENTATION] = {"z": result.representation, "labels": test.labels}
         arrays[DATA_INFO] = _arrays_in(splits.info)
     except Exception as error:  # any failure of a run is recorded and the suite goes on
-        results = dict(status=FAILED, error=f"{type(error).__name__}: {error}",
+        status = DIVERGED if isinstance(error, DivergedError) else FAILED
+        results = dict(status=status, error=f"{type(error).__name__}: {error}",
                        traceback=traceback.format_exc(limit=8))
         model = None
     record = Record.of(run, environment=env, started=started, finished=time.time(), **results)
@@ -132,10 +146,8 @@ def _checkpoint_writer(model: MultimodalModel | None):
         return None
 
     def write(folder: Path) -> None:
-        try:
+        with contextlib.suppress(NotImplementedError):
             model.save(folder / CHECKPOINT)
-        except NotImplementedError:
-            pass
     return write
 
 

@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from mmbench.cli.console import console, csv_list, fail
+from mmbench.cli.console import console, csv_list, fail, interruptible
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -31,6 +31,7 @@ class ExecutorKind(str, Enum):
     ray = "ray"
 
 
+@interruptible
 def run(
     suite_file: Path = typer.Argument(..., help="Suite YAML, e.g. suites/quickstart.yaml"),
     results: Optional[Path] = typer.Option(
@@ -56,21 +57,30 @@ def run(
     address: Optional[str] = typer.Option(
         None, help="Ray cluster to run on, e.g. auto or ray://head:10001 \\[default: start a "
                    "local one]; the results directory must be on a file system all nodes share"),
+    allow_large: bool = typer.Option(
+        False, "--allow-large", help="Accept a suite of more runs (or grid points) than "
+                                     "mmbench.suite.MAX_RUNS"),
 ) -> None:
     """Run a suite; finished runs are skipped, so an interrupted suite resumes. Exits with 1 when
     a run was lost (its worker died): run the suite again to redo it."""
     import pandas as pd
 
+    from mmbench.paths import inside
     from mmbench.results import write_tidy
     from mmbench.store import RecordError, RunStore
-    from mmbench.suite import SuiteError, load_suite
+    from mmbench.suite import SuiteError, check_device, load_suite
     try:
-        suite = load_suite(suite_file)
+        suite = load_suite(suite_file, allow_large=allow_large)
     except SuiteError as error:
         fail(str(error))
+    try:
+        device = check_device(device or suite.device)
+    except ValueError as error:
+        fail(f"--device: {error}")
     check_executor_options(executor, jobs, address)
-    results = results or Path("results") / (suite.name + ("-smoke" if smoke else ""))
-    device = device or suite.device
+    if results is None:
+        results = Path("results") / (suite.name + ("-smoke" if smoke else ""))
+        inside("results", results)  # the suite's name is a safe name
     runs = select_runs(suite, models, seeds, smoke)
     store = RunStore(results)
     try:
@@ -102,7 +112,11 @@ def select_runs(suite: Suite, models: Optional[str], seeds: Optional[str],
     (comma-separated; None: all), on the smoke budget with ``smoke``."""
     from mmbench.runner import smoke_version
     runs = suite.runs()
-    wanted_models, wanted_seeds = csv_list(models), csv_list(seeds, int)
+    wanted_models = csv_list(models)
+    try:
+        wanted_seeds = csv_list(seeds, int)
+    except ValueError:
+        fail(f"--seeds {seeds!r}: expected comma-separated integers, e.g. --seeds 0,1")
     if wanted_models:
         names = {r.coordinates.model for r in runs}
         unknown = sorted(set(wanted_models) - names - {r.label for r in runs})
@@ -112,6 +126,9 @@ def select_runs(suite: Suite, models: Optional[str], seeds: Optional[str],
                 or r.label in wanted_models]
     if wanted_seeds:
         runs = [r for r in runs if r.coordinates.seed in wanted_seeds]
+        if not runs:
+            fail(f"--seeds {seeds}: no run of suite {suite.name!r} has such a replicate seed "
+                 f"(its seeds: {', '.join(map(str, suite.seeds))})")
     if smoke:
         runs = [smoke_version(r) for r in runs]
     return runs
@@ -158,16 +175,20 @@ def _execute(todo: list[Run], results: Path, device: str, data_dir: Optional[str
             elif record.ok:
                 status = "[green]ok[/]"
             else:
-                status = f"[red]failed[/]: {record.error[:80]}"
+                status = f"[red]{record.status}[/]: {escape((record.error or '')[:80])}"
             if run.run_id in bars:
                 progress.update(bars[run.run_id], completed=run.config.epochs, status=status)
             else:
                 progress.console.print(f"  {run.name}: {status}", highlight=False)
             progress.advance(overall)
 
+        def on_skipped(run, why):  # another `mmbench run` has it (see mmbench.claims)
+            progress.console.print(f"  {run.name}: skipped: {why}", highlight=False)
+            progress.advance(overall)
+
         try:
             _executor(kind, jobs, address, on_start).execute(todo, results, device, data_dir,
-                                                             on_done)
+                                                             on_done, on_skipped)
         except ExecutorError as error:
             fail(str(error))
     return len(lost)
