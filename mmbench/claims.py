@@ -27,6 +27,8 @@ from pathlib import Path
 HEARTBEAT_SECONDS = 30.0
 STALE_SECONDS = 300.0
 """A claim not refreshed for this long has lost its owner (ten missed heartbeats)."""
+TAKE_ATTEMPTS = 20
+"""How often :meth:`Claims.take` tries while other processes take over the same stale claim."""
 BREAK_SECONDS = 60.0
 """A take-over lasts milliseconds; a ``.break`` file this old was left by a process that died."""
 
@@ -89,17 +91,18 @@ class Claims:
         (a stale claim is taken over first)."""
         self.folder.mkdir(parents=True, exist_ok=True)
         owner = None
-        for _ in range(3):  # again after a claim was released or taken over meanwhile
+        for _ in range(TAKE_ATTEMPTS):
             if self._create(run_id):
                 return None
             holder = read_claim(self.path(run_id))
-            if holder is None:
+            if holder is None:  # released meanwhile: try again
                 continue
             owner, token, age = holder
-            stale = owner.gone() or age > STALE_SECONDS
-            if not stale or not self._break(run_id, token):
+            if not (owner.gone() or age > STALE_SECONDS):
                 return owner
-        return owner or Owner("(another host)", 0)
+            if not self._break(run_id, token):  # another process is taking it over
+                time.sleep(0.05)
+        return owner or Owner("(unknown host)", 0)
 
     def release(self, run_id: str) -> None:
         """Give up the claim on ``run_id`` (nothing when this process does not hold it)."""
@@ -119,8 +122,8 @@ class Claims:
         return True
 
     def _break(self, run_id: str, token: str) -> bool:
-        """Delete the stale claim of ``run_id`` whose token is ``token``, unless another process
-        is taking it over at the same time or it changed meanwhile; whether it was deleted."""
+        """Delete the stale claim of ``run_id`` whose token is ``token``; False when another
+        process is taking it over at the same time or took it over already."""
         breaker = self.folder / f"{run_id}.break"
         if not _link_new(breaker, {"host": self.me.host, "pid": self.me.pid}):
             with contextlib.suppress(FileNotFoundError):

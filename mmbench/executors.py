@@ -194,9 +194,9 @@ class ProcessExecutor:
                             target=run_in_process, name=f"mmbench-{run.run_id}",
                             args=(run, _absolute(results_dir), device, _absolute(data_dir),
                                   threads))
-                        with sigint_blocked():
+                        with sigint_deferred():
                             process.start()
-                        alive[process.sentinel] = (process, run)
+                            alive[process.sentinel] = (process, run)
                     for sentinel in wait(list(alive)):
                         process, run = alive.pop(sentinel)
                         process.join()
@@ -210,18 +210,27 @@ class ProcessExecutor:
 
 
 @contextmanager
-def sigint_blocked() -> Iterator[None]:
-    """Block SIGINT in this thread for the block. A process spawned meanwhile starts with it
-    blocked, so that a Ctrl-C cannot interrupt its start-up (:func:`run_in_process` then ignores
-    it); this process still receives it, in another thread or once the block ends."""
-    if not hasattr(signal, "pthread_sigmask"):
+def sigint_deferred() -> Iterator[None]:
+    """Hold Ctrl-C back while worker processes are started in the block: a process spawned
+    meanwhile starts with SIGINT blocked, so that it cannot be interrupted while it starts up
+    (:func:`run_in_process` then ignores SIGINT), and this process raises the KeyboardInterrupt
+    only once the block is over (not in the middle of a start, which would leave a worker
+    without its instructions). Outside the main thread, or without POSIX signal masks, the block
+    just runs."""
+    if threading.current_thread() is not threading.main_thread() or \
+            not hasattr(signal, "pthread_sigmask"):
         yield
         return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # runs a pending handler
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
 
 
 def _how_it_died(exitcode: int) -> str:
