@@ -78,7 +78,7 @@ class Claims:
         self._heartbeat.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._closed.set()
         for run_id in list(self._held):
             self.release(run_id)

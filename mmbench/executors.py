@@ -36,8 +36,9 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from multiprocessing.connection import wait
+from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 import torch
 
@@ -79,7 +80,7 @@ class Claimer:
         self.claims.__enter__()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.claims.__exit__(*exc)
 
     def claim(self, run: Run) -> bool:
@@ -154,7 +155,8 @@ class LocalExecutor:
     def __init__(self, on_start: Callable[[Run], EpochCallback | None] | None = None):
         self.on_start = on_start
 
-    def execute(self, runs, results_dir, device, data_dir, on_done, on_skipped=None) -> None:
+    def execute(self, runs: list[Run], results_dir: str | os.PathLike, device: str,
+                data_dir: str | None, on_done: Done, on_skipped: Skipped | None = None) -> None:
         with Claimer(results_dir, on_skipped) as claimer:
             for run in runs:
                 if not claimer.claim(run):
@@ -176,12 +178,13 @@ class ProcessExecutor:
     def __init__(self, jobs: int):
         self.jobs = jobs
 
-    def execute(self, runs, results_dir, device, data_dir, on_done, on_skipped=None) -> None:
+    def execute(self, runs: list[Run], results_dir: str | os.PathLike, device: str,
+                data_dir: str | None, on_done: Done, on_skipped: Skipped | None = None) -> None:
         context = multiprocessing.get_context("spawn")
         store = RunStore(results_dir)
         default_threads = max(1, (os.cpu_count() or 1) // self.jobs)
         waiting = list(runs)
-        alive: dict[int, tuple[multiprocessing.Process, Run]] = {}
+        alive: dict[int, tuple[BaseProcess, Run]] = {}
         with Claimer(results_dir, on_skipped) as claimer:
             try:
                 while waiting or alive:
@@ -198,15 +201,16 @@ class ProcessExecutor:
                             process.start()
                             alive[process.sentinel] = (process, run)
                     for sentinel in wait(list(alive)):
-                        process, run = alive.pop(sentinel)
-                        process.join()
+                        worker, run = alive.pop(cast(int, sentinel))
+                        worker.join()
                         claimer.release(run)
-                        record = store.record(run.run_id) if process.exitcode == 0 else None
-                        on_done(run, record, None if record else _how_it_died(process.exitcode))
+                        exitcode = cast(int, worker.exitcode)  # set once joined
+                        record = store.record(run.run_id) if exitcode == 0 else None
+                        on_done(run, record, None if record else _how_it_died(exitcode))
             finally:
-                for process, _ in alive.values():
-                    process.terminate()
-                    process.join()
+                for worker, _ in alive.values():
+                    worker.terminate()
+                    worker.join()
 
 
 @contextmanager
@@ -253,11 +257,13 @@ class RayExecutor:
             raise ExecutorError("the ray executor needs ray: pip install 'mmbench[ray]'") from None
         self.ray, self.jobs, self.address = ray, jobs, address
 
-    def execute(self, runs, results_dir, device, data_dir, on_done, on_skipped=None) -> None:
+    def execute(self, runs: list[Run], results_dir: str | os.PathLike, device: str,
+                data_dir: str | None, on_done: Done, on_skipped: Skipped | None = None) -> None:
         with Claimer(results_dir, on_skipped) as claimer:
             self._execute(runs, results_dir, device, data_dir, on_done, claimer)
 
-    def _execute(self, runs, results_dir, device, data_dir, on_done, claimer: Claimer) -> None:
+    def _execute(self, runs: list[Run], results_dir: str | os.PathLike, device: str,
+                 data_dir: str | None, on_done: Done, claimer: Claimer) -> None:
         """Every run is claimed when its task is submitted (Ray then starts it when resources
         free up); its claim is released when the task ends."""
         ray = self.ray

@@ -224,14 +224,10 @@ def _content_problem(data: Any, expected_id: str) -> str | None:
     folder's; None when nothing is."""
     if not isinstance(data, dict):
         return f"a record is a JSON object, not {type(data).__name__}"
-    for prefix, content, fields in (("", data, _REQUIRED),
-                                    ("coordinates.", data.get("coordinates"), _COORDINATES)):
-        for name, kind in fields.items():
-            if name not in content:
-                return f"the field '{prefix}{name}' is missing"
-            value = content[name]
-            if not isinstance(value, kind) or isinstance(value, bool):
-                return f"the field '{prefix}{name}' is {value!r}, not {_json_type(kind)}"
+    problem = _field_problem(data, _REQUIRED) or _field_problem(data["coordinates"], _COORDINATES,
+                                                                "coordinates.")
+    if problem is not None:
+        return problem
     if data["status"] not in STATUSES:
         return f"its status {data['status']!r} is none of {', '.join(STATUSES)}"
     if data["run_id"] != expected_id:
@@ -242,6 +238,19 @@ def _content_problem(data: Any, expected_id: str) -> str | None:
     for name, value in metrics.items():
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             return f"the metric {name!r} is {value!r}, not a number"
+    return None
+
+
+def _field_problem(content: dict, fields: dict[str, type | tuple[type, ...]],
+                   prefix: str = "") -> str | None:
+    """The first of ``fields`` (name -> JSON type) that ``content`` lacks or holds with another
+    type, in words; None when there is none."""
+    for name, kind in fields.items():
+        if name not in content:
+            return f"the field '{prefix}{name}' is missing"
+        value = content[name]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            return f"the field '{prefix}{name}' is {value!r}, not {_json_type(kind)}"
     return None
 
 

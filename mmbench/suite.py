@@ -39,11 +39,11 @@ import json
 import math
 import re
 import typing
+from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import yaml
 from pydantic import (
     BaseModel,
@@ -186,10 +186,8 @@ class Grid(Strict):
     def points(self) -> list[dict[str, Any]]:
         """The grid's points, in a stable order (a single empty point when there is no grid)."""
         names = list(self.grid)
-        if self.grid_mode == "zip":
-            rows = zip(*self.grid.values())
-        else:
-            rows = itertools.product(*self.grid.values())
+        rows: Iterable[tuple] = (zip(*self.grid.values()) if self.grid_mode == "zip"
+                                 else itertools.product(*self.grid.values()))
         return [dict(zip(names, row)) for row in rows]
 
 
@@ -362,7 +360,7 @@ class Suite(Strict):
         return self
 
     @model_validator(mode="after")
-    def _not_too_large(self, info: ValidationInfo):
+    def _not_too_large(self, info: ValidationInfo) -> Suite:
         if self.run_count > _max_runs(info):
             models = " + ".join(f"{block.size:,}" for block in self.models)
             raise ValueError(_too_large(

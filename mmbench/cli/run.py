@@ -45,7 +45,8 @@ def run(
         False, help="Tiny budget (2 epochs, a few hundred points) to check plumbing"),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the runs and whether each is done"),
     cell: Optional[int] = typer.Option(None, help="Run only the run with this --dry-run index"),
-    retry_failed: bool = typer.Option(False, help="Run again the runs recorded as failed"),
+    retry_failed: bool = typer.Option(
+        False, help="Run again the runs recorded as failed or diverged"),
     data_dir: Optional[str] = typer.Option(
         None, help="Data directory \\[default: $MMBENCH_DATA]"),
     executor: ExecutorKind = typer.Option(
