@@ -42,9 +42,12 @@ def children(parent: int, spawned: bool = False) -> list[int]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds workers through /proc")
-@pytest.mark.parametrize("executor", [[], ["--executor", "process", "--jobs", "2"]],
-                         ids=["local", "process"])
+@pytest.mark.parametrize("executor", [[], ["--executor", "process", "--jobs", "2"],
+                                      ["--executor", "ray", "--jobs", "2"]],
+                         ids=["local", "process", "ray"])
 def test_ctrl_c_prints_one_line_exits_130_and_the_same_command_resumes(tmp_path, executor):
+    if "ray" in executor:
+        pytest.importorskip("ray")
     suite = tmp_path / "interrupt.yaml"
     suite.write_text(yaml.safe_dump(SUITE))
     results = tmp_path / "results"
@@ -55,17 +58,20 @@ def test_ctrl_c_prints_one_line_exits_130_and_the_same_command_resumes(tmp_path,
                                stderr=subprocess.STDOUT, start_new_session=True,
                                env={**os.environ, "COLUMNS": "200"})
     deadline = time.monotonic() + 120
-    # interrupt as soon as the first run is claimed: in flight (local), or its worker while it
-    # starts up (process; an interrupted start-up printed a worker's traceback)
-    while not (results / "claims").is_dir() or (executor and not children(process.pid, True)):
+    # interrupt as soon as the first run is claimed: in flight (local), its worker while it
+    # starts up (process; an interrupted start-up printed a worker's traceback), or while Ray
+    # starts its tasks
+    spawns = "process" in executor
+    while not (results / "claims").is_dir() or (spawns and not children(process.pid, True)):
         assert process.poll() is None and time.monotonic() < deadline
         time.sleep(0.02)
+    workers = children(process.pid, True)
     os.killpg(process.pid, signal.SIGINT)
     output = process.communicate(timeout=60)[0].decode()
     assert process.returncode == 130, output
     assert output.count("interrupted; run the same command to resume") == 1, output
     assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
-    assert not children(process.pid)
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]  # ended with it
 
     # resumed in this process (workers are seconds of start-up each; the executor does not
     # change what a resume finds: records and claims on disk)
