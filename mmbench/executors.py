@@ -117,7 +117,8 @@ def run_in_process(run: Run, results_dir: str, device: str, data_dir: str | None
     """A spawned worker process's entry point: :func:`run_in_worker` in a process that ignores
     Ctrl-C (its parent ends it) and exits when its parent dies."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by the parent
+    if hasattr(signal, "pthread_sigmask"):  # POSIX
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by the parent
     _exit_with_parent()
     return run_in_worker(run, results_dir, device, data_dir, threads)
 
