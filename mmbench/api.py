@@ -93,7 +93,10 @@ def as_suite(suite: Suite | dict | str | os.PathLike, overrides: Sequence[str] =
 
 def default_results_dir(suite: Suite, smoke: bool = False) -> Path:
     """``results/<suite name>``, or ``results/<suite name>-smoke`` for smoke runs."""
-    return Path("results") / (suite.name + ("-smoke" if smoke else ""))
+    from mmbench.paths import inside
+    name = suite.name + ("-smoke" if smoke else "")
+    inside("results", name)  # the suite's name is a safe name: this never fails
+    return Path("results") / name
 
 
 def select_runs(suite: Suite, models: Sequence[str] | None = None,
@@ -275,7 +278,7 @@ def execute_runs(suite: Suite, runs: Sequence[Run], results: str | os.PathLike, 
     try:
         if todo:
             chosen.execute(todo, results, device, None if data_dir is None else str(data_dir),
-                           on_done)
+                           on_done, shown.skipped)
     finally:
         shown.end()
     tidy_path = write_tidy(Path(results))

@@ -1,10 +1,17 @@
 """Executors: how a suite's pending runs are run.
 
-Every executor has one contract, ``execute(runs, results_dir, device, data_dir, on_done)``: it
-runs each run (as :meth:`mmbench.suite.Suite.runs` gives them) once and, from the calling thread,
-calls ``on_done(run, record, lost)`` as each one finishes. ``record`` is the record the run wrote
-to ``results_dir`` (ok or failed), or None when the run was lost: its worker died before writing a
-record, ``lost`` says how, and a resumed suite runs it again. A lost run costs only itself.
+Every executor has one contract, ``execute(runs, results_dir, device, data_dir, on_done,
+on_skipped)``: it runs each run (as :meth:`mmbench.suite.Suite.runs` gives them) once and, from
+the calling thread, calls ``on_done(run, record, lost)`` as each one finishes. ``record`` is the
+record the run wrote to ``results_dir`` (ok, failed or diverged), or None when the run was lost:
+its worker died before writing a record, ``lost`` says how, and a resumed suite runs it again. A
+lost run costs only itself.
+
+Right before a run starts, the executor claims it (:mod:`mmbench.claims`): a run that another
+process is running, or that another process finished since this one began, is not run but
+passed to ``on_skipped(run, why)``. So several ``mmbench run`` on one results folder (or SLURM
+array tasks on a shared file system) share its runs and never train one twice. Before the first
+run, temporary files that killed writers left in the folder are removed.
 
 - :class:`LocalExecutor`: one run after another in this process.
 - :class:`ProcessExecutor`: one spawned process per run, at most ``jobs`` alive at once.
@@ -20,6 +27,9 @@ its record's ``environment.threads`` says how many it had. ``on_start(run)`` is 
 starts (local, process) or is submitted (ray); the epoch callback it may return is called after
 each epoch of the run, in the worker for the process and Ray executors (so it must be picklable
 there).
+
+Ctrl-C stops every executor with KeyboardInterrupt in the calling thread: spawned workers ignore
+SIGINT (their parent ends them) and exit when their parent dies, even by SIGKILL.
 """
 from __future__ import annotations
 
@@ -27,11 +37,16 @@ import logging
 import multiprocessing
 import os
 import signal
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from multiprocessing.connection import wait
+from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
+from mmbench.claims import Claims
 from mmbench.records import Record, Run
 from mmbench.runner import execute_run
 from mmbench.store import RunStore
@@ -39,6 +54,7 @@ from mmbench.trainer import EpochCallback
 
 Done = Callable[[Run, Record | None, str | None], None]
 Start = Callable[[Run], EpochCallback | None]
+Skipped = Callable[[Run, str], None]
 
 
 class ExecutorError(RuntimeError):
@@ -49,7 +65,48 @@ class Executor(Protocol):
     """The contract every executor keeps (see the module's docstring)."""
 
     def execute(self, runs: list[Run], results_dir: str | os.PathLike, device: str,
-                data_dir: str | None, on_done: Done) -> None: ...
+                data_dir: str | None, on_done: Done, on_skipped: Skipped | None = None) -> None: ...
+
+
+class Claimer:
+    """Claims the runs of one ``execute`` call in ``results_dir`` (a context manager: claims
+    still held are released when it closes). On entering, temporary files that killed writers
+    left in the folder are removed."""
+
+    def __init__(self, results_dir: str | os.PathLike, on_skipped: Skipped | None):
+        self.store = RunStore(results_dir)
+        self.claims = Claims(results_dir)
+        self.on_skipped = on_skipped
+        self.since = 0.0
+
+    def __enter__(self) -> Claimer:
+        self.store.remove_litter()
+        self.since = time.time()
+        self.claims.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.claims.__exit__(*exc)
+
+    def claim(self, run: Run) -> bool:
+        """Whether this process may run ``run`` now: it holds its claim, and no other process
+        finished the run meanwhile (its record is ok, or was written after this executor
+        began: a run asked for again, e.g. with --retry-failed, is not ok and older). Otherwise
+        the run is reported to ``on_skipped``."""
+        owner = self.claims.take(run.run_id)
+        if owner is None and not self.store.done_since(run.run_id, self.since):
+            return True
+        if owner is None:
+            self.claims.release(run.run_id)
+            why = "another process finished it meanwhile"
+        else:
+            why = f"{owner} is running it"
+        if self.on_skipped is not None:
+            self.on_skipped(run, why)
+        return False
+
+    def release(self, run: Run) -> None:
+        self.claims.release(run.run_id)
 
 
 def run_in_worker(run: Run, results_dir: str, device: str, data_dir: str | None,
@@ -65,6 +122,32 @@ def run_threads(run: Run, threads: int | None, default: int | None) -> int | Non
     return threads or run.resources.cpus or default
 
 
+def run_in_process(run: Run, results_dir: str, device: str, data_dir: str | None,
+                   threads: int, on_epoch: EpochCallback | None = None) -> Record:
+    """A spawned worker process's entry point: :func:`run_in_worker` in a process that ignores
+    Ctrl-C (its parent ends it) and exits when its parent dies."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):  # POSIX
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by the parent
+    _exit_with_parent()
+    return run_in_worker(run, results_dir, device, data_dir, threads, on_epoch)
+
+
+def _exit_with_parent() -> None:
+    """Exit this spawned process as soon as its parent process has ended (killed or not): a
+    thread waits on multiprocessing's pipe from the parent, which closes when the parent dies."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+    sentinel = parent.sentinel
+
+    def watch() -> None:
+        wait([sentinel])
+        os._exit(1)
+    threading.Thread(target=watch, name="mmbench-exit-with-parent", daemon=True).start()
+
+
+
 class LocalExecutor:
     """One run after another in this process, with ``threads`` torch threads (see the module's
     docstring). ``on_start(run)`` may return a callback that is told each epoch of the run."""
@@ -72,12 +155,19 @@ class LocalExecutor:
     def __init__(self, on_start: Start | None = None, threads: int | None = None):
         self.on_start, self.threads = on_start, threads
 
-    def execute(self, runs, results_dir, device, data_dir, on_done) -> None:
-        for run in runs:
-            on_epoch = self.on_start(run) if self.on_start else None
-            record = execute_run(run, results_dir, device, data_dir, on_epoch,
-                                 run_threads(run, self.threads, None))
-            on_done(run, record, None)
+    def execute(self, runs: list[Run], results_dir: str | os.PathLike, device: str,
+                data_dir: str | None, on_done: Done, on_skipped: Skipped | None = None) -> None:
+        with Claimer(results_dir, on_skipped) as claimer:
+            for run in runs:
+                if not claimer.claim(run):
+                    continue
+                try:
+                    on_epoch = self.on_start(run) if self.on_start else None
+                    record = execute_run(run, results_dir, device, data_dir, on_epoch,
+                                         run_threads(run, self.threads, None))
+                finally:
+                    claimer.release(run)
+                on_done(run, record, None)
 
 
 class ProcessExecutor:
@@ -90,33 +180,64 @@ class ProcessExecutor:
     def __init__(self, jobs: int, threads: int | None = None, on_start: Start | None = None):
         self.jobs, self.threads, self.on_start = jobs, threads, on_start
 
-    def execute(self, runs, results_dir, device, data_dir, on_done) -> None:
+    def execute(self, runs: list[Run], results_dir: str | os.PathLike, device: str,
+                data_dir: str | None, on_done: Done, on_skipped: Skipped | None = None) -> None:
         context = multiprocessing.get_context("spawn")
         store = RunStore(results_dir)
         default_threads = max(1, (os.cpu_count() or 1) // self.jobs)
         waiting = list(runs)
-        alive: dict[int, tuple[multiprocessing.Process, Run]] = {}
-        try:
-            while waiting or alive:
-                while waiting and len(alive) < self.jobs:
-                    run = waiting.pop(0)
-                    threads = run_threads(run, self.threads, default_threads)
-                    on_epoch = self.on_start(run) if self.on_start else None
-                    process = context.Process(
-                        target=run_in_worker, name=f"mmbench-{run.run_id}",
-                        args=(run, _absolute(results_dir), device, _absolute(data_dir), threads,
-                              on_epoch))
-                    process.start()
-                    alive[process.sentinel] = (process, run)
-                for sentinel in wait(list(alive)):
-                    process, run = alive.pop(sentinel)
-                    process.join()
-                    record = store.record(run.run_id) if process.exitcode == 0 else None
-                    on_done(run, record, None if record else _how_it_died(process.exitcode))
-        finally:
-            for process, _ in alive.values():
-                process.terminate()
-                process.join()
+        alive: dict[int, tuple[BaseProcess, Run]] = {}
+        with Claimer(results_dir, on_skipped) as claimer:
+            try:
+                while waiting or alive:
+                    while waiting and len(alive) < self.jobs:
+                        run = waiting.pop(0)
+                        if not claimer.claim(run):
+                            continue
+                        threads = run_threads(run, self.threads, default_threads)
+                        on_epoch = self.on_start(run) if self.on_start else None
+                        process = context.Process(
+                            target=run_in_process, name=f"mmbench-{run.run_id}",
+                            args=(run, _absolute(results_dir), device, _absolute(data_dir),
+                                  threads, on_epoch))
+                        with sigint_deferred():
+                            process.start()
+                            alive[process.sentinel] = (process, run)
+                    for sentinel in wait(list(alive)):
+                        worker, run = alive.pop(cast(int, sentinel))
+                        worker.join()
+                        claimer.release(run)
+                        exitcode = cast(int, worker.exitcode)  # set once joined
+                        record = store.record(run.run_id) if exitcode == 0 else None
+                        on_done(run, record, None if record else _how_it_died(exitcode))
+            finally:
+                for worker, _ in alive.values():
+                    worker.terminate()
+                    worker.join()
+
+
+@contextmanager
+def sigint_deferred() -> Iterator[None]:
+    """Hold Ctrl-C back while worker processes are started in the block: a process spawned
+    meanwhile starts with SIGINT blocked, so that it cannot be interrupted while it starts up
+    (:func:`run_in_process` then ignores SIGINT), and this process raises the KeyboardInterrupt
+    only once the block is over (not in the middle of a start, which would leave a worker
+    without its instructions). Outside the main thread, or without POSIX signal masks, the block
+    just runs."""
+    if threading.current_thread() is not threading.main_thread() or \
+            not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # runs a pending handler
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
 
 
 def _how_it_died(exitcode: int) -> str:
@@ -141,23 +262,33 @@ class RayExecutor:
         self.ray, self.jobs, self.address = ray, jobs, address
         self.threads, self.on_start = threads, on_start
 
-    def execute(self, runs, results_dir, device, data_dir, on_done) -> None:
+    def execute(self, runs: list[Run], results_dir: str | os.PathLike, device: str,
+                data_dir: str | None, on_done: Done, on_skipped: Skipped | None = None) -> None:
+        with Claimer(results_dir, on_skipped) as claimer:
+            self._execute(runs, results_dir, device, data_dir, on_done, claimer)
+
+    def _execute(self, runs: list[Run], results_dir: str | os.PathLike, device: str,
+                 data_dir: str | None, on_done: Done, claimer: Claimer) -> None:
+        """Every run is claimed when its task is submitted (Ray then starts it when resources
+        free up); its claim is released when the task ends."""
         ray = self.ray
         owned = not ray.is_initialized()
         if owned:
             self._start()
         task = ray.remote(max_retries=0)(run_in_worker)
         tasks = {}
-        for run in runs:
-            cpus = run_threads(run, self.threads, 1)
-            gpus = run.resources.gpus
-            if gpus is None:
-                gpus = 1 if device.startswith("cuda") else 0
-            on_epoch = self.on_start(run) if self.on_start else None
-            ref = task.options(num_cpus=cpus, num_gpus=gpus).remote(
-                run, _absolute(results_dir), device, _absolute(data_dir), cpus, on_epoch)
-            tasks[ref] = run
         try:
+            for run in runs:
+                if not claimer.claim(run):
+                    continue
+                cpus = run_threads(run, self.threads, 1)
+                gpus = run.resources.gpus
+                if gpus is None:
+                    gpus = 1 if device.startswith("cuda") else 0
+                on_epoch = self.on_start(run) if self.on_start else None
+                ref = task.options(num_cpus=cpus, num_gpus=gpus).remote(
+                    run, _absolute(results_dir), device, _absolute(data_dir), cpus, on_epoch)
+                tasks[ref] = run
             while tasks:
                 (ref,), _ = ray.wait(list(tasks), num_returns=1)
                 run = tasks.pop(ref)
@@ -165,6 +296,7 @@ class RayExecutor:
                     record, lost = ray.get(ref), None
                 except ray.exceptions.RayError as error:
                     record, lost = None, f"{type(error).__name__}: {str(error).splitlines()[0]}"
+                claimer.release(run)
                 on_done(run, record, lost)
         finally:
             for ref in tasks:

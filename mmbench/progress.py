@@ -85,6 +85,8 @@ class SuiteProgress(Protocol):
 
     def done(self, run: Run, record: Record | None, lost: str | None) -> None: ...
 
+    def skipped(self, run: Run, why: str) -> None: ...
+
     def end(self) -> None: ...
 
 
@@ -105,6 +107,10 @@ class SuiteClock:
             return
         self.failed += not record.ok
         self.durations.append(record.finished - record.started)
+
+    def skip(self) -> None:
+        """A run another ``mmbench run`` is running (or has finished) leaves the pending ones."""
+        self.pending -= 1
 
     def eta(self) -> str:
         if not self.durations:
@@ -174,6 +180,10 @@ class LogLines:
         self._print("end", f"{run.name}: {ended}")
         self._print("suite", f"{self.suite}: {self.clock.line()}")
 
+    def skipped(self, run: Run, why: str) -> None:
+        self.clock.skip()
+        self._print("skip", f"{run.name}: {why}")
+
     def end(self) -> None:
         pass
 
@@ -233,6 +243,13 @@ class LiveBars:
         if self.overall is not None:
             self.progress.update(self.overall, advance=1, status=escape(self.clock.line()))
 
+    def skipped(self, run: Run, why: str) -> None:
+        self.clock.skip()
+        self.progress.console.print(f"  {escape(run.name)}: skipped: {escape(why)}",
+                                    highlight=False)
+        if self.overall is not None:
+            self.progress.update(self.overall, advance=1, status=escape(self.clock.line()))
+
     def end(self) -> None:
         self.progress.stop()
 
@@ -247,6 +264,9 @@ class Silent:
         return None
 
     def done(self, run: Run, record: Record | None, lost: str | None) -> None:
+        pass
+
+    def skipped(self, run: Run, why: str) -> None:
         pass
 
     def end(self) -> None:

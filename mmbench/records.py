@@ -26,9 +26,12 @@ JSON = dict[str, Any]
 # from the data alone) add the role to what the id hashes.
 MODEL_ROLE = "model"
 
-Status = Literal["ok", "failed"]
+Status = Literal["ok", "failed", "diverged"]
 OK: Status = "ok"
 FAILED: Status = "failed"
+DIVERGED: Status = "diverged"
+"""Training ran, but its loss became non-finite or exploded (see mmbench.trainer)."""
+STATUSES: tuple[Status, ...] = (OK, FAILED, DIVERGED)
 
 
 @dataclass(frozen=True)
@@ -200,7 +203,8 @@ class FitSummary:
 class Record:
     """What executing a run left: its identity, status and results.
 
-    status: "ok", or "failed" with ``error`` ("Type: message") and a short ``traceback``.
+    status: "ok"; or "failed" or "diverged" with ``error`` ("Type: message") and a short
+        ``traceback``.
     metrics: name -> value on the test split (error_pct or map_*_pct, rmse, rmse.<modality>).
     metrics_by_group: test group (e.g. XRMB speaker) -> its metrics.
     diagnostics: facts the fitted model reports (JSON-able), e.g. canonical correlations.

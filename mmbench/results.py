@@ -1,17 +1,18 @@
 """Records as one tidy table: one row per run and metric, with the run's coordinates."""
 from __future__ import annotations
 
-import os
+from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Iterable
 
 import pandas as pd
 
 from mmbench.records import Record
-from mmbench.store import RunStore
+from mmbench.store import RunStore, temporary_name
 
 TIDY_FILE = "results.csv"
+TIDY_COLUMNS = ["run_id", "status", "model", "label", "dataset", "seed", "metric", "value"]
+"""The columns every tidy table has (a table of no run has just these)."""
 
 
 def tidy(records: Iterable[Record]) -> pd.DataFrame:
@@ -32,16 +33,17 @@ def tidy(records: Iterable[Record]) -> pd.DataFrame:
         timings = {} if record.timings is None else asdict(record.timings)
         for metric, value in {**record.metrics, **timings}.items():
             rows.append({**base, "metric": metric, "value": value})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=None if rows else TIDY_COLUMNS)
 
 
 def write_tidy(results_dir: str | Path) -> Path:
     """Rebuild ``<results_dir>/results.csv`` from the records; returns its path."""
     path = Path(results_dir) / TIDY_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
     # written aside and renamed: array jobs (--cell) finishing together never leave a torn file
-    staging = path.with_name(f".{TIDY_FILE}.{os.getpid()}.tmp")
+    staging = path.with_name(temporary_name(TIDY_FILE))
     tidy(RunStore(results_dir).records()).to_csv(staging, index=False)
-    os.replace(staging, path)
+    staging.replace(path)
     return path
 
 

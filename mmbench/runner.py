@@ -26,10 +26,20 @@ from mmbench.data import load_dataset, user_data_digest
 from mmbench.data.errors import DataError
 from mmbench.evaluate import evaluate
 from mmbench.model import MultimodalModel
-from mmbench.records import FAILED, OK, FitSummary, ModalityInfo, Record, Run, RunConfig, Timings
+from mmbench.records import (
+    DIVERGED,
+    FAILED,
+    OK,
+    FitSummary,
+    ModalityInfo,
+    Record,
+    Run,
+    RunConfig,
+    Timings,
+)
 from mmbench.registry import make_model
 from mmbench.store import CHECKPOINT, DATA_INFO, GENERATED, POSTERIORS, REPRESENTATION, RunStore
-from mmbench.trainer import EpochCallback, TrainConfig
+from mmbench.trainer import DivergedError, EpochCallback, TrainConfig
 from mmbench.views import DataSplits
 
 SMOKE_SIZES = {"train": 512, "valid": 256, "test": 256}
@@ -119,7 +129,8 @@ def execute_run(run: Run, results_dir: str | os.PathLike, device: str = "cpu",
     """Train and evaluate one run with ``threads`` torch threads (None: as they are; the record's
     ``environment.threads`` says how many it had), write its record and return it; failures are
     recorded, not raised (except KeyboardInterrupt, which leaves no record so the run is redone
-    on resume)."""
+    on resume). A run whose training diverged (:class:`mmbench.trainer.DivergedError`) is
+    recorded with the status "diverged", any other failure with "failed"."""
     with torch_threads(threads):
         return _execute_run(run, results_dir, device, data_dir, on_epoch)
 
@@ -159,7 +170,8 @@ def _execute_run(run: Run, results_dir: str | os.PathLike, device: str, data_dir
         arrays[REPRESENTATION] = {"z": result.representation, "labels": test.labels}
         arrays[DATA_INFO] = _arrays_in(splits.info)
     except Exception as error:  # any failure of a run is recorded and the suite goes on
-        results = dict(status=FAILED, error=f"{type(error).__name__}: {error}",
+        status = DIVERGED if isinstance(error, DivergedError) else FAILED
+        results = dict(status=status, error=f"{type(error).__name__}: {error}",
                        traceback=traceback.format_exc(limit=8))
         model = None
     record = Record.of(run, environment=env, started=started, finished=time.time(), **results)

@@ -34,6 +34,11 @@ YAML (``train.epochs``, ``models.0.params.latent_dim``, or a model block by its 
 A relative ``path`` of a user's data file (npz, parquet) is looked for in the suite file's folder
 first, and the runs of such a suite hash the file's content (``DataChoice.digest``), so editing it
 in place makes new runs.
+
+The suite's ``name`` names its results folder, so it must be a safe file name
+(:func:`mmbench.paths.safe_name`); ``device`` is one of :data:`DEVICES`. Sizes are counted
+before anything is expanded: a grid of more than :data:`MAX_RUNS` points, or a suite of more
+runs, is refused unless it is loaded with ``allow_large`` (``mmbench run --allow-large``).
 """
 from __future__ import annotations
 
@@ -41,33 +46,66 @@ import copy
 import hashlib
 import itertools
 import json
+import math
 import os
+import re
 import typing
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     PrivateAttr,
+    StrictInt,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
 from mmbench import records
-from mmbench.config import TrainSettings, problems
+from mmbench.config import NonNegativeReal, PositiveInt, TrainSettings, problems
+from mmbench.config import describe as describe_fields
+from mmbench.paths import safe_name
 from mmbench.records import Coordinates, DataChoice, DownstreamSettings, ModelChoice, Run, RunConfig
+
+MAX_RUNS = 10_000
+"""The most runs a suite, and points a grid, may have unless ``allow_large`` is given: more is
+almost always a typo (a step of 0.000000001 instead of 0.1), and expanding it would exhaust
+memory before anything runs."""
+
+DEVICES = "cpu, cuda, cuda:N (N a GPU index) or mps"
+_DEVICE = re.compile(r"cpu|cuda|cuda:[0-9]+|mps")
 
 
 class SuiteError(ValueError):
     """A suite file that cannot be used; the message names the file and the field."""
+
+
+def check_device(device: str) -> str:
+    """``device`` when torch can name it: one of :data:`DEVICES` (whether this machine has it
+    is checked when a run starts)."""
+    if not isinstance(device, str) or not _DEVICE.fullmatch(device):
+        raise ValueError(f"device {device!r} is none of {DEVICES}")
+    return device
+
+
+def _max_runs(info: ValidationInfo) -> float:
+    """The size limit of the suite being validated: :data:`MAX_RUNS`, or none when it is loaded
+    with ``allow_large`` (``context={"allow_large": True}``)."""
+    return math.inf if (info.context or {}).get("allow_large") else MAX_RUNS
+
+
+def _too_large(count: int, what: str, detail: str) -> str:
+    return (f"{count:,} {what} ({detail}), more than the limit of {MAX_RUNS:,}; check the grids "
+            "(e.g. a 'start:stop:step' axis with a tiny step), or pass --allow-large to run "
+            "them all")
 
 
 class Strict(BaseModel):
@@ -80,54 +118,88 @@ def field_error(field: str, message: str) -> PydanticCustomError:
     return PydanticCustomError("suite_field", "{message}", {"field": field, "message": message})
 
 
+def axis_length(value: Any) -> int:
+    """The number of values of a grid axis (see :func:`grid_values`), counted without making
+    them; a ValueError says what is wrong with an axis that is neither form."""
+    if isinstance(value, str):
+        start, stop, step = _range(value)
+        steps = (stop - start) / step
+        nearest = round(steps)  # stop is included when it is on the grid, up to rounding
+        on_grid = abs(steps - nearest) <= 1e-9 * max(1.0, steps)
+        return (nearest if on_grid else math.floor(steps)) + 1
+    if isinstance(value, list) and value:
+        return len(value)
+    raise ValueError(f"grid axis {value!r} must be a non-empty list or 'start:stop:step'")
+
+
+def _range(value: str) -> tuple[float, float, float]:
+    try:
+        start, stop, step = (float(part) for part in value.split(":"))
+    except ValueError:
+        raise ValueError(f"grid axis {value!r} is not a list nor 'start:stop:step'") from None
+    if not all(map(math.isfinite, (start, stop, step))):
+        raise ValueError(f"grid axis {value!r}: start, stop and step must be finite numbers")
+    if step <= 0 or stop < start:
+        raise ValueError(f"grid axis {value!r}: need step > 0 and stop >= start")
+    return start, stop, step
+
+
 def grid_values(value: Any) -> list:
     """A grid axis: a non-empty list, or "start:stop:step" with stop included ("0:1:0.1" gives
     the 11 values 0.0, 0.1, ..., 1.0; "10:50:10" gives the integers 10, 20, ..., 50)."""
-    if isinstance(value, str):
-        parts = value.split(":")
-        try:
-            start, stop, step = (float(part) for part in parts)
-        except ValueError:
-            raise ValueError(f"grid axis {value!r} is not a list nor 'start:stop:step'") from None
-        if step <= 0 or stop < start:
-            raise ValueError(f"grid axis {value!r}: need step > 0 and stop >= start")
-        count = int(np.floor((stop - start) / step + 1e-9)) + 1
-        values = [round(start + k * step, 10) for k in range(count)]
-        if all(part.strip().lstrip("+-").isdigit() for part in parts):
-            values = [int(v) for v in values]
-        return values
-    if isinstance(value, list) and value:
+    count = axis_length(value)
+    if isinstance(value, list):
         return value
-    raise ValueError(f"grid axis {value!r} must be a non-empty list or 'start:stop:step'")
+    start, _, step = _range(value)
+    values = [round(start + k * step, 10) for k in range(count)]
+    if all(part.strip().lstrip("+-").isdigit() for part in value.split(":")):
+        values = [int(v) for v in values]
+    return values
 
 
 class Grid(Strict):
     """Axes to expand: each a list or "start:stop:step"; their product, or zipped
     (``grid_mode: zip``: the axes have one length and their k-th values form the k-th point)."""
 
-    grid: dict[str, Any] = Field(default_factory=dict)
+    grid: dict[str, list] = Field(default_factory=dict)
     grid_mode: Literal["product", "zip"] = "product"
 
-    @field_validator("grid")
+    @model_validator(mode="before")
     @classmethod
-    def _axes(cls, grid: dict[str, Any]) -> dict[str, list]:
-        return {name: grid_values(values) for name, values in grid.items()}
+    def _expand(cls, data: Any, info: ValidationInfo) -> Any:
+        """Count the grid's points, refuse too many (see :data:`MAX_RUNS`), then expand each
+        "start:stop:step" axis into its list of values."""
+        grid = data.get("grid") if isinstance(data, dict) else None
+        if not isinstance(grid, dict):
+            return data  # pydantic reports what is wrong
+        lengths = {}
+        for name, values in grid.items():
+            try:
+                lengths[name] = axis_length(values)
+            except ValueError as error:
+                raise field_error(f"grid.{name}", str(error)) from None
+        if data.get("grid_mode") == "zip":
+            if len(set(lengths.values())) > 1:
+                raise field_error("grid", f"grid_mode zip needs axes of one length, got {lengths}")
+            points = max(lengths.values(), default=1)
+        else:
+            points = math.prod(lengths.values())
+        if points > _max_runs(info):
+            axes = ", ".join(f"{name}: {length:,} values" for name, length in lengths.items())
+            raise field_error("grid", _too_large(points, "grid points", axes))
+        return {**data, "grid": {name: grid_values(values) for name, values in grid.items()}}
 
-    @model_validator(mode="after")
-    def _zip_lengths(self):
-        lengths = {len(v) for v in self.grid.values()}
-        if self.grid_mode == "zip" and len(lengths) > 1:
-            raise field_error("grid", "grid_mode zip needs axes of one length, got "
-                                      f"{ {k: len(v) for k, v in self.grid.items()} }")
-        return self
+    @property
+    def size(self) -> int:
+        """The number of points (1 when there is no grid)."""
+        lengths = [len(values) for values in self.grid.values()]
+        return max(lengths, default=1) if self.grid_mode == "zip" else math.prod(lengths)
 
     def points(self) -> list[dict[str, Any]]:
         """The grid's points, in a stable order (a single empty point when there is no grid)."""
         names = list(self.grid)
-        if self.grid_mode == "zip":
-            rows = zip(*self.grid.values())
-        else:
-            rows = itertools.product(*self.grid.values())
+        rows: Iterable[tuple] = (zip(*self.grid.values()) if self.grid_mode == "zip"
+                                 else itertools.product(*self.grid.values()))
         return [dict(zip(names, row)) for row in rows]
 
 
@@ -149,8 +221,8 @@ class Resources(Strict):
     it, so that records do not depend on the executor); ``gpus`` is what a Ray task reserves
     (fractions share a GPU). An unset field is left to the executor."""
 
-    cpus: int | None = Field(None, ge=1)
-    gpus: float | None = Field(None, ge=0)
+    cpus: PositiveInt | None = None
+    gpus: NonNegativeReal | None = None
 
 
 class DataBlock(Grid):
@@ -187,7 +259,7 @@ class DownstreamBlock(Strict):
 
     classifier: Literal["linear_svm", "logistic", "mlp"] = "linear_svm"
     grid: dict[str, list] | None = None
-    max_train: int | None = Field(None, gt=0)
+    max_train: PositiveInt | None = None
 
 
 class ModelBlock(Grid):
@@ -228,17 +300,15 @@ class ModelBlock(Grid):
         try:
             TrainSettings(**self.train)
         except ValidationError as error:
-            problem = problems(error, TrainSettings)[0]
-            raise field_error(f"train.{problem.field}", problem.message) from None
+            raise field_error(*first_problem(error, TrainSettings, "train")) from None
         for point in self.points():
             try:
                 config(**self.params, **point)
             except ValidationError as error:
-                problem = problems(error, config)[0]
-                in_grid = problem.field.split(".")[0] in point
-                field = ".".join(filter(None, ["grid" if in_grid else "params", problem.field]))
+                in_grid = error.errors()[0]["loc"][:1] in [(name,) for name in point]
+                field, message = first_problem(error, config, "grid" if in_grid else "params")
                 where = f" (at grid point {point})" if point else ""
-                raise field_error(field, problem.message + where) from None
+                raise field_error(field, message + where) from None
         return self
 
     @property
@@ -246,13 +316,28 @@ class ModelBlock(Grid):
         return self.label or self.name
 
 
+def first_problem(error: ValidationError, schema: type[BaseModel], block: str) -> tuple[str, str]:
+    """The field path (below ``block``, e.g. "params") and message of the first problem of a
+    failed validation of ``schema``. pydantic's own type and range messages are followed by what
+    the field allows (e.g. "int >= 1"); the messages of the schema's validators say it already."""
+    problem, detail = problems(error, schema)[0], error.errors()[0]
+    field = ".".join(filter(None, [block, problem.field]))
+    allowed = {doc.name: doc.allowed for doc in describe_fields(schema)}  # type: ignore[arg-type]
+    text = allowed.get(problem.field.split(".")[0])
+    says_it = detail["type"] in ("literal_error", "extra_forbidden") or (
+        detail["type"] == "value_error" and "should be a number" not in detail["msg"])
+    if text is None or says_it:
+        return field, problem.message
+    return field, f"{problem.message}; allowed: {text}"
+
+
 class Suite(Strict):
     """A whole experiment; :meth:`runs` expands it into fully resolved runs."""
 
     name: str
     description: str = ""
-    seed: int = 0
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seed: StrictInt = 0
+    seeds: list[StrictInt] = Field(default_factory=lambda: [0], min_length=1)
     data: DataBlock
     models: list[ModelBlock] = Field(min_length=1)
     train: TrainSettings = Field(default_factory=TrainSettings)
@@ -284,6 +369,16 @@ class Suite(Strict):
         file's folder, absolute), or None for a suite not read from a file."""
         return self._base_dir
 
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, name: str) -> str:
+        return safe_name("suite name", name)  # it names the results folder
+
+    @field_validator("device", mode="before")
+    @classmethod
+    def _known_device(cls, device: str) -> str:
+        return check_device(device)
+
     @field_validator("seeds")
     @classmethod
     def _distinct_seeds(cls, seeds: list[int]) -> list[int]:
@@ -299,6 +394,20 @@ class Suite(Strict):
             raise field_error("models", f"label(s) {repeated} used by several model blocks; "
                                         "give each block its own label")
         return self
+
+    @model_validator(mode="after")
+    def _not_too_large(self, info: ValidationInfo) -> Suite:
+        if self.run_count > _max_runs(info):
+            models = " + ".join(f"{block.size:,}" for block in self.models)
+            raise ValueError(_too_large(
+                self.run_count, "runs", f"data points x model points x seeds = "
+                                        f"{self.data.size:,} x ({models}) x {len(self.seeds)}"))
+        return self
+
+    @property
+    def run_count(self) -> int:
+        """The number of runs, counted without expanding them."""
+        return self.data.size * sum(block.size for block in self.models) * len(self.seeds)
 
     def runs(self, data_dir: str | os.PathLike | None = None) -> list[Run]:
         """Every run, fully resolved, in a stable order: data point, model, model grid point,
@@ -345,9 +454,11 @@ def derive_seed(suite_seed: int, coordinates: Coordinates) -> int:
     return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) & 0x7FFFFFFF
 
 
-def load_suite(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Suite:
+def load_suite(path: str | os.PathLike, overrides: Sequence[str] = (),
+               allow_large: bool = False) -> Suite:
     """Read a suite file, apply ``overrides`` (``"KEY=VALUE"`` strings, see the module's
-    docstring) and validate it; errors name the file and the field path."""
+    docstring) and validate it; errors name the file and the field path. A suite of more than
+    :data:`MAX_RUNS` runs (or a grid of more points) is an error unless ``allow_large``."""
     path = Path(path)
     if not path.is_file():
         raise SuiteError(f"{path}: no such suite file")
@@ -355,20 +466,23 @@ def load_suite(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Suite:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
         raise SuiteError(f"{path}: not valid YAML: {error}") from None
-    return validate_suite(raw, str(path), overrides, base_dir=path.parent, file=str(path))
+    return validate_suite(raw, str(path), overrides, base_dir=path.parent, file=str(path),
+                          allow_large=allow_large)
 
 
 def validate_suite(raw: Any, source: str = "suite", overrides: Sequence[str] = (),
-                   base_dir: str | os.PathLike | None = None, file: str | None = None) -> Suite:
+                   base_dir: str | os.PathLike | None = None, file: str | None = None,
+                   allow_large: bool = False) -> Suite:
     """The suite of the mapping ``raw`` (the content of the suite ``file``, if any) with
     ``overrides`` applied; ``source`` names it in errors, ``base_dir`` is where relative data
-    paths are looked for first (None: the working directory)."""
+    paths are looked for first (None: the working directory); ``allow_large``: see
+    :func:`load_suite`."""
     if not isinstance(raw, dict):
         raise SuiteError(f"{source}: a suite is a YAML mapping with keys "
                          f"{sorted(Suite.model_fields)}")
     raw, overridden = apply_overrides(raw, overrides, source)
     try:
-        suite = Suite.model_validate(raw)
+        suite = Suite.model_validate(raw, context={"allow_large": allow_large})
     except ValidationError as error:
         raise SuiteError("\n".join(f"{source}: {line}{_set_by(line, overridden)}"
                                     for line in describe(error))) from None
@@ -472,8 +586,27 @@ def describe(error: ValidationError) -> list[str]:
             message = f"unknown field; allowed: {sorted(_schema_at(loc[:-1]).model_fields)}"
         elif problem["type"] == "missing":
             message = "required field missing"
+        elif problem["type"] == "literal_error":  # pydantic's message lists the choices
+            message += f", got {problem['input']!r}"
+        elif problem["type"] != "value_error":  # our own validators' messages say it all
+            message += _value_and_allowed(loc, problem["input"])
         lines.append(f"{'.'.join(map(str, loc)) or '(top level)'}: {message}")
     return lines
+
+
+def _value_and_allowed(loc: list, value: Any) -> str:
+    """", got VALUE; allowed: ..." for a field of the suite's own schemas (e.g. train.epochs),
+    else ", got VALUE"."""
+    *owner, name = loc or [None]
+    try:
+        fields = {field.name: field.allowed
+                  for field in describe_fields(_schema_at(owner))}  # type: ignore[arg-type]
+    except (KeyError, StopIteration):
+        fields = {}
+    allowed = fields.get(name) if isinstance(name, str) else None
+    if allowed is None or allowed == "other":
+        return f", got {value!r}"
+    return f", got {value!r}; allowed: {allowed.replace(' any', '')}"
 
 
 def _schema_at(loc: list) -> type[BaseModel]:

@@ -6,25 +6,53 @@ scalar loss to minimise and a dict of its named parts (0-d tensors; a float cost
 copy per step on a GPU) for the history. ``progress`` says where training stands (a
 :class:`Progress`); it is None when the loss is evaluated (the validation loss). The host reads
 the losses once per epoch, not once per step.
+
+Training that diverges raises :class:`DivergedError` (the run is recorded as "diverged"): a
+batch's loss is not finite, or the last epoch's mean training loss exploded, i.e. exceeds the
+loss of the untrained model (the first batch's, before any step) by more than
+:data:`EXPLOSION_FACTOR` times that loss's magnitude (at least 1), see :func:`exploded`.
 """
 from __future__ import annotations
 
 import copy
 import math
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
 import torch
 from torch import nn
 
-from mmbench.config import TrainConfig, TrainSettings
+from mmbench.config import TrainConfig
 
 Batch = Mapping[str, torch.Tensor]
 
 
 class DivergedError(RuntimeError):
-    """Training produced a non-finite loss; the run is recorded as failed with this message."""
+    """Training produced a non-finite or exploded loss; the run is recorded as diverged with this
+    message."""
+
+
+EXPLOSION_FACTOR = 10.0
+"""How far above the untrained model's loss the final training loss may end (see
+:func:`exploded`)."""
+
+
+def exploded(initial: float, final: float) -> bool:
+    """Whether a fit whose untrained model had the training loss ``initial`` (its first batch's)
+    and whose last epoch's mean training loss is ``final`` blew up:
+    ``final > initial + EXPLOSION_FACTOR * max(|initial|, 1)``.
+
+    The untrained model is the reference because a learning rate that blows up does so in the
+    first steps: the first epoch's mean is then already astronomic (M-xO at lr 1e6: 5.5e25, then
+    3.4e18) while the first batch's loss is not (2.2). The bound is relative to the loss's
+    magnitude, and at least 1 in absolute terms, so it holds for every registered model: losses
+    that fall, losses that are negative (DCCA's minus the canonical correlations, from -1.2 to
+    -3.4) and losses whose annealed KL weight makes them rise a little (MVAE, whose first batch
+    has a KL weight near 0); a training loss ten times worse than an untrained model's is a
+    failure for any of them.
+    """
+    return final > initial + EXPLOSION_FACTOR * max(abs(initial), 1.0)
 
 
 @dataclass(frozen=True)
@@ -49,11 +77,13 @@ class Progress:
 
 @dataclass
 class FitReport:
-    """What training did: epochs run, the best validation epoch and loss, time, loss history."""
+    """What training did: epochs run, the best validation epoch and loss, the untrained model's
+    training loss (the first batch's), time, loss history."""
 
     epochs: int = 0
     best_epoch: int = 0
     best_valid_loss: float = math.nan
+    initial_loss: float = math.nan
     seconds: float = 0.0
     stopped_by: str = "epochs"
     history: list[dict[str, float]] = field(default_factory=list)
@@ -111,12 +141,20 @@ def make_optimizer(module: nn.Module, config: TrainConfig) -> torch.optim.Adam:
     return torch.optim.Adam(params, lr=config.lr, amsgrad=config.amsgrad, **fused)
 
 
+@dataclass(frozen=True)
+class EpochLosses:
+    """The losses of one training epoch: ``means`` of the loss and of its named parts over the
+    batches, and ``first``, the loss of the first batch, computed before its step."""
+
+    means: dict[str, float]
+    first: float
+
+
 def train_epoch(module: nn.Module, optimizer: torch.optim.Optimizer, data: Batch, batch_size: int,
                 generator: torch.Generator | None = None, epoch: int = 1,
-                epochs: int = 1) -> dict[str, float]:
+                epochs: int = 1) -> EpochLosses:
     """One pass of Adam steps over shuffled mini-batches of ``data``, epoch ``epoch`` of
-    ``epochs`` (what the loss is told as its :class:`Progress`); the epoch's mean loss and mean
-    named parts.
+    ``epochs`` (what the loss is told as its :class:`Progress`); its losses.
 
     The host reads the losses once, at the end of the epoch (on a GPU a read per step would stall
     the step queue). A non-finite loss raises :class:`DivergedError` naming the epoch, the first
@@ -145,7 +183,7 @@ def train_epoch(module: nn.Module, optimizer: torch.optim.Optimizer, data: Batch
     divergence = first_divergence(values, names, epoch)
     if divergence is not None:
         raise divergence
-    return dict(zip(names, values.mean(0).tolist()))
+    return EpochLosses(dict(zip(names, values.mean(0).tolist())), float(values[0, 0]))
 
 
 def first_divergence(values: torch.Tensor, names: tuple[str, ...],
@@ -167,7 +205,8 @@ def first_divergence(values: torch.Tensor, names: tuple[str, ...],
 
 
 class Trainer:
-    """Adam on mini-batches with early stopping on the validation loss and NaN detection."""
+    """Adam on mini-batches with early stopping on the validation loss and divergence
+    detection."""
 
     def __init__(self, config: TrainConfig, on_epoch: EpochCallback | None = None):
         self.config = config
@@ -185,9 +224,11 @@ class Trainer:
         best = math.inf
         start = time.perf_counter()
         for epoch in range(1, config.epochs + 1):
-            means = train_epoch(module, optimizer, train, config.batch_size, generator, epoch,
-                                config.epochs)
-            row = {"epoch": epoch, **means}
+            losses = train_epoch(module, optimizer, train, config.batch_size, generator, epoch,
+                                 config.epochs)
+            if epoch == 1:
+                report.initial_loss = losses.first
+            row = {"epoch": epoch, **losses.means}
             if valid is not None:
                 row["valid_loss"] = evaluate_loss(module, valid, config.eval_batch_size)
                 if not math.isfinite(row["valid_loss"]):
@@ -207,6 +248,12 @@ class Trainer:
             if config.max_seconds is not None and time.perf_counter() - start > config.max_seconds:
                 report.stopped_by = "time_budget"
                 break
+        final = report.history[-1]["loss"]
+        if exploded(report.initial_loss, final):
+            raise DivergedError(
+                f"training loss exploded: {final:.4g} at epoch {report.epochs}, from "
+                f"{report.initial_loss:.4g} before training (more than {EXPLOSION_FACTOR:g} "
+                "times that magnitude above it). Lower the learning rate or check the data scale.")
         if best_state is not None:
             module.load_state_dict(best_state)
         report.best_valid_loss = best

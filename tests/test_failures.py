@@ -1,4 +1,4 @@
-"""Bad input gets one clear error; a diverging run is recorded as failed and the suite goes on."""
+"""Bad input gets one clear error; a diverging run is recorded as diverged and the suite goes on."""
 import numpy as np
 import pytest
 import torch
@@ -44,13 +44,14 @@ models:
 """
 
 
-def test_diverging_run_is_recorded_as_failed_and_the_suite_goes_on(tmp_path, exploding_registered):
+def test_diverging_run_is_recorded_as_diverged_and_the_suite_goes_on(tmp_path,
+                                                                     exploding_registered):
     suite = tmp_path / "failing.yaml"
     suite.write_text(SUITE)
     result = CliRunner().invoke(app, ["run", str(suite), "--results", str(tmp_path / "out")])
     assert result.exit_code == 1, result.output  # a run failed
     records = {r.coordinates.model: r for r in RunStore(tmp_path / "out").records()}
-    assert records["exploding"].status == "failed"
+    assert records["exploding"].status == "diverged"
     assert "DivergedError" in records["exploding"].error
     assert "epoch 1, batch 1" in records["exploding"].error
     assert records["mxo"].ok

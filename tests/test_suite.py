@@ -50,8 +50,8 @@ def base(**changes) -> dict:
      "models.0.grid: model 'cmmd' has no hyper-parameter(s) ['omegaa']; "
      "allowed: ['activation', 'alpha',"),
     (base(models=[{"name": "cmmd", "grid": {"omega": "0:2:0.5"}}]),
-     "models.0.grid.omega: Input should be less than or equal to 1, got 1.5 "
-     "(at grid point {'omega': 1.5})"),
+     "models.0.grid.omega: Input should be less than or equal to 1, got 1.5; allowed: real "
+     "[0, 1] (at grid point {'omega': 1.5})"),
     (base(models=[{"name": "cmmd", "params": {"latent_dim": 0}}]),
      "models.0.params.latent_dim: Input should be greater than or equal to 1, got 0"),
     (base(models=[{"name": "cmmd", "params": {"latent_dim": 4.5}}]),
@@ -83,7 +83,7 @@ def base(**changes) -> dict:
                    "grid": {"omega": [0.1, 0.2], "alpha": [1.0]}}]),
      "models.0.grid: grid_mode zip needs axes of one length, got {'alpha': 1, 'omega': 2}"),
     (base(models=[{"name": "cmmd", "grid": {"omega": "1:0:0.1"}}]),
-     "models.0.grid: grid axis '1:0:0.1': need step > 0 and stop >= start"),
+     "models.0.grid.omega: grid axis '1:0:0.1': need step > 0 and stop >= start"),
     (base(models=[{"name": "mxo"}, {"name": "mxo", "params": {"latent_dim": 3}}]),
      "models: label(s) ['mxo'] used by several model blocks; give each block its own label"),
     (base(models=[{"name": "nosuch"}]), "models.0.name: unknown model 'nosuch'; available: ["),

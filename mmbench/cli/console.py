@@ -1,9 +1,12 @@
-"""What every command shares: the console it prints to, the one way a command fails, and
-comma-separated option values."""
+"""What every command shares: the console it prints to (mmbench's logged warnings too, e.g. a
+record that cannot be read), the one way a command fails, the one way Ctrl-C ends a command,
+and comma-separated option values."""
 from __future__ import annotations
 
+import functools
+import logging
 from collections.abc import Callable
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -12,6 +15,33 @@ from rich.markup import escape
 console = Console()
 
 T = TypeVar("T")
+
+INTERRUPTED = "interrupted; run the same command to resume"
+
+
+class _ConsoleHandler(logging.Handler):
+    """Prints the warnings of mmbench's loggers as "warning: ..." lines on the console."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # not wrapped: the message names files, which stay whole for copying
+        console.print(f"[yellow]warning:[/] {escape(record.getMessage())}", highlight=False,
+                      soft_wrap=True)
+
+
+logging.getLogger("mmbench").addHandler(_ConsoleHandler(logging.WARNING))
+
+
+def interruptible(command: Callable[..., T]) -> Callable[..., T]:
+    """Decorator: Ctrl-C during ``command`` prints one line, :data:`INTERRUPTED`, and exits with
+    130 (128 + SIGINT), without a traceback."""
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> T:
+        try:
+            return command(*args, **kwargs)
+        except KeyboardInterrupt:
+            console.print(INTERRUPTED, highlight=False)
+            raise typer.Exit(130) from None
+    return run
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

@@ -183,6 +183,7 @@ def collapse(
     from mmbench.report.collapse import collapse_curves, eps_grid, mean_curves, plot_collapse
     from mmbench.report.runs import ReportError, ok_records, parse_where, select
     from mmbench.report.style import save_figure
+    from mmbench.store import RecordError
     try:
         if not 0 < delta < 1:
             raise ReportError(f"--delta {delta}: must lie in (0, 1)")
@@ -190,7 +191,7 @@ def collapse(
         results = _results_dir(results)
         records = select(ok_records(results), parse_where(where))
         curves = mean_curves(collapse_curves(results, records, kl_grid, variance_grid, delta))
-    except ReportError as error:
+    except (ReportError, RecordError) as error:
         fail(str(error))
     stem = (out or results / "figures") / "collapse"
     paths = save_figure(plot_collapse(curves, delta), stem)
@@ -214,9 +215,11 @@ def figure(
 ) -> None:
     """Error and rmse against omega (Fig. 3), generated missing modalities beside the truth
     (App. G), or t-SNE of the test representations (App. F): PDF and PNG (and CSV of the values)."""
+    from mmbench.paths import UnsafePath, inside, safe_name
     from mmbench.report import figures
     from mmbench.report.runs import ReportError, ok_records, parse_where, select
     from mmbench.report.style import save_figure
+    from mmbench.store import RecordError
     if kind not in FIGURES:
         fail(f"figure {kind!r}; allowed: {', '.join(FIGURES)}")
     try:
@@ -233,9 +236,11 @@ def figure(
         else:
             values = figures.tsne_embeddings(results, records, points, perplexity)
             drawn = {"tsne": figures.plot_tsne(values)}
-    except ReportError as error:
+        # names of views come from the results' files: never let one point outside the folder
+        stems = {name: inside(folder, safe_name("figure name", name)) for name in drawn}
+    except (ReportError, RecordError, UnsafePath) as error:
         fail(str(error))
-    written = [p for name, fig in drawn.items() for p in save_figure(fig, folder / name)]
+    written = [p for name, fig in drawn.items() for p in save_figure(fig, stems[name])]
     if values is not None:
         values.to_csv(folder / f"{kind}.csv", index=False)
         written.append(folder / f"{kind}.csv")

@@ -16,7 +16,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from mmbench.cli.console import console, csv_list, fail
+from mmbench.cli.console import console, csv_list, fail, interruptible
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -37,6 +37,7 @@ class ExecutorKind(str, Enum):
     ray = "ray"
 
 
+@interruptible
 def run(
     suite_file: Path = typer.Argument(..., help="Suite YAML, e.g. suites/quickstart.yaml"),
     overrides: list[str] | None = typer.Argument(
@@ -55,7 +56,8 @@ def run(
         False, help="Tiny budget (2 epochs, a few hundred points) to check plumbing"),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the runs and whether each is done"),
     cell: int | None = typer.Option(None, help="Run only the run with this --dry-run index"),
-    retry_failed: bool = typer.Option(False, help="Run again the runs recorded as failed"),
+    retry_failed: bool = typer.Option(
+        False, help="Run again the runs recorded as failed or diverged"),
     data_dir: str | None = typer.Option(
         None, help="Data directory \\[default: $MMBENCH_DATA]"),
     executor: ExecutorKind = typer.Option(
@@ -71,6 +73,9 @@ def run(
     address: str | None = typer.Option(
         None, help="Ray cluster to run on, e.g. auto or ray://head:10001 \\[default: start a "
                    "local one]; the results directory must be on a file system all nodes share"),
+    allow_large: bool = typer.Option(
+        False, "--allow-large", help="Accept a suite of more runs (or grid points) than "
+                                     "mmbench.suite.MAX_RUNS"),
 ) -> None:
     """Run a suite; finished runs are skipped, so an interrupted suite resumes.
 
@@ -91,7 +96,7 @@ def run(
     from mmbench.store import RecordError, RunStore
     from mmbench.suite import SuiteError
     try:
-        suite = api.load_suite(suite_file, overrides or ())
+        suite = api.load_suite(suite_file, overrides or (), allow_large=allow_large)
         api.check_executor_options(executor.value, jobs, address, threads)
         runs = api.select_runs(suite, csv_list(models), _seeds(seeds), smoke, data_dir)
         results = results or api.default_results_dir(suite, smoke)
@@ -120,7 +125,7 @@ def _seeds(seeds: str | None) -> list[int] | None:
     try:
         return csv_list(seeds, int)
     except ValueError:
-        fail(f"--seeds {seeds}: expected comma-separated integers, e.g. 0,1,2")
+        fail(f"--seeds {seeds!r}: expected comma-separated integers, e.g. --seeds 0,1")
 
 
 def describe_run(run: Run) -> str:
