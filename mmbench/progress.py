@@ -182,7 +182,7 @@ class LogLines:
 
     def skipped(self, run: Run, why: str) -> None:
         self.clock.skip()
-        self._print("skip", f"{run.name}: {why}")
+        self._print("end", f"{run.name}: skipped: {why}")
 
     def end(self) -> None:
         pass

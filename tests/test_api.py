@@ -69,7 +69,7 @@ def test_validation_errors_say_which_override_set_the_field(tmp_path):
     path.write_text(yaml.safe_dump(RAW))
     with pytest.raises(SuiteError, match=re.escape(
             "s.yaml: models.1.params.latent_dim: Input should be greater than or equal to 1, "
-            "got 0 (set by the override models.mxo.params.latent_dim=0)")):
+            "got 0; allowed: int >= 1 (set by the override models.mxo.params.latent_dim=0)")):
         load_suite(path, ["models.mxo.params.latent_dim=0"])
     suite = api.as_suite(load_suite(path, ["seeds=[3]"]), ["train.epochs=2"])  # a Suite, again
     assert (suite.seeds, suite.train.epochs) == ([3], 2)

@@ -158,16 +158,19 @@ def test_a_claim_is_exclusive_and_released(tmp_path):
     assert list((tmp_path / "claims").iterdir()) == []  # no temporary left
 
 
-# a process that waits for the file argv[2], then claims run "r1" in the results folder argv[1]
-# and prints whether it won
+# a process that waits for the file argv[2], then claims run "r1" in the results folder argv[1],
+# prints whether it won and stays alive until the file argv[3] exists (a winner that exited early
+# would leave a stale claim that a slower racer rightly takes over)
 TAKE = """
 import os, sys, time
 from mmbench.claims import Claims
-root, go = sys.argv[1], sys.argv[2]
+root, go, done = sys.argv[1:4]
 while not os.path.exists(go):
     time.sleep(0.001)
 owner = Claims(root).take("r1")
-print("won" if owner is None else f"lost to {owner.pid}")
+print("won" if owner is None else f"lost to {owner.pid}", flush=True)
+while not os.path.exists(done):
+    time.sleep(0.01)
 """
 
 
@@ -175,12 +178,15 @@ print("won" if owner is None else f"lost to {owner.pid}")
 def test_of_processes_racing_for_one_claim_exactly_one_wins(tmp_path, stale):
     if stale:
         write_claim(tmp_path, "r1", socket.gethostname(), dead_pid())
-    go = tmp_path / "go"
-    racers = [subprocess.Popen([sys.executable, "-c", TAKE, str(tmp_path), str(go)], cwd=REPO,
-                               stdout=subprocess.PIPE, text=True) for _ in range(6)]
+    go, done = tmp_path / "go", tmp_path / "done"
+    racers = [subprocess.Popen([sys.executable, "-c", TAKE, str(tmp_path), str(go), str(done)],
+                               cwd=REPO, stdout=subprocess.PIPE, text=True) for _ in range(6)]
     time.sleep(1.5)  # all started and waiting
     go.touch()
-    said = [p.communicate(timeout=60)[0].strip() for p in racers]
+    said = [p.stdout.readline().strip() for p in racers]
+    done.touch()
+    for p in racers:
+        p.communicate(timeout=60)
     assert said.count("won") == 1, said
     winner = racers[said.index("won")].pid
     assert all(s in ("won", f"lost to {winner}") for s in said), said

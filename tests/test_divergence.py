@@ -103,7 +103,7 @@ def test_lr_1e6_is_recorded_diverged_left_out_of_reports_and_retried(tmp_path):
     results = tmp_path / "out"
     runner = CliRunner()
     first = runner.invoke(app, ["run", str(suite), "--results", str(results)])
-    assert first.exit_code == 0, first.output
+    assert first.exit_code == 1, first.output  # a run did not finish ok
     records = {r.label: r for r in RunStore(results).records()}
     diverged = records["lr 1e6"]
     assert diverged.status == "diverged" and not diverged.ok
@@ -111,7 +111,7 @@ def test_lr_1e6_is_recorded_diverged_left_out_of_reports_and_retried(tmp_path):
     assert "before training (more than 10 times that magnitude above it)" in diverged.error
     assert diverged.metrics == {}
     assert records["lr 1e-3"].ok
-    assert "diverged: DivergedError: training loss" in first.output
+    assert "1 run(s) diverged: DivergedError: training loss" in first.output
 
     table = runner.invoke(app, ["table", str(results), "--no-paper", "--metric", "error_pct"])
     assert table.exit_code == 0 and "lr 1e-3" in table.output and "lr 1e6" not in table.output
@@ -120,7 +120,7 @@ def test_lr_1e6_is_recorded_diverged_left_out_of_reports_and_retried(tmp_path):
     assert "2 already done" in again.output
     retried = runner.invoke(app, ["run", str(suite), "--results", str(results),
                                   "--retry-failed"])
-    assert retried.exit_code == 0 and "1 already done" in retried.output
+    assert retried.exit_code == 1 and "1 already done" in retried.output
     redone = {r.label: r for r in RunStore(results).records()}
     assert redone["lr 1e6"].status == "diverged"
     assert redone["lr 1e6"].started > diverged.finished

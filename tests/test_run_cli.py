@@ -138,7 +138,7 @@ def test_failed_runs_print_each_reason_once_with_the_hint_and_exit_1(tmp_path):
         assert f"{label} seed 1: failed in " in first.stdout
         assert re.search(rf"{label} seed 1: failed in [0-9.]+ s, as {label} seed 0$",
                          first.stdout, re.M)
-    assert "4 of 6 run(s) failed" in first.stdout and "--retry-failed" in first.stdout
+    assert "4 of 6 run(s) failed or diverged" in first.stdout and "--retry-failed" in first.stdout
     assert {r.status for r in RunStore(results).records()} == {"ok", "failed"}
 
     again = mmbench_cli("run", suite, "--results", results)  # failed earlier: still not done

@@ -124,8 +124,7 @@ def test_a_suite_of_too_many_runs_needs_allow_large(tmp_path, monkeypatch):
 @pytest.mark.parametrize("options, message", [
     (["--seeds", "abc"], "error: --seeds 'abc': expected comma-separated integers, e.g. --seeds "
                          "0,1"),
-    (["--seeds", "7"], "error: --seeds 7: no run of suite 'valid' has such a replicate seed (its "
-                       "seeds: 0, 1)"),
+    (["--seeds", "7"], "error: seeds [7] not in suite 'valid' (it has [0, 1])"),
     (["--device", "tpu"], "error: --device: device 'tpu' is none of cpu, cuda, cuda:N (N a GPU "
                           "index) or mps"),
 ])

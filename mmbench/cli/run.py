@@ -96,6 +96,8 @@ def run(
     from mmbench.store import RecordError, RunStore
     from mmbench.suite import SuiteError
     try:
+        if device is not None:
+            device = _device(device)
         suite = api.load_suite(suite_file, overrides or (), allow_large=allow_large)
         api.check_executor_options(executor.value, jobs, address, threads)
         runs = api.select_runs(suite, csv_list(models), _seeds(seeds), smoke, data_dir)
@@ -121,6 +123,14 @@ def run(
         raise typer.Exit(EXIT_RUNS_FAILED)
 
 
+def _device(device: str) -> str:
+    from mmbench.suite import check_device
+    try:
+        return check_device(device)
+    except ValueError as error:
+        fail(f"--device: {error}")
+
+
 def _seeds(seeds: str | None) -> list[int] | None:
     try:
         return csv_list(seeds, int)
@@ -136,24 +146,24 @@ def describe_run(run: Run) -> str:
 
 
 def _report_problems(outcome: SuiteOutcome) -> bool:
-    """Print each distinct failure reason once, in full, with the runs it hit, and the runs
-    lost; returns whether any run is not done."""
+    """Print each distinct failure reason once, in full, with its status (failed, diverged) and
+    the runs it hit, and the runs lost; returns whether any run is not done."""
     records = {r.run_id: r for r in outcome.records}
-    failed: dict[str, list[Run]] = {}
+    failed: dict[tuple[str, str], list[Run]] = {}
     for run in outcome.runs:
         record = records.get(run.run_id)
         if record is not None and not record.ok:
-            failed.setdefault(record.error or record.status, []).append(run)
-    for reason, hit in failed.items():
+            failed.setdefault((record.status, record.error or record.status), []).append(run)
+    for (status, reason), hit in failed.items():
         named = ", ".join(describe_run(r) for r in hit[:NAMED_RUNS])
         more = f" and {len(hit) - NAMED_RUNS} more" if len(hit) > NAMED_RUNS else ""
-        console.print(f"[bold red]{len(hit)} run(s) failed:[/] {escape(reason)}\n"
+        console.print(f"[bold red]{len(hit)} run(s) {status}:[/] {escape(reason)}\n"
                       f"  runs: {escape(named)}{more}", highlight=False, soft_wrap=True)
     n_failed = sum(len(hit) for hit in failed.values())
     if n_failed:
-        console.print(f"[bold red]{n_failed} of {len(outcome.runs)} run(s) failed[/]: fix the "
-                      "cause, then run the same command with --retry-failed to redo them",
-                      highlight=False, soft_wrap=True)
+        console.print(f"[bold red]{n_failed} of {len(outcome.runs)} run(s) failed or "
+                      "diverged[/]: fix the cause, then run the same command with "
+                      "--retry-failed to redo them", highlight=False, soft_wrap=True)
     if outcome.lost:
         console.print(f"[bold red]{len(outcome.lost)} run(s) lost[/] (their worker died): run "
                       "the suite again to redo them", highlight=False, soft_wrap=True)
