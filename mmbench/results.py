@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Iterable
 
 import pandas as pd
 
@@ -15,13 +15,14 @@ TIDY_FILE = "results.csv"
 
 
 def tidy(records: Iterable[Record]) -> pd.DataFrame:
-    """Columns: run_id, status, model, label, dataset, seed, data.<option>, param.<grid axis>,
-    metric, value. Timings are metrics too (train_seconds, eval_seconds); a run that did not
-    finish has one row with metric "error" and its message in ``error``."""
+    """Columns: run_id, role, status, model, label, dataset, seed, data.<option>,
+    param.<grid axis> (a trial's: its searched values), metric, value. Timings are metrics too
+    (train_seconds, eval_seconds); a run that did not finish has one row with metric "error"
+    and its message in ``error``. The runs a suite reports have role "model"."""
     rows = []
     for record in records:
         coordinates = record.coordinates
-        base = {"run_id": record.run_id, "status": record.status,
+        base = {"run_id": record.run_id, "role": record.role, "status": record.status,
                 "model": coordinates.model, "label": record.label,
                 "dataset": record.config.data.name, "seed": coordinates.seed,
                 **{f"data.{k}": v for k, v in coordinates.data.items()},

@@ -6,6 +6,7 @@ A run is a pure function of its resolved config, identified by a hash of it (see
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -23,7 +24,17 @@ import torch
 from mmbench.data import load_dataset
 from mmbench.evaluate import evaluate
 from mmbench.model import MultimodalModel
-from mmbench.records import FAILED, OK, FitSummary, ModalityInfo, Record, Run, RunConfig, Timings
+from mmbench.records import (
+    FAILED,
+    OK,
+    TRIAL_ROLE,
+    FitSummary,
+    ModalityInfo,
+    Record,
+    Run,
+    RunConfig,
+    Timings,
+)
 from mmbench.registry import make_model
 from mmbench.store import CHECKPOINT, DATA_INFO, GENERATED, POSTERIORS, REPRESENTATION, RunStore
 from mmbench.trainer import EpochCallback, TrainConfig
@@ -59,6 +70,11 @@ def _git_commit() -> str | None:
 @lru_cache(maxsize=2)
 def _cached_dataset(name: str, options_json: str, data_dir: str | None) -> DataSplits:
     return load_dataset(name, data_dir_=data_dir, **json.loads(options_json))
+
+
+def forget_loaded_data() -> None:
+    """Free the data sets this process holds for its runs (see :func:`load_run_data`)."""
+    _cached_dataset.cache_clear()
 
 
 def load_run_data(config: RunConfig, data_dir: str | None = None) -> DataSplits:
@@ -97,7 +113,9 @@ def execute_run(run: Run, results_dir: str | os.PathLike, device: str = "cpu",
                            n_classes=splits.n_classes, on_epoch=on_epoch)
         train_seconds = time.perf_counter() - fit_start
         eval_start = time.perf_counter()
-        result = evaluate(model, splits, config.downstream, seed=config.train_seed)
+        # a tuning trial is scored on the validation split only; it never looks at the test split
+        result = evaluate(model, splits, config.downstream, seed=config.train_seed,
+                          test=run.role != TRIAL_ROLE)
         test = splits.test
         results = dict(
             status=OK,
@@ -115,14 +133,17 @@ def execute_run(run: Run, results_dir: str | os.PathLike, device: str = "cpu",
             arrays[POSTERIORS] = result.posteriors.to_arrays()
         if result.generations is not None:
             arrays[GENERATED] = result.generations.to_arrays()
-        arrays[REPRESENTATION] = {"z": result.representation, "labels": test.labels}
+        if result.representation is not None:
+            arrays[REPRESENTATION] = {"z": result.representation, "labels": test.labels}
         arrays[DATA_INFO] = _arrays_in(splits.info)
     except Exception as error:  # any failure of a run is recorded and the suite goes on
         results = dict(status=FAILED, error=f"{type(error).__name__}: {error}",
                        traceback=traceback.format_exc(limit=8))
         model = None
     record = Record.of(run, environment=env, started=started, finished=time.time(), **results)
-    return RunStore(results_dir).write(record, arrays, _checkpoint_writer(model))
+    # a trial's model is never used again: only its validation metrics matter
+    checkpoint = None if run.role == TRIAL_ROLE else _checkpoint_writer(model)
+    return RunStore(results_dir).write(record, arrays, checkpoint)
 
 
 def _checkpoint_writer(model: MultimodalModel | None):
@@ -132,10 +153,8 @@ def _checkpoint_writer(model: MultimodalModel | None):
         return None
 
     def write(folder: Path) -> None:
-        try:
+        with contextlib.suppress(NotImplementedError):
             model.save(folder / CHECKPOINT)
-        except NotImplementedError:
-            pass
     return write
 
 
