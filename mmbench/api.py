@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from mmbench.executors import Executor, Start
     from mmbench.progress import SuiteProgress
+    from mmbench.tuning import StudyState
 
 EXECUTORS = ("local", "process", "ray")
 SUITE_JSON = "suite.json"
@@ -45,26 +46,37 @@ class PreflightError(RunError):
 class SuiteOutcome:
     """What executing a suite left: the ``records`` of its selected runs (in suite order, those
     finished earlier included), the runs ``lost`` (run id -> how its worker died; they have no
-    record and a new run redoes them) and the path of the rebuilt tidy table."""
+    record and a new run redoes them) and the path of the rebuilt tidy table. For a tuned suite
+    ``runs`` are the reported ones (its untuned runs and the final runs of its studies) and
+    ``studies`` says where each tuning study stands."""
 
     runs: list[Run]
     records: list[Record]
     lost: dict[str, str]
     tidy: Path
+    studies: list[StudyState] = field(default_factory=list)
+
+    @property
+    def failed_studies(self) -> list[str]:
+        """The studies in which no trial succeeded (they have no final runs)."""
+        return [state.study.name for state in self.studies if state.failed]
 
 
 @dataclass(frozen=True)
 class Results:
-    """A results directory read back: its ``records`` (by run id) and ``frame``, the tidy table
-    of :func:`mmbench.results.tidy` (one row per run and metric)."""
+    """A results directory read back: its ``records`` (by run id; tuning trials included, with
+    role "trial") and ``frame``, the tidy table of :func:`mmbench.results.tidy` (one row per run
+    and metric)."""
 
     records: list[Record]
     frame: pd.DataFrame
 
     def summary(self) -> pd.DataFrame:
-        """Mean ± std over seeds of the main metrics, one row per model label and grid point."""
+        """Mean ± std over seeds of the main metrics of the reported runs (tuning trials left
+        out), one row per model label and grid point."""
+        from mmbench.records import TRIAL_ROLE
         from mmbench.results import summarize
-        return summarize(self.frame)
+        return summarize(self.frame[self.frame["role"] != TRIAL_ROLE])
 
 
 def load_results(results: str | os.PathLike) -> Results:
@@ -108,11 +120,13 @@ def select_runs(suite: Suite, models: Sequence[str] | None = None,
     from mmbench.runner import smoke_version
     runs = suite.runs(data_dir)
     if models:
-        names = {r.coordinates.model for r in runs}
-        unknown = sorted(set(models) - names - {r.label for r in runs})
+        # a tuned suite's model blocks have no runs before their studies are planned
+        names = {r.coordinates.model for r in runs} | {block.name for block in suite.models}
+        labels = {r.label for r in runs} | {block.display_label for block in suite.models}
+        unknown = sorted(set(models) - names - labels)
         if unknown:
             raise RunError(f"models {unknown} not in suite {suite.name!r} (it has "
-                           f"{sorted(names | {r.label for r in runs})})")
+                           f"{sorted(names | labels)})")
         runs = [r for r in runs if r.coordinates.model in models or r.label in models]
     if seeds:
         unknown_seeds = sorted(set(seeds) - set(suite.seeds))
@@ -286,6 +300,106 @@ def execute_runs(suite: Suite, runs: Sequence[Run], results: str | os.PathLike, 
     return SuiteOutcome(list(runs), [r for r in found if r is not None], lost, tidy_path)
 
 
+@dataclass(frozen=True)
+class TunedSelection:
+    """What of a tuned suite is asked for: the smoke budget, the studies of some models (names or
+    labels; None: all) and the final runs of some replicate seeds (None: all)."""
+
+    smoke: bool = False
+    models: Sequence[str] | None = None
+    seeds: Sequence[int] | None = None
+
+
+def tuning_states(suite: Suite, results: str | os.PathLike, selection: TunedSelection,
+                  data_dir: str | os.PathLike | None = None,
+                  redo: Callable[[Record], bool] | None = None) -> list[StudyState]:
+    """Where each selected tuning study of ``suite`` stands, from the records in ``results``
+    (``redo``: records to treat as absent). See :func:`mmbench.tuning.plan`."""
+    from mmbench import tuning
+    from mmbench.store import RunStore
+    return tuning.plan(suite, RunStore(results), selection.smoke,
+                       None if selection.seeds is None else list(selection.seeds),
+                       None if selection.models is None else list(selection.models), redo,
+                       None if data_dir is None else str(data_dir))
+
+
+def check_objective(suite: Suite, states: Sequence[StudyState],
+                    data_dir: str | os.PathLike | None = None, keep: bool = True) -> None:
+    """Raise a :class:`PreflightError` when a data point cannot give the suite's tune objective
+    (e.g. mAP on single-label data). Data that do not load are left to :func:`check_data`."""
+    from mmbench import tuning
+    from mmbench.runner import forget_loaded_data, load_run_data
+    assert suite.tune is not None
+    checked: set[str] = set()
+    for state in states:
+        run = state.trials[0].run if state.trials else None
+        point = repr(state.study.data_point)
+        if run is None or point in checked:
+            continue
+        checked.add(point)
+        try:
+            splits = load_run_data(run.config, None if data_dir is None else str(data_dir),
+                                   run.base_dir)
+        except Exception:  # check_data reports it in full
+            continue
+        problem = tuning.objective_problem(suite.tune.objective, splits)
+        if problem is not None:
+            where = f" at data point {state.study.data_point}" if state.study.data_point else ""
+            raise PreflightError(f"{suite.name}: tune.objective {suite.tune.objective}: "
+                                 f"{problem}{where}")
+    if not keep:
+        forget_loaded_data()
+
+
+def execute_tuned_suite(suite: Suite, fixed: Sequence[Run], results: str | os.PathLike,
+                        selection: TunedSelection = TunedSelection(), *,
+                        only: Sequence[Run] | None = None, device: str | None = None,
+                        data_dir: str | os.PathLike | None = None, executor: str = "local",
+                        jobs: int | None = None, address: str | None = None,
+                        threads: int | None = None, retry_failed: bool = False,
+                        progress: SuiteProgress | None = None) -> SuiteOutcome:
+    """Run a tuned suite in rounds: each round (one :func:`execute_runs`) runs every trial that
+    can be asked and every final run of a finished study, with the suite's ``fixed`` runs (those
+    not tuned, e.g. reference rows) in the first, until none is left. A run done in this call is
+    not done again in a later round, so a failed run is retried (``retry_failed``) once.
+    ``only``: run these runs of the plan and nothing else (``--cell``)."""
+    from mmbench import tuning
+    from mmbench.results import write_tidy
+    from mmbench.store import RunStore
+    store = RunStore(results)
+    done: set[str] = set()  # run ids run by this call
+
+    def current(retry: bool = False) -> list[StudyState]:
+        def redo(record: Record) -> bool:  # a failed run this call has not run again yet
+            return retry and not record.ok and record.run_id not in done
+        return tuning_states(suite, results, selection, data_dir, redo)
+
+    def next_runs() -> list[Run]:
+        wanted = (store.pending(only, retry_failed) if only is not None
+                  else store.pending(fixed, retry_failed) + tuning.runnable(current(retry_failed)))
+        return [r for r in wanted if r.run_id not in done]
+
+    lost: dict[str, str] = {}
+    todo = next_runs()
+    if todo:
+        check_objective(suite, current(), data_dir, keep=executor == "local")
+    while todo:
+        outcome = execute_runs(suite, todo, results, device=device, data_dir=data_dir,
+                               executor=executor, jobs=jobs, address=address, threads=threads,
+                               retry_failed=retry_failed, progress=progress)
+        done.update(r.run_id for r in todo)
+        lost.update(outcome.lost)
+        tuning.write_summary(results, suite, tuning.plan(suite, store, selection.smoke,
+                                                         data_dir=None if data_dir is None
+                                                         else str(data_dir)))
+        todo = [] if lost else next_runs()
+    states = current()
+    tidy_path = write_tidy(Path(results))
+    reported = [*fixed, *(f.run for state in states for f in state.finals or ())]
+    found = [store.record(run.run_id) for run in reported]
+    return SuiteOutcome(reported, [r for r in found if r is not None], lost, tidy_path, states)
+
+
 def run_suite(suite: Suite | dict | str | os.PathLike, results: str | os.PathLike | None = None,
               *, overrides: Sequence[str] = (), models: Sequence[str] | None = None,
               seeds: Sequence[int] | None = None, smoke: bool = False, device: str | None = None,
@@ -293,7 +407,8 @@ def run_suite(suite: Suite | dict | str | os.PathLike, results: str | os.PathLik
               jobs: int | None = None, address: str | None = None, threads: int | None = None,
               retry_failed: bool = False, progress: bool | SuiteProgress = True) -> list[Record]:
     """Run a suite as ``mmbench run`` does and return the records of its selected runs, in the
-    suite's order (runs finished earlier are skipped and their records returned too).
+    suite's order (runs finished earlier are skipped and their records returned too); a tuned
+    suite runs its trials, then the final runs, whose records are returned.
 
     suite: a suite file's path, its content as a dict, or a :class:`~mmbench.suite.Suite`.
     results: the results directory (default ``results/<suite name>``, ``-smoke`` appended with
@@ -310,14 +425,19 @@ def run_suite(suite: Suite | dict | str | os.PathLike, results: str | os.PathLik
     from mmbench.progress import Silent, suite_progress
     chosen = as_suite(suite, overrides)
     runs = select_runs(chosen, models, seeds, smoke, data_dir)
+    results = results or default_results_dir(chosen, smoke)
     shown: Any = progress
     if progress is True:
         from rich.console import Console
         shown = suite_progress(Console(), executor, concurrency(executor, jobs, threads))
     elif progress is False:
         shown = Silent()
-    outcome = execute_runs(chosen, runs, results or default_results_dir(chosen, smoke),
-                           device=device, data_dir=data_dir, executor=executor, jobs=jobs,
-                           address=address, threads=threads, retry_failed=retry_failed,
-                           progress=shown)
+    options: dict[str, Any] = dict(device=device, data_dir=data_dir, executor=executor, jobs=jobs,
+                                   address=address, threads=threads, retry_failed=retry_failed,
+                                   progress=shown)
+    if chosen.tune is not None:
+        outcome = execute_tuned_suite(chosen, runs, results,
+                                      TunedSelection(smoke, models, seeds), **options)
+    else:
+        outcome = execute_runs(chosen, runs, results, **options)
     return outcome.records

@@ -273,8 +273,9 @@ class FieldDoc:
         return text
 
 
-def describe(config_class: type[ModelConfig]) -> list[FieldDoc]:
-    """The fields of ``config_class`` in declaration order: kind, default, allowed values, doc."""
+def describe(config_class: type[BaseModel]) -> list[FieldDoc]:
+    """The fields of ``config_class`` (a model's config, or :class:`TrainSettings`) in declaration
+    order: kind, default, allowed values, doc."""
     return [replace(_describe_type(info.annotation, info.metadata), name=name,
                     default=info.get_default(call_default_factory=True),
                     doc=info.description or "")

@@ -46,24 +46,26 @@ def _scores(classifier, features: np.ndarray) -> np.ndarray:
 
 @dataclass
 class DownstreamResult:
-    scores: np.ndarray          # (n_test, K) scores on the test representation
+    scores: np.ndarray | None   # (n_test, K) scores on the test representation (None: no test)
     params: dict[str, Any]      # the hyper-parameters chosen on the validation split
+    valid_scores: np.ndarray    # (n_valid, K) the chosen classifier's scores on validation
 
 
 def fit_downstream(kind: str, train: tuple[np.ndarray, np.ndarray],
-                   valid: tuple[np.ndarray, np.ndarray], test_features: np.ndarray,
+                   valid: tuple[np.ndarray, np.ndarray], test_features: np.ndarray | None,
                    grid: dict[str, list] | None = None, seed: int = 0) -> DownstreamResult:
     """Train one classifier per grid point on ``train`` = (features, labels), keep the one with
-    the best validation metric on ``valid``, and score ``test_features`` with it.
+    the best validation metric on ``valid``, and score ``test_features`` with it (None: no test
+    scores, e.g. for a tuning trial, which never looks at the test split).
 
     Labels are class ids (n,) or multi-label indicators (n, L); multi-label uses one-vs-rest.
     """
     (z_train, y_train), (z_valid, y_valid) = train, valid
     multilabel = y_train.ndim == 2
     scaler = StandardScaler().fit(z_train)
-    z_train, z_valid, z_test = (scaler.transform(z) for z in (z_train, z_valid, test_features))
+    z_train, z_valid = scaler.transform(z_train), scaler.transform(z_valid)
     grid = grid or DEFAULT_GRIDS[kind]
-    best: tuple[float, dict, Any] | None = None
+    best: tuple[float, dict, Any, np.ndarray] | None = None
     for values in product(*grid.values()):
         params = dict(zip(grid, values))
         classifier = make_classifier(kind, params, seed)
@@ -71,18 +73,20 @@ def fit_downstream(kind: str, train: tuple[np.ndarray, np.ndarray],
             classifier = OneVsRestClassifier(classifier)
         classifier.fit(z_train, y_train)
         scores = _scores(classifier, z_valid)
+        if not multilabel:
+            scores = _full(scores, classifier)
         # Lower is better for both: error %, and minus mAP %.
-        if multilabel:
-            loss = -map_pct(y_valid, scores)
-        else:
-            loss = error_pct(y_valid, _full(scores, classifier))
+        loss = -map_pct(y_valid, scores) if multilabel else error_pct(y_valid, scores)
         if best is None or loss < best[0]:
-            best = (loss, params, classifier)
-    _, params, classifier = best
-    test_scores = _scores(classifier, z_test)
-    if not multilabel:
-        test_scores = _full(test_scores, classifier)
-    return DownstreamResult(test_scores, params)
+            best = (loss, params, classifier, scores)
+    assert best is not None  # the grid has at least one point
+    _, params, classifier, valid_scores = best
+    test_scores = None
+    if test_features is not None:
+        test_scores = _scores(classifier, scaler.transform(test_features))
+        if not multilabel:
+            test_scores = _full(test_scores, classifier)
+    return DownstreamResult(test_scores, params, valid_scores)
 
 
 def _full(scores: np.ndarray, classifier) -> np.ndarray:

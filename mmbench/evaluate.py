@@ -1,4 +1,4 @@
-"""The evaluation protocol of a fitted model on a data set's test split."""
+"""The evaluation protocol of a fitted model on a data set's validation and test splits."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -13,21 +13,24 @@ from mmbench.records import DownstreamSettings
 from mmbench.stats import N_GENERATED_KEPT, Generations, PosteriorStats, spread
 from mmbench.views import DataSplits, Views
 
+VALID_PREFIX = "valid_"
+
 
 @dataclass
 class Evaluation:
     """What :func:`evaluate` measured and what a record keeps of it.
 
-    metrics: name -> value on the test split; metrics_by_group: test group -> its metrics.
+    metrics: name -> value on the test split, and on the validation split with the names
+        prefixed "valid_"; metrics_by_group: test group -> its metrics.
     downstream_params: the downstream classifier's chosen hyper-parameters (None: the model's
-        own classifier). representation: the test split's z, (n_test, d_z).
+        own classifier). representation: the test split's z, (n_test, d_z) (None: no test).
     posteriors: the model's Gaussian statistics on the test split (None: it has none).
     generations: the generated missing modalities at N_GENERATED_KEPT test points spread over
         the split, beside the truth (None: the model does not generate).
     """
 
     metrics: dict[str, float]
-    representation: np.ndarray
+    representation: np.ndarray | None = None
     downstream_params: dict[str, Any] | None = None
     posteriors: PosteriorStats | None = None
     generations: Generations | None = None
@@ -35,21 +38,27 @@ class Evaluation:
 
 
 def evaluate(model: MultimodalModel, splits: DataSplits,
-             downstream: DownstreamSettings = DownstreamSettings(), seed: int = 0) -> Evaluation:
+             downstream: DownstreamSettings = DownstreamSettings(), seed: int = 0, *,
+             test: bool = True) -> Evaluation:
     """Classification (the model's own classifier, else the downstream protocol), rmse of the
-    generated missing modalities, and the posterior statistics, all on the test split.
+    generated missing modalities, and the posterior statistics, on the validation and the test
+    splits; with ``test=False`` (a tuning trial) the test split is not looked at at all.
 
     Metrics: error_pct (single-label) or map_micro_pct and map_macro_pct (multi-label);
-    rmse over all missing modalities pooled, and rmse.<name> per modality when there are several.
-    When the test split has group ids (e.g. XRMB speakers), the same metrics per group too.
+    rmse over all missing modalities pooled, and rmse.<name> per modality when there are several;
+    each on the test split, and on the validation split as valid_error_pct, valid_rmse, ...
+    (the downstream classifier's validation score is that of the one chosen on validation).
+    When the test split has group ids (e.g. XRMB speakers), the test metrics per group too.
     """
-    test = splits.test
-    representation = model.represent(test.xO)
-    downstream_params = None
+    valid, test_views = splits.valid, splits.test
+    representation = model.represent(test_views.xO) if test else None
+    downstream_params = scores = None
     if "classify" in model.capabilities:
-        scores = model.predict_proba(test.xO)
+        valid_scores = model.predict_proba(valid.xO)
+        if test:
+            scores = model.predict_proba(test_views.xO)
     else:
-        train, valid = splits.train, splits.valid
+        train = splits.train
         if downstream.max_train and train.n > downstream.max_train:
             rng = np.random.default_rng(seed)
             train = train.subset(np.sort(rng.choice(train.n, downstream.max_train, replace=False)))
@@ -57,21 +66,26 @@ def evaluate(model: MultimodalModel, splits: DataSplits,
                                 (model.represent(train.xO), train.labels),
                                 (model.represent(valid.xO), valid.labels),
                                 representation, downstream.grid, seed)
-        scores, downstream_params = chosen.scores, chosen.params
-    generated = generations = None
-    if "generate" in model.capabilities and test.missing:
-        generated = model.generate(test.xO)
-        generations = kept_generations(test, generated)
-    result = Evaluation(split_metrics(test, scores, generated), representation,
-                        downstream_params, generations=generations)
-    if test.groups is not None:
-        for group in np.unique(test.groups):
-            mask = test.groups == group
+        scores, valid_scores, downstream_params = chosen.scores, chosen.valid_scores, chosen.params
+    generates = "generate" in model.capabilities and bool(valid.missing)
+    metrics = {VALID_PREFIX + name: value for name, value in split_metrics(
+        valid, valid_scores, model.generate(valid.xO) if generates else None).items()}
+    result = Evaluation(metrics, representation, downstream_params)
+    if not test:
+        return result
+    assert scores is not None
+    generated = model.generate(test_views.xO) if generates else None
+    if generated is not None:
+        result.generations = kept_generations(test_views, generated)
+    result.metrics = {**split_metrics(test_views, scores, generated), **metrics}
+    if test_views.groups is not None:
+        for group in np.unique(test_views.groups):
+            mask = test_views.groups == group
             result.metrics_by_group[str(group)] = split_metrics(
-                test.subset(mask), scores[mask],
+                test_views.subset(mask), scores[mask],
                 None if generated is None else {m: g[mask] for m, g in generated.items()})
     if "posteriors" in model.capabilities:
-        result.posteriors = model.posteriors(test)
+        result.posteriors = model.posteriors(test_views)
     return result
 
 

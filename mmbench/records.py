@@ -25,6 +25,7 @@ JSON = dict[str, Any]
 # alone, as they always have); other roles (trials of a tuning study, reference runs computed
 # from the data alone) add the role to what the id hashes.
 MODEL_ROLE = "model"
+TRIAL_ROLE = "trial"
 
 Status = Literal["ok", "failed", "diverged"]
 OK: Status = "ok"
@@ -143,10 +144,41 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class Tuning:
+    """How the searched hyper-parameters of a tuned run were chosen (see :mod:`mmbench.tuning`).
+
+    objective: the suite's metric (error_pct, map_micro_pct, map_macro_pct or rmse), measured on
+        the validation split only (the metric "valid_<objective>" of a trial's record).
+    trials, epochs, sampler: the budget of every study of the suite (trials per study, the epoch
+        cap of every trial and final run) and how trials are asked ("tpe" or "random").
+    space: the search space as the suite writes it, e.g. {"omega": {"choice": "0:1:0.1"}}.
+    params: this run's value of every searched name.
+    trial: a trial's number in its study (from 0); None for a final run.
+    best_trial, best_value: a final run's chosen trial (its run id) and that trial's objective.
+    """
+
+    objective: str
+    trials: int
+    epochs: int
+    sampler: str
+    space: dict[str, Any]
+    params: dict[str, Any]
+    trial: int | None = None
+    best_trial: str | None = None
+    best_value: float | None = None
+
+    @property
+    def budget(self) -> str:
+        """The budget in words: "8 trials x 30 epochs"."""
+        return f"{self.trials} trials x {self.epochs} epochs"
+
+
+@dataclass(frozen=True)
 class Run:
     """One run of a suite; ``run_id`` is computed from ``config`` and ``role``. Resources and
     ``base_dir`` (the folder a relative path of a user's data file is looked for first: the
-    suite file's folder) are not part of the config, so they never change a run id."""
+    suite file's folder) and the tuning provenance are not part of the config, so they never
+    change a run id."""
 
     run_id: str = field(init=False)
     config: RunConfig
@@ -155,13 +187,16 @@ class Run:
     resources: Resources = Resources()
     role: str = MODEL_ROLE
     base_dir: str | None = None
+    tuning: Tuning | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "run_id", run_id(self.config, self.role))
 
     @property
     def name(self) -> str:
-        """How progress displays name the run: "CMMD seed 0"."""
+        """How progress displays name the run: "CMMD seed 0", or "CMMD trial 3"."""
+        if self.tuning is not None and self.tuning.trial is not None:
+            return f"{self.label} trial {self.tuning.trial}"
         return f"{self.label} seed {self.coordinates.seed}"
 
 
@@ -189,14 +224,25 @@ class Timings:
 
 @dataclass(frozen=True)
 class FitSummary:
-    """What training did: epochs run, the best validation epoch and its loss, why it stopped
-    (epochs, patience, time, closed_form, ...) and one row of losses per epoch."""
+    """What training did: epochs run, the best validation epoch and its loss, why it stopped and
+    one row of losses per epoch.
+
+    stopped_by: "early_stopping" (patience ran out, before or at the last epoch allowed),
+    "epochs" (it ran every epoch allowed: the epoch cap), "time_budget" (the wall-clock budget
+    ran out before the cap) or "closed_form" (no iterations, e.g. CCA).
+    """
 
     epochs: int
     best_epoch: int
     best_valid_loss: float
     stopped_by: str
     history: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def hit_cap(self) -> bool:
+        """Training ran every epoch allowed without converging by patience: its best epoch may
+        lie beyond the cap (tables flag such cells)."""
+        return self.stopped_by == "epochs"
 
 
 @dataclass(frozen=True)
@@ -205,13 +251,16 @@ class Record:
 
     status: "ok"; or "failed" or "diverged" with ``error`` ("Type: message") and a short
         ``traceback``.
-    metrics: name -> value on the test split (error_pct or map_*_pct, rmse, rmse.<modality>).
+    metrics: name -> value on the test split (error_pct or map_*_pct, rmse, rmse.<modality>),
+        and the same on the validation split prefixed "valid_" (valid_error_pct, valid_rmse,
+        ...). Trials of a tuning study have the validation metrics only.
     metrics_by_group: test group (e.g. XRMB speaker) -> its metrics.
     diagnostics: facts the fitted model reports (JSON-able), e.g. canonical correlations.
     downstream_params: the downstream classifier's chosen hyper-parameters (None: the model
         classifies itself).
     data_info: the data set's plain facts (sizes, sources, seeds); its arrays are an artifact.
     environment: provenance (versions, platform, device, threads, git commit).
+    tuning: how a tuned run's searched hyper-parameters were chosen (None: not tuned).
     artifacts: the files beside record.json (e.g. posteriors.npz, checkpoint.pt).
     started, finished: Unix times.
     """
@@ -235,13 +284,14 @@ class Record:
     metrics_by_group: dict[str, dict[str, float]] = field(default_factory=dict)
     data_info: dict[str, Any] = field(default_factory=dict)
     modalities: dict[str, ModalityInfo] = field(default_factory=dict)
+    tuning: Tuning | None = None
     artifacts: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, run: Run, **results: Any) -> Record:
         """The record of ``run`` with ``results`` (status, started, finished, metrics, ...)."""
         return cls(run_id=run.run_id, label=run.label, coordinates=run.coordinates,
-                   config=run.config, role=run.role, **results)
+                   config=run.config, role=run.role, tuning=run.tuning, **results)
 
     @property
     def ok(self) -> bool:
@@ -263,13 +313,15 @@ class Record:
                    "metrics_by_group": self.metrics_by_group, "data_info": self.data_info,
                    "modalities": {m: asdict(info) for m, info in self.modalities.items()}}
         out.update({k: v for k, v in results.items() if self.ok or v})
+        if self.tuning is not None:
+            out["tuning"] = asdict(self.tuning)
         out.update(finished=self.finished, artifacts=list(self.artifacts))
         return out
 
     @classmethod
     def from_json(cls, data: JSON) -> Record:
         """A record from record.json's content (any version); unknown keys are ignored."""
-        timings, fit = data.get("timings"), data.get("fit")
+        timings, fit, tuning = data.get("timings"), data.get("fit"), data.get("tuning")
         return cls(
             run_id=data["run_id"], label=data["label"],
             coordinates=Coordinates(**data["coordinates"]),
@@ -286,4 +338,5 @@ class Record:
             data_info=data.get("data_info") or {},
             modalities={m: ModalityInfo.from_json(info)
                         for m, info in (data.get("modalities") or {}).items()},
+            tuning=None if tuning is None else Tuning(**tuning),
             artifacts=tuple(data.get("artifacts") or ()))

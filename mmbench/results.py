@@ -16,13 +16,14 @@ TIDY_COLUMNS = ["run_id", "status", "model", "label", "dataset", "seed", "metric
 
 
 def tidy(records: Iterable[Record]) -> pd.DataFrame:
-    """Columns: run_id, status, model, label, dataset, seed, data.<option>, param.<grid axis>,
-    metric, value. Timings are metrics too (train_seconds, eval_seconds); a run that did not
-    finish has one row with metric "error" and its message in ``error``."""
+    """Columns: run_id, role, status, model, label, dataset, seed, data.<option>,
+    param.<grid axis> (a trial's: its searched values), metric, value. Timings are metrics too
+    (train_seconds, eval_seconds); a run that did not finish has one row with metric "error"
+    and its message in ``error``. The runs a suite reports have role "model"."""
     rows = []
     for record in records:
         coordinates = record.coordinates
-        base = {"run_id": record.run_id, "status": record.status,
+        base = {"run_id": record.run_id, "role": record.role, "status": record.status,
                 "model": coordinates.model, "label": record.label,
                 "dataset": record.config.data.name, "seed": coordinates.seed,
                 **{f"data.{k}": v for k, v in coordinates.data.items()},
@@ -79,4 +80,4 @@ def summarize(frame: pd.DataFrame, run_order: list[str] | None = None) -> pd.Dat
         rows.append(row)
     table = pd.DataFrame(rows)
     metrics = [m for m in SUMMARY_METRICS if m in table.columns]
-    return table[keys + metrics + ["runs"]].fillna("")
+    return table[keys + metrics + ["runs"]].astype(object).fillna("")

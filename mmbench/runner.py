@@ -30,6 +30,7 @@ from mmbench.records import (
     DIVERGED,
     FAILED,
     OK,
+    TRIAL_ROLE,
     FitSummary,
     ModalityInfo,
     Record,
@@ -149,7 +150,9 @@ def _execute_run(run: Run, results_dir: str | os.PathLike, device: str, data_dir
                            n_classes=splits.n_classes, on_epoch=on_epoch)
         train_seconds = time.perf_counter() - fit_start
         eval_start = time.perf_counter()
-        result = evaluate(model, splits, config.downstream, seed=config.train_seed)
+        # a tuning trial is scored on the validation split only; it never looks at the test split
+        result = evaluate(model, splits, config.downstream, seed=config.train_seed,
+                          test=run.role != TRIAL_ROLE)
         test = splits.test
         results = dict(
             status=OK,
@@ -167,7 +170,8 @@ def _execute_run(run: Run, results_dir: str | os.PathLike, device: str, data_dir
             arrays[POSTERIORS] = result.posteriors.to_arrays()
         if result.generations is not None:
             arrays[GENERATED] = result.generations.to_arrays()
-        arrays[REPRESENTATION] = {"z": result.representation, "labels": test.labels}
+        if result.representation is not None:
+            arrays[REPRESENTATION] = {"z": result.representation, "labels": test.labels}
         arrays[DATA_INFO] = _arrays_in(splits.info)
     except Exception as error:  # any failure of a run is recorded and the suite goes on
         status = DIVERGED if isinstance(error, DivergedError) else FAILED
@@ -175,7 +179,9 @@ def _execute_run(run: Run, results_dir: str | os.PathLike, device: str, data_dir
                        traceback=traceback.format_exc(limit=8))
         model = None
     record = Record.of(run, environment=env, started=started, finished=time.time(), **results)
-    return RunStore(results_dir).write(record, arrays, _checkpoint_writer(model))
+    # a trial's model is never used again: only its validation metrics matter
+    checkpoint = None if run.role == TRIAL_ROLE else _checkpoint_writer(model)
+    return RunStore(results_dir).write(record, arrays, checkpoint)
 
 
 def _checkpoint_writer(model: MultimodalModel | None):

@@ -22,6 +22,20 @@ protocol, validated with pydantic and expanded into runs.
 
 A grid (of the data or of a model) is the product of its axes, or zipped (``grid_mode: zip``).
 The runs are: data grid point x model block x model grid point x replicate seed, in that order.
+
+A tuned suite has a ``tune`` block and gives every model a ``search`` space instead of a grid
+(see :mod:`mmbench.tuning` for how trials are asked)::
+
+    tune: {objective: error_pct, trials: 20, epochs: 100}   # every model: 20 trials, <= 100 epochs
+    models:
+      - name: cmmd
+        params: {latent_dim: 70}
+        search:
+          omega: {choice: "0:1:0.1"}          # a list, or the grid syntax
+          lr: {loguniform: [1.0e-4, 1.0e-2]}  # also uniform: [low, high] and int: [low, high]
+
+Each data point x model block is one study: its trials (role "trial", scored on the validation
+split) and then its final runs, the best trial's configuration over the replicate seeds.
 Every name is checked against what it names (loader options, the fields of the model's config,
 the trainer's settings) and every model point is validated by the model's config, so a suite that
 validates runs; an error names the file, the field path, the bad value and what is allowed.
@@ -42,6 +56,7 @@ runs, is refused unless it is loaded with ``allow_large`` (``mmbench run --allow
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import itertools
@@ -51,7 +66,7 @@ import os
 import re
 import typing
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -62,6 +77,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     StrictInt,
+    TypeAdapter,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -70,10 +86,19 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from mmbench import records
-from mmbench.config import NonNegativeReal, PositiveInt, TrainSettings, problems
+from mmbench.config import NonNegativeReal, PositiveInt, Real, TrainSettings, problems
 from mmbench.config import describe as describe_fields
 from mmbench.paths import safe_name
-from mmbench.records import Coordinates, DataChoice, DownstreamSettings, ModelChoice, Run, RunConfig
+from mmbench.records import (
+    TRIAL_ROLE,
+    Coordinates,
+    DataChoice,
+    DownstreamSettings,
+    ModelChoice,
+    Run,
+    RunConfig,
+    Tuning,
+)
 
 MAX_RUNS = 10_000
 """The most runs a suite, and points a grid, may have unless ``allow_large`` is given: more is
@@ -198,9 +223,106 @@ class Grid(Strict):
     def points(self) -> list[dict[str, Any]]:
         """The grid's points, in a stable order (a single empty point when there is no grid)."""
         names = list(self.grid)
-        rows: Iterable[tuple] = (zip(*self.grid.values()) if self.grid_mode == "zip"
-                                 else itertools.product(*self.grid.values()))
+        rows: Iterable[tuple[Any, ...]]
+        if self.grid_mode == "zip":
+            rows = zip(*self.grid.values())
+        else:
+            rows = itertools.product(*self.grid.values())
         return [dict(zip(names, row)) for row in rows]
+
+
+# ---------------------------------------------------------------------------------------------
+# Tuning: search spaces and the tune block
+
+# The metrics a study may optimise, with their direction (measured on the validation split).
+Direction = Literal["minimize", "maximize"]
+OBJECTIVES: dict[str, Direction] = {"error_pct": "minimize", "map_micro_pct": "maximize",
+                                    "map_macro_pct": "maximize", "rmse": "minimize"}
+Objective = Literal["error_pct", "map_micro_pct", "map_macro_pct", "rmse"]
+DIMENSION_KINDS = ("choice", "uniform", "loguniform", "int")
+_NUMBER = TypeAdapter(Real)
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One searched name: ``kind`` "choice" (one of ``values``), "uniform" (a real in
+    [low, high]), "loguniform" (a real in [low, high], uniform in its logarithm) or "int" (an
+    integer in [low, high])."""
+
+    kind: str
+    values: tuple[Any, ...] = ()
+    low: float = 0.0
+    high: float = 0.0
+
+    @property
+    def edges(self) -> tuple[Any, ...]:
+        """The values that bound what the dimension gives: a choice's values, a range's ends."""
+        return self.values if self.kind == "choice" else (self.low, self.high)
+
+    def __str__(self) -> str:
+        if self.kind == "choice":
+            return f"choice {list(self.values)}"
+        return f"{self.kind} [{self.low:g}, {self.high:g}]"
+
+
+def parse_dimension(raw: Any) -> Dimension:
+    """A search-space entry as a suite writes it: ``{choice: [10, 20, 40]}`` (or the grid syntax
+    ``{choice: "0:1:0.1"}``), ``{uniform: [0, 1]}``, ``{loguniform: [1.0e-4, 1.0e-2]}`` or
+    ``{int: [10, 50]}``. A ValueError says what is wrong."""
+    example = "e.g. {loguniform: [1.0e-4, 1.0e-2]}"
+    if not isinstance(raw, dict) or len(raw) != 1 or next(iter(raw)) not in DIMENSION_KINDS:
+        raise ValueError(f"give one of {', '.join(DIMENSION_KINDS)} ({example}), got {raw!r}")
+    kind, value = next(iter(raw.items()))
+    if kind == "choice":
+        if value == [] or value == "":
+            raise ValueError("empty choice: give at least one value")
+        try:
+            return Dimension(kind, tuple(grid_values(value)))
+        except ValueError:
+            raise ValueError("choice takes a non-empty list or 'start:stop:step', "
+                             f"got {value!r}") from None
+    if not isinstance(value, list) or len(value) != 2:
+        raise ValueError(f"{kind} takes [low, high], got {value!r}")
+    if kind == "int":
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise ValueError(f"int takes two integers [low, high], got {value!r}")
+        low, high = value
+    else:
+        try:
+            low, high = (_NUMBER.validate_python(v) for v in value)
+        except ValidationError:
+            raise ValueError(f"{kind} takes two numbers [low, high], got {value!r}") from None
+    if low >= high:
+        raise ValueError(f"{kind} [{low:g}, {high:g}]: need low < high")
+    if kind == "loguniform" and low <= 0:
+        raise ValueError(f"loguniform [{low:g}, {high:g}]: a log range needs low > 0")
+    return Dimension(kind, (), low, high)
+
+
+class TuneBlock(Strict):
+    """How every model of a tuned suite is tuned: the same budget for each.
+
+    objective: the metric to optimise on the validation split (its direction is the metric's).
+    trials: trials per study (one study per data point and model block).
+    epochs: the epoch cap of every trial and final run (a model may train fewer).
+    sampler: "tpe" (Optuna's TPE, seeded) or "random" (random search, seeded).
+    startup: TPE's first trials drawn at random, all independent of each other.
+    parallel: after the startup trials, TPE asks this many trials at once from the results of
+        the earlier ones (1: one at a time, the best use of each result; more: work for several
+        workers within a study).
+    """
+
+    objective: Objective
+    trials: int = Field(ge=1)
+    epochs: int = Field(ge=1)
+    sampler: Literal["tpe", "random"] = "tpe"
+    startup: int = Field(10, ge=1)
+    parallel: int = Field(1, ge=1)
+
+    @property
+    def direction(self) -> Direction:
+        """"minimize" or "maximize"."""
+        return OBJECTIVES[self.objective]
 
 
 def _check_names(kind: str, what: str, owner: str, fixed: dict, grid: dict, allowed: dict) -> None:
@@ -265,13 +387,16 @@ class DownstreamBlock(Strict):
 class ModelBlock(Grid):
     """One model: fixed ``params``, a ``grid`` over hyper-parameters, ``train`` overrides of the
     suite's train block, ``resources`` overriding the suite's field by field, and the ``label``
-    its results are reported under (default: its name)."""
+    its results are reported under (default: its name). In a tuned suite, ``search`` instead of
+    ``grid``: the search space over hyper-parameters and training settings (name -> dimension,
+    see :func:`parse_dimension`)."""
 
     name: str
     label: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     train: dict[str, Any] = Field(default_factory=dict)
     resources: Resources = Field(default_factory=Resources)
+    search: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("name")
     @classmethod
@@ -310,6 +435,55 @@ class ModelBlock(Grid):
                 where = f" (at grid point {point})" if point else ""
                 raise field_error(field, message + where) from None
         return self
+
+    @model_validator(mode="after")
+    def _known_search(self):
+        """Every searched name is a hyper-parameter or a training setting, set nowhere else,
+        and every value its dimension can give is one the field allows (a range's ends, each of
+        a choice's values), the model's fixed params around it."""
+        for name in self.search:
+            self.dimension(name)
+        return self
+
+    def dimension(self, name: str) -> Dimension:
+        """The search space's dimension ``name``, checked (see :meth:`_known_search`)."""
+        from mmbench.registry import config_class
+        where = f"search.{name}"
+        try:
+            dimension = parse_dimension(self.search[name])
+        except ValueError as error:
+            raise field_error(where, str(error)) from None
+        config = config_class(self.name)
+        if name in config.model_fields:
+            schema: type[BaseModel] = config
+            fixed, block_field, owner = self.params, "params", f"model {self.name!r}"
+        elif name in TrainSettings.model_fields:
+            schema, fixed, block_field, owner = TrainSettings, self.train, "train", "the trainer"
+        else:
+            raise field_error(where, f"model {self.name!r} has no hyper-parameter or training "
+                                     f"setting {name!r}; hyper-parameters: "
+                                     f"{sorted(config.model_fields)}; training settings: "
+                                     f"{sorted(TrainSettings.model_fields)}")
+        if name in fixed:
+            raise field_error(where, f"{name} is set in {block_field} too; keep one")
+        if name in self.grid:
+            raise field_error(where, f"{name} is in grid too; a tuned model has no grid")
+        kind = next(doc.kind for doc in describe_fields(schema) if doc.name == name)
+        if kind == "int" and dimension.kind in ("uniform", "loguniform"):
+            raise field_error(where, f"{name} is an integer, {dimension} gives real numbers: "
+                                     f"use int: [low, high] or a choice")
+        for value in dimension.edges:
+            try:
+                schema(**{**fixed, name: value})
+            except ValidationError as error:
+                problem = problems(error, schema)[0]
+                raise field_error(where, f"{dimension} includes {value!r}, which {owner} "
+                                         f"refuses: {problem}") from None
+        return dimension
+
+    def space(self) -> dict[str, Dimension]:
+        """The search space, name -> dimension, in the suite's order."""
+        return {name: self.dimension(name) for name in self.search}
 
     @property
     def display_label(self) -> str:
@@ -378,6 +552,7 @@ class Suite(Strict):
     @classmethod
     def _known_device(cls, device: str) -> str:
         return check_device(device)
+    tune: TuneBlock | None = None
 
     @field_validator("seeds")
     @classmethod
@@ -409,6 +584,47 @@ class Suite(Strict):
         """The number of runs, counted without expanding them."""
         return self.data.size * sum(block.size for block in self.models) * len(self.seeds)
 
+    @model_validator(mode="after")
+    def _tuned_models(self):
+        """A tuned suite tunes every model with one budget: each model has a search space and no
+        grid, nothing trains beyond the epoch cap, and each model can give the objective."""
+        from mmbench.registry import model_class
+        tune = self.tune
+        if tune is None:
+            for index, block in enumerate(self.models):
+                if block.search:
+                    raise field_error(f"models.{index}.search", "a search space needs the "
+                                      "suite's tune block, e.g. tune: {objective: error_pct, "
+                                      "trials: 20, epochs: 100}")
+            return self
+        cap = tune.epochs
+        if "epochs" in self.train.model_fields_set and self.train.epochs > cap:
+            raise field_error("train.epochs", f"{self.train.epochs} is above tune.epochs = {cap}, "
+                                              "the cap of every trial and final run")
+        for index, block in enumerate(self.models):
+            where = f"models.{index}"
+            owner = f"model {block.display_label!r}"
+            if not block.search:
+                raise field_error(where, f"{owner} has no search space: a tuned suite gives every "
+                                  "model the same budget, so give it one, e.g. search: {lr: "
+                                  "{loguniform: [1.0e-4, 1.0e-2]}}")
+            if block.grid:
+                raise field_error(f"{where}.grid", f"{owner} is tuned: search its axes instead, "
+                                  "e.g. omega: {choice: \"0:1:0.1\"}")
+            if block.train.get("epochs", 0) > cap:
+                raise field_error(f"{where}.train.epochs", f"{block.train['epochs']} is above "
+                                  f"tune.epochs = {cap}, the cap of every trial and final run")
+            if "epochs" in block.search:
+                most = max(block.dimension("epochs").edges)
+                if most > cap:
+                    raise field_error(f"{where}.search.epochs", f"reaches {most}, above "
+                                      f"tune.epochs = {cap}, the cap of every trial and final run")
+            if tune.objective == "rmse" and "generate" not in model_class(block.name).capabilities:
+                raise field_error(where, f"{owner} cannot generate the missing modalities, so it "
+                                  "has no rmse to be tuned on: tune this suite on a classification "
+                                  "objective, or drop the model from it")
+        return self
+
     def runs(self, data_dir: str | os.PathLike | None = None) -> list[Run]:
         """Every run, fully resolved, in a stable order: data point, model, model grid point,
         replicate. A run's ``resources`` are the fields set by the suite or its model block (not
@@ -428,6 +644,8 @@ class Suite(Strict):
             digest = user_data_digest(data.name, options, base_dir=self._base_dir,
                                       data_dir_=data_dir)
             for block in self.models:
+                if self.tune is not None:  # tuned: trials, then final runs (see studies())
+                    continue
                 for model_point in block.points():
                     # validated values, so that "1e-4" and 0.0001 are one run
                     params = config_class(block.name)(**block.params, **model_point)
@@ -446,6 +664,111 @@ class Suite(Strict):
                         runs.append(Run(config, block.display_label, coordinates, resources,
                                         base_dir=self._base_dir))
         return runs
+
+
+    # -----------------------------------------------------------------------------------------
+    # Tuned suites: studies, their trials and their final runs
+
+    def studies(self, data_dir: str | os.PathLike | None = None) -> list[Study]:
+        """The tuning studies, one per data point and model block, in the order of the data
+        points then the model blocks (none when the suite is not tuned). A user's data file is
+        located and digested as by :meth:`runs`."""
+        from mmbench.data import user_data_digest
+        if self.tune is None:
+            return []
+        studies = []
+        for point in self.data.points():
+            digest = user_data_digest(self.data.name, {**self.data.options, **point},
+                                      base_dir=self._base_dir, data_dir_=data_dir)
+            studies += [Study(point, index, block.display_label, block.name, digest)
+                        for index, block in enumerate(self.models)]
+        return studies
+
+    def search_space(self, study: Study) -> dict[str, Dimension]:
+        """The search space of ``study``'s model block, name -> dimension."""
+        return self.models[study.block].space()
+
+    def trial_run(self, study: Study, trial: int, values: dict[str, Any]) -> Run:
+        """Trial ``trial`` (from 0) of ``study``, with ``values`` for the searched names: trained
+        once, on the first replicate seed, from a seed of its own."""
+        replicate = self.seeds[0]
+        seed_at = Coordinates(study.data_point, study.model, {"trial": trial}, replicate)
+        coordinates = Coordinates(study.data_point, study.model, dict(values), replicate)
+        return self._tuned_run(study, values, coordinates, derive_seed(self.seed, seed_at),
+                               TRIAL_ROLE, self._tuning(study, values, trial=trial))
+
+    def final_runs(self, study: Study, values: dict[str, Any], best_trial: str,
+                   best_value: float) -> list[Run]:
+        """The final runs of ``study``: the chosen trial's ``values`` over the replicate seeds,
+        seeded as the runs of an untuned model block are. They are the model runs that tables
+        report (no grid coordinates: one series per label)."""
+        tuning = self._tuning(study, values, best_trial=best_trial, best_value=best_value)
+        runs = []
+        for replicate in self.seeds:
+            coordinates = Coordinates(study.data_point, study.model, {}, replicate)
+            runs.append(self._tuned_run(study, values, coordinates,
+                                        derive_seed(self.seed, coordinates),
+                                        records.MODEL_ROLE, tuning))
+        return runs
+
+    def _tuning(self, study: Study, values: dict[str, Any], **chosen: Any) -> Tuning:
+        tune = self.tune
+        assert tune is not None
+        return Tuning(tune.objective, tune.trials, tune.epochs, tune.sampler,
+                      dict(self.models[study.block].search), dict(values), **chosen)
+
+    def _tuned_run(self, study: Study, values: dict[str, Any], coordinates: Coordinates,
+                   train_seed: int, role: str, tuning: Tuning) -> Run:
+        """A run of ``study``'s model block with ``values`` for its searched names. Values that
+        the model's config refuses together with its fixed params (rules between fields) are
+        kept as given: the run then fails, and counts as a trial with the worst objective."""
+        from mmbench.registry import config_class
+        tune = self.tune
+        assert tune is not None
+        block = self.models[study.block]
+        config = config_class(block.name)
+        model_values = {k: v for k, v in values.items() if k in config.model_fields}
+        try:
+            params = config(**block.params, **model_values).model_dump(mode="json")
+        except ValidationError:
+            params = {**config(**block.params).model_dump(mode="json"), **model_values}
+        # the epoch cap stands in for the suite's epochs unless the suite sets fewer
+        default_epochs = (self.train.epochs if "epochs" in self.train.model_fields_set
+                          else tune.epochs)
+        train = {**self.train.model_dump(), "epochs": default_epochs, **block.train,
+                 **{k: v for k, v in values.items() if k not in config.model_fields}}
+        with contextlib.suppress(ValidationError):  # a run of refused settings fails
+            train = TrainSettings(**train).model_dump()
+        resources = records.Resources(**{**self.resources.model_dump(exclude_none=True),
+                                         **block.resources.model_dump(exclude_none=True)})
+        data = self.data
+        config_ = RunConfig(data=DataChoice(data.name, {**data.options, **study.data_point},
+                                            study.data_digest),
+                            model=ModelChoice(block.name, params),
+                            train={**train, "seed": train_seed},
+                            downstream=DownstreamSettings(**self.downstream.model_dump()),
+                            seed=coordinates.seed)
+        return Run(config_, study.label, coordinates, resources, role=role,
+                   base_dir=self._base_dir, tuning=tuning)
+
+
+@dataclass(frozen=True)
+class Study:
+    """A tuning study: the model block at index ``block`` of a suite (its ``label`` and
+    registered ``model`` name), tuned on the data grid point ``data_point`` (``data_digest``: the
+    content digest of a user's data file, None for a built-in data set)."""
+
+    data_point: dict[str, Any]
+    block: int
+    label: str
+    model: str
+    data_digest: str | None = None
+
+    @property
+    def name(self) -> str:
+        """"CMMD", or "CMMD (fold=1)" on a data grid."""
+        point = ", ".join(f"{k}={v}" for k, v in self.data_point.items())
+        return f"{self.label} ({point})" if point else self.label
 
 
 def derive_seed(suite_seed: int, coordinates: Coordinates) -> int:

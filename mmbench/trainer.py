@@ -78,7 +78,8 @@ class Progress:
 @dataclass
 class FitReport:
     """What training did: epochs run, the best validation epoch and loss, the untrained model's
-    training loss (the first batch's), time, loss history."""
+    training loss (the first batch's), time, loss history, and why it stopped (the values of
+    :class:`mmbench.records.FitSummary`'s ``stopped_by``)."""
 
     epochs: int = 0
     best_epoch: int = 0
@@ -245,7 +246,10 @@ class Trainer:
             if config.patience is not None and epoch - report.best_epoch >= config.patience:
                 report.stopped_by = "early_stopping"
                 break
-            if config.max_seconds is not None and time.perf_counter() - start > config.max_seconds:
+            # At the last epoch the cap ends training whatever the clock says: "epochs".
+            out_of_time = (config.max_seconds is not None
+                           and time.perf_counter() - start > config.max_seconds)
+            if out_of_time and epoch < config.epochs:
                 report.stopped_by = "time_budget"
                 break
         final = report.history[-1]["loss"]

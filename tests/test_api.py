@@ -210,7 +210,8 @@ def test_readme_from_python_example_runs(tmp_path, monkeypatch):
         torch.set_num_threads(threads)
     records, results = namespace["records"], namespace["results"]
     assert [r.label for r in records] == ["CMMD", "M-xO"] and all(r.ok for r in records)
-    assert {r.run_id for r in results.records} == {r.run_id for r in records}
+    reported = {r.run_id for r in results.records if r.role != "trial"}
+    assert reported == {r.run_id for r in records}  # the final runs of the tuned quickstart
     assert {r.environment["threads"] for r in records} == {1}
     assert all(r.config.train["batch_size"] == 64 for r in records)
     errors = namespace["errors"]

@@ -1,4 +1,5 @@
-"""The quickstart suite end to end through the CLI, on a tiny budget."""
+"""The quickstart suite end to end through the CLI, on a tiny budget: every model tuned (two
+trials each on the smoke budget), then its best trial on a replicate seed."""
 import json
 import shutil
 from pathlib import Path
@@ -9,26 +10,30 @@ from typer.testing import CliRunner
 from mmbench.cli import app
 from mmbench.registry import builtin_models, model_class
 from mmbench.suite import load_suite
+from mmbench.tuning import SMOKE_TRIALS
 
 QUICKSTART = Path(__file__).parents[1] / "suites" / "quickstart.yaml"
 
 
-def test_quickstart_runs_records_every_model_and_seed_and_resumes(tmp_path):
+def test_quickstart_tunes_and_records_every_model_and_resumes(tmp_path):
     suite = load_suite(QUICKSTART)
     labels = {m.display_label: m.name for m in suite.models}
     assert set(labels.values()) == set(builtin_models()), "quickstart runs every model"
-    n_runs = len(labels) * len(suite.seeds)
-
+    assert suite.tune is not None and all(m.search for m in suite.models), "and tunes each"
+    n_finals = len(labels)  # one replicate seed keeps the test short
+    n_runs = n_finals + len(labels) * SMOKE_TRIALS
     results = tmp_path / "results"
+    command = ["run", str(QUICKSTART), "--smoke", "--seeds", "0", "--results", str(results)]
     runner = CliRunner()
-    first = runner.invoke(app, ["run", str(QUICKSTART), "--smoke", "--results", str(results)])
+    first = runner.invoke(app, command)
     assert first.exit_code == 0, first.output
     records = [json.loads(p.read_text()) for p in results.glob("runs/*/record.json")]
     assert len(records) == n_runs and all(r["status"] == "ok" for r in records), first.output
+    assert sum(r["role"] == "model" for r in records) == n_finals
     table = pd.read_csv(results / "results.csv")
+    table = table[table.role == "model"]
     errors = table[table.metric == "error_pct"]
-    assert dict(errors.groupby("label").seed.apply(sorted)) == {
-        label: suite.seeds for label in labels}
+    assert dict(errors.groupby("label").seed.apply(sorted)) == {label: [0] for label in labels}
     assert errors.value.between(0, 100).all()
     generators = {label for label, name in labels.items()
                   if "generate" in model_class(name).capabilities}
@@ -39,13 +44,13 @@ def test_quickstart_runs_records_every_model_and_seed_and_resumes(tmp_path):
     assert positions == sorted(positions)
 
     stamps = {p: p.stat().st_mtime_ns for p in results.glob("runs/*/record.json")}
-    again = runner.invoke(app, ["run", str(QUICKSTART), "--smoke", "--results", str(results)])
-    assert again.exit_code == 0 and f"{n_runs} already done" in again.output
+    again = runner.invoke(app, command)
+    assert again.exit_code == 0 and "to run now" not in again.output
     assert stamps == {p: p.stat().st_mtime_ns for p in results.glob("runs/*/record.json")}
 
     # a lost record is redone, and only that one
-    lost = next(iter(stamps)).parent
+    lost = next(p for p in stamps if json.loads(p.read_text())["role"] == "model").parent
     shutil.rmtree(lost)
-    third = runner.invoke(app, ["run", str(QUICKSTART), "--smoke", "--results", str(results)])
-    assert third.exit_code == 0 and f"{n_runs - 1} already done" in third.output
+    third = runner.invoke(app, command)
+    assert third.exit_code == 0 and "0 trial(s) and 1 other run(s) to run now" in third.output
     assert len(list(results.glob("runs/*/record.json"))) == n_runs

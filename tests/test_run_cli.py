@@ -189,7 +189,8 @@ def test_own_data_is_found_beside_the_suite_and_its_content_is_in_the_run_ids(tm
 
 
 def test_data_sets_without_a_user_file_keep_their_run_ids():
-    (run,) = load_suite(REPO / "suites" / "quickstart.yaml", ["seeds=[0]", "models=[{name: mxo}]"]
+    (run,) = load_suite(REPO / "suites" / "quickstart.yaml",
+                        ["seeds=[0]", "models=[{name: mxo}]", "tune=null"]
                         ).runs()
     assert run.config.data.digest is None
     assert set(run.config.to_json()["data"]) == {"name", "options"}  # hashed as before

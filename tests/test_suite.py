@@ -39,10 +39,10 @@ def base(**changes) -> dict:
 @pytest.mark.parametrize("suite, expected", [
     (base(seedz=[1]), "seedz: unknown field; allowed: ['data', 'description', 'device', "
                       "'display_names', 'downstream', 'models', 'name', 'resources', 'seed', "
-                      "'seeds', 'train']"),
+                      "'seeds', 'train', 'tune']"),
     (base(models=[{"name": "mxo", "parms": {}}]),
      "models.0.parms: unknown field; allowed: ['grid', 'grid_mode', 'label', 'name', 'params', "
-     "'resources', 'train']"),
+     "'resources', 'search', 'train']"),
     (base(resources={"cpus": 0}), "resources.cpus: Input should be greater than or equal to 1"),
     (base(models=[{"name": "mxo", "resources": {"gpu": 1}}]),
      "models.0.resources.gpu: unknown field; allowed: ['cpus', 'gpus']"),
@@ -226,7 +226,10 @@ def test_shipped_suites_validate_and_expand(path):
     raw = yaml.safe_load(path.read_text())
     if unwritten(raw):
         pytest.skip(f"{path.name} names {unwritten(raw)}, not in this checkout")
-    runs = load_suite(path).runs()
+    suite = load_suite(path)
+    runs = suite.runs()
     blocks = {b.get("label", b["name"]) for b in raw["models"]}
-    assert {r.label for r in runs} == blocks
+    # a tuned suite's models run as studies (trials, then final runs), not as fixed runs
+    expanded = {r.label for r in runs} | {study.label for study in suite.studies()}
+    assert expanded == blocks
     assert len({r.run_id for r in runs}) == len(runs)

@@ -21,9 +21,11 @@ from mmbench.cli.console import console, csv_list, fail, interruptible
 if TYPE_CHECKING:
     import pandas as pd
 
-    from mmbench.api import SuiteOutcome
+    from mmbench.api import SuiteOutcome, TunedSelection
     from mmbench.records import Run
     from mmbench.store import RunStore
+    from mmbench.suite import Suite
+    from mmbench.tuning import PlanRow
 
 # The exit statuses of ``mmbench run`` (also in its --help and the README)
 EXIT_OK, EXIT_RUNS_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -92,7 +94,6 @@ def run(
     from mmbench import api
     from mmbench.data.errors import DataError
     from mmbench.executors import ExecutorError
-    from mmbench.progress import suite_progress
     from mmbench.store import RecordError, RunStore
     from mmbench.suite import SuiteError
     try:
@@ -102,25 +103,39 @@ def run(
         api.check_executor_options(executor.value, jobs, address, threads)
         runs = api.select_runs(suite, csv_list(models), _seeds(seeds), smoke, data_dir)
         results = results or api.default_results_dir(suite, smoke)
-        if dry_run:
-            _print_plan(runs, RunStore(results))
-            return
-        if cell is not None:
-            if not 0 <= cell < len(runs):
-                fail(f"--cell {cell}: the suite has runs 0..{len(runs) - 1} (see --dry-run)")
-            runs = [runs[cell]]
-        progress = suite_progress(console, executor.value,
-                                  api.concurrency(executor.value, jobs, threads))
-        outcome = api.execute_runs(suite, runs, results, device=device, data_dir=data_dir,
-                                   executor=executor.value, jobs=jobs, address=address,
-                                   threads=threads, retry_failed=retry_failed, progress=progress)
+        options = dict(device=device, data_dir=data_dir, executor=executor.value, jobs=jobs,
+                       address=address, threads=threads, retry_failed=retry_failed)
+        if suite.tune is not None:
+            selection = api.TunedSelection(smoke, csv_list(models), _seeds(seeds))
+            outcome = _run_tuned_suite(suite, runs, results, selection, dry_run, cell, options)
+            if outcome is None:  # --dry-run
+                return
+        else:
+            if dry_run:
+                _print_plan(runs, RunStore(results))
+                return
+            if cell is not None:
+                if not 0 <= cell < len(runs):
+                    fail(f"--cell {cell}: the suite has runs 0..{len(runs) - 1} (see --dry-run)")
+                runs = [runs[cell]]
+            outcome = api.execute_runs(suite, runs, results, **options,
+                                       progress=_progress(executor, jobs, threads))
     except (SuiteError, api.RunError, DataError, RecordError, ExecutorError) as error:
         fail(str(error))
     import pandas as pd
-    _print_summary(pd.read_csv(outcome.tidy), [r.run_id for r in runs])
+    frame = pd.read_csv(outcome.tidy)
+    reported = {r.run_id for r in outcome.runs}
+    _print_summary(frame[frame["run_id"].isin(reported)].dropna(axis=1, how="all"),
+                   [r.run_id for r in outcome.runs])
     console.print(f"tidy results: {outcome.tidy}", highlight=False, soft_wrap=True)
     if _report_problems(outcome):
         raise typer.Exit(EXIT_RUNS_FAILED)
+
+
+def _progress(executor: ExecutorKind, jobs: int | None, threads: int | None):
+    from mmbench import api
+    from mmbench.progress import suite_progress
+    return suite_progress(console, executor.value, api.concurrency(executor.value, jobs, threads))
 
 
 def _device(device: str) -> str:
@@ -164,10 +179,15 @@ def _report_problems(outcome: SuiteOutcome) -> bool:
         console.print(f"[bold red]{n_failed} of {len(outcome.runs)} run(s) failed or "
                       "diverged[/]: fix the cause, then run the same command with "
                       "--retry-failed to redo them", highlight=False, soft_wrap=True)
+    if outcome.failed_studies:
+        console.print(f"[bold red]no trial succeeded[/] in the studies of "
+                      f"{outcome.failed_studies}: see their errors (mmbench run --dry-run lists "
+                      "them), fix the cause and run the suite again with --retry-failed",
+                      highlight=False, soft_wrap=True)
     if outcome.lost:
         console.print(f"[bold red]{len(outcome.lost)} run(s) lost[/] (their worker died): run "
                       "the suite again to redo them", highlight=False, soft_wrap=True)
-    return bool(n_failed or outcome.lost)
+    return bool(n_failed or outcome.lost or outcome.failed_studies)
 
 
 def _print_plan(runs: list[Run], store: RunStore) -> None:
@@ -185,6 +205,115 @@ def _print_plan(runs: list[Run], store: RunStore) -> None:
     console.print(f"{len(runs)} runs: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
                   + (f"; run one with --cell N (0..{len(runs) - 1})" if runs else ""),
                   highlight=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tuned suites (mmbench.tuning): trials in rounds, then final runs
+
+
+def _run_tuned_suite(suite: Suite, fixed: list[Run], results: Path,
+                     selection: TunedSelection, dry_run: bool, cell: int | None,
+                     options: dict) -> SuiteOutcome | None:
+    """Print the plan of a tuned suite (``dry_run``: returns None) or run it, all of it or the
+    plan's line ``cell``, in rounds (see :func:`mmbench.api.execute_tuned_suite`)."""
+    from mmbench import api, tuning
+    from mmbench.store import RunStore
+    assert suite.tune is not None
+    store = RunStore(results)
+    states = api.tuning_states(suite, results, selection, options["data_dir"])
+    rows = tuning.plan_rows([(r, _status(store, r)) for r in fixed], states,
+                            list(selection.seeds or suite.seeds))
+    if dry_run:
+        _print_tuning_plan(rows, suite.tune.objective)
+        return None
+    only = None
+    if cell is not None:
+        row = _tuned_cell(rows, cell)
+        assert row.run is not None
+        only = [row.run]
+    executor = ExecutorKind(options["executor"])
+    outcome = api.execute_tuned_suite(suite, fixed, results, selection, only=only, **options,
+                                      progress=_progress(executor, options["jobs"],
+                                                         options["threads"]))
+    unfinished = [s.study.name for s in outcome.studies if not s.finished]
+    if unfinished and cell is None and not outcome.lost:
+        console.print(f"studies not finished: {unfinished}", highlight=False)
+    console.print(f"studies: {Path(results) / tuning.SUMMARY_FILE}", highlight=False,
+                  soft_wrap=True)
+    return outcome
+
+
+def _status(store: RunStore, run: Run) -> str:
+    record = store.record(run.run_id)
+    return "pending" if record is None else record.status
+
+
+def _tuned_cell(rows: list[PlanRow], cell: int) -> PlanRow:
+    """Line ``cell`` of a tuned suite's plan; an error says which lines to run first when its
+    run cannot be known yet."""
+    if not 0 <= cell < len(rows):
+        fail(f"--cell {cell}: the suite has runs 0..{len(rows) - 1} (see --dry-run)")
+    row = rows[cell]
+    if row.run is not None:
+        return row
+    assert row.study is not None  # the suite's runs that are not tuned are always known
+    if row.status == "no trial succeeded":
+        fail(f"--cell {cell}: every trial of {row.study.name} failed, so it has no final runs; "
+             "see the trials' errors with --dry-run")
+    first = [index for index, other in enumerate(rows)
+             if other.study == row.study and other.step in {f"trial {n}" for n in row.needs}]
+    what = "its study's trials" if row.kind == "final" else "the trials before it"
+    fail(f"--cell {cell}: {row.study.name} {row.step} is asked from the results of {what}; "
+         f"trial(s) {list(row.needs)} have no record yet: run cell(s) {first} first")
+
+
+def _print_tuning_plan(rows: list[PlanRow], objective: str) -> None:
+    """The plan of a tuned suite: every line with its searched values, and each trial's
+    objective on the validation split ("best" marks the chosen trial of a finished study)."""
+    table = Table("index", "run id", "model", "data", "step", "values", f"valid {objective}",
+                  "status")
+    counts: dict[str, dict[str, int]] = {"run": {}, "trial": {}, "final": {}}
+    for index, row in enumerate(rows):
+        run, study = row.run, row.study
+        if run is not None:
+            label, point = run.label, run.coordinates.data
+        else:
+            assert study is not None  # the suite's runs that are not tuned are always known
+            label, point = study.label, study.data_point
+        values = ""
+        if run is not None and run.tuning is not None:
+            values = ", ".join(f"{k}={_short(v)}" for k, v in run.tuning.params.items())
+        status = row.status
+        if row.needs:
+            status += f" for trials {_ranges(row.needs)}"
+        score = "" if row.value is None else f"{row.value:.4g}" + (" best" if row.best else "")
+        table.add_row(str(index), "" if run is None else run.run_id, escape(label),
+                      ", ".join(f"{k}={v}" for k, v in point.items()),
+                      f"final {row.step}" if row.kind == "final" else row.step, escape(values),
+                      score, escape(status))
+        counts[row.kind][row.status] = counts[row.kind].get(row.status, 0) + 1
+    console.print(table)
+    names = {"run": "other runs", "trial": "trials", "final": "final runs"}
+    console.print("; ".join(
+        f"{sum(found.values())} {names[kind]}: "
+        + ", ".join(f"{n} {status}" for status, n in sorted(found.items()))
+        for kind, found in counts.items() if found)
+        + (f"; run one with --cell N (0..{len(rows) - 1})" if rows else ""), highlight=False)
+
+
+def _short(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _ranges(numbers: tuple[int, ...]) -> str:
+    """(0, 1, 2, 5) -> "0-2, 5"."""
+    parts: list[list[int]] = []
+    for n in numbers:
+        if parts and n == parts[-1][-1] + 1:
+            parts[-1].append(n)
+        else:
+            parts.append([n])
+    return ", ".join(f"{p[0]}-{p[-1]}" if len(p) > 1 else str(p[0]) for p in parts)
 
 
 def _print_summary(frame: pd.DataFrame, run_ids: list[str]) -> None:

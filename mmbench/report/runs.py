@@ -113,16 +113,16 @@ def per_group(records: list[Record]) -> list[Record]:
 
 def run_frame(records: list[Record], along: str | None = None) -> pd.DataFrame:
     """One row per run and metric (mmbench.results.tidy) plus ``series`` (see
-    :func:`series_names`), ``role``, ``stopped_by`` (why training stopped; None without a fit
-    summary), every data option of the run as ``option.<name>`` and every scalar
-    hyper-parameter as ``hp.<name>``."""
+    :func:`series_names`), ``stopped_by`` (why training stopped; None without a fit summary),
+    every data option of the run as ``option.<name>`` and every scalar hyper-parameter as
+    ``hp.<name>``."""
     frame = tidy(records)
     names = series_names(records, along)
     extra = []
     for record in records:
         row: dict[str, Any] = {"run_id": record.run_id, "series": names[record.run_id],
-                               "role": record.role,
-               "stopped_by": None if record.fit is None else record.fit.stopped_by}
+                               "stopped_by": None if record.fit is None
+                               else record.fit.stopped_by}
         row.update({f"option.{k}": v for k, v in record.config.data.options.items()
                     if np.isscalar(v)})
         row.update({f"hp.{k}": v for k, v in record.config.model.params.items()
