@@ -123,10 +123,7 @@ def run(
     except (SuiteError, api.RunError, DataError, RecordError, ExecutorError) as error:
         fail(str(error))
     import pandas as pd
-    frame = pd.read_csv(outcome.tidy)
-    reported = {r.run_id for r in outcome.runs}
-    _print_summary(frame[frame["run_id"].isin(reported)].dropna(axis=1, how="all"),
-                   [r.run_id for r in outcome.runs])
+    _print_summary(pd.read_csv(outcome.tidy), [r.run_id for r in outcome.runs])
     console.print(f"tidy results: {outcome.tidy}", highlight=False, soft_wrap=True)
     if _report_problems(outcome):
         raise typer.Exit(EXIT_RUNS_FAILED)
@@ -318,7 +315,10 @@ def _ranges(numbers: tuple[int, ...]) -> str:
 
 def _print_summary(frame: pd.DataFrame, run_ids: list[str]) -> None:
     from mmbench.results import summarize
-    frame = frame[frame["run_id"].isin(run_ids)]
+    if "run_id" not in frame:  # no record yet
+        return
+    # a tuned suite's trials are left out, and with them the columns only they fill
+    frame = frame[frame["run_id"].isin(run_ids)].dropna(axis=1, how="all")
     if frame.empty:
         return
     summary = summarize(frame, run_ids)
