@@ -357,12 +357,14 @@ def execute_tuned_suite(suite: Suite, fixed: Sequence[Run], results: str | os.Pa
                         data_dir: str | os.PathLike | None = None, executor: str = "local",
                         jobs: int | None = None, address: str | None = None,
                         threads: int | None = None, retry_failed: bool = False,
-                        progress: SuiteProgress | None = None) -> SuiteOutcome:
+                        progress: SuiteProgress | None = None,
+                        on_round: Callable[[list[Run]], None] | None = None) -> SuiteOutcome:
     """Run a tuned suite in rounds: each round (one :func:`execute_runs`) runs every trial that
     can be asked and every final run of a finished study, with the suite's ``fixed`` runs (those
     not tuned, e.g. reference rows) in the first, until none is left. A run done in this call is
     not done again in a later round, so a failed run is retried (``retry_failed``) once.
-    ``only``: run these runs of the plan and nothing else (``--cell``)."""
+    ``only``: run these runs of the plan and nothing else (``--cell``). ``on_round`` is called
+    with the runs of each round before it starts."""
     from mmbench import tuning
     from mmbench.results import write_tidy
     from mmbench.store import RunStore
@@ -384,6 +386,8 @@ def execute_tuned_suite(suite: Suite, fixed: Sequence[Run], results: str | os.Pa
     if todo:
         check_objective(suite, current(), data_dir, keep=executor == "local")
     while todo:
+        if on_round is not None:
+            on_round(todo)
         outcome = execute_runs(suite, todo, results, device=device, data_dir=data_dir,
                                executor=executor, jobs=jobs, address=address, threads=threads,
                                retry_failed=retry_failed, progress=progress)

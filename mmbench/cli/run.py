@@ -214,6 +214,7 @@ def _run_tuned_suite(suite: Suite, fixed: list[Run], results: Path,
     """Print the plan of a tuned suite (``dry_run``: returns None) or run it, all of it or the
     plan's line ``cell``, in rounds (see :func:`mmbench.api.execute_tuned_suite`)."""
     from mmbench import api, tuning
+    from mmbench.records import TRIAL_ROLE
     from mmbench.store import RunStore
     assert suite.tune is not None
     store = RunStore(results)
@@ -229,9 +230,15 @@ def _run_tuned_suite(suite: Suite, fixed: list[Run], results: Path,
         assert row.run is not None
         only = [row.run]
     executor = ExecutorKind(options["executor"])
+    def announce(todo: list[Run]) -> None:
+        trials = sum(run.role == TRIAL_ROLE for run in todo)
+        console.print(f"[bold]{escape(suite.name)}[/]: {trials} trial(s) and {len(todo) - trials} "
+                      f"other run(s) to run now", highlight=False)
+
     outcome = api.execute_tuned_suite(suite, fixed, results, selection, only=only, **options,
                                       progress=_progress(executor, options["jobs"],
-                                                         options["threads"]))
+                                                         options["threads"]),
+                                      on_round=announce)
     unfinished = [s.study.name for s in outcome.studies if not s.finished]
     if unfinished and cell is None and not outcome.lost:
         console.print(f"studies not finished: {unfinished}", highlight=False)
