@@ -67,19 +67,27 @@ def whitened_cross_covariance(m: Moments, reg1: float, reg2: float
 
     The singular values of T are the canonical correlations of the regularised problem.
     """
+    t, chol1, chol2, singular = _whitened(m, reg1, reg2)
+    if singular.item():
+        raise ValueError("a view's covariance is singular (constant or collinear features); "
+                         "use a ridge > 0 (reg1 / reg2)")
+    return t, chol1, chol2
+
+
+def _whitened(m: Moments, reg1: float, reg2: float
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`whitened_cross_covariance` and whether a factorisation failed (a 0-d bool tensor,
+    not read: T is then meaningless)."""
     if reg1 < 0 or reg2 < 0:
         raise ValueError(f"ridge terms must be >= 0, got reg1={reg1}, reg2={reg2}")
     eye1 = torch.eye(m.cov11.shape[0], dtype=m.cov11.dtype, device=m.cov11.device)
     eye2 = torch.eye(m.cov22.shape[0], dtype=m.cov22.dtype, device=m.cov22.device)
     chol1, info1 = torch.linalg.cholesky_ex(m.cov11 + reg1 * eye1)
     chol2, info2 = torch.linalg.cholesky_ex(m.cov22 + reg2 * eye2)
-    if info1.item() or info2.item():
-        raise ValueError("a view's covariance is singular (constant or collinear features); "
-                         "use a ridge > 0 (reg1 / reg2)")
     # L1^-1 S12, then (L2^-1 (L1^-1 S12)^T)^T = L1^-1 S12 L2^-T
     left = torch.linalg.solve_triangular(chol1, m.cov12, upper=False)
     t = torch.linalg.solve_triangular(chol2, left.T, upper=False).T
-    return t, chol1, chol2
+    return t, chol1, chol2, (info1 != 0) | (info2 != 0)
 
 
 def check_components(n_components: int | None, d1: int, d2: int) -> int:
@@ -99,12 +107,15 @@ def total_correlation(h1: torch.Tensor, h2: torch.Tensor, n_components: int | No
 
     Returns a 0-d float64 tensor, differentiable in h1 and h2: the gradient of a sum of singular
     values with respect to T is U_k V_k^T, free of the 1 / (s_i^2 - s_j^2) terms of a full SVD's
-    backward pass, so it stays finite where singular values coincide.
+    backward pass, so it stays finite where singular values coincide. It is NaN where a view's
+    regularised covariance is singular (the trainer then records a diverged run): it is computed
+    in every training step, so it reads nothing back to the host.
     """
-    t, _, _ = whitened_cross_covariance(moments(h1, h2), reg1, reg2)
-    correlations = torch.linalg.svdvals(t)
+    t, _, _, singular = _whitened(moments(h1, h2), reg1, reg2)
+    correlations = torch.linalg.svdvals(torch.where(singular, torch.zeros_like(t), t))
     k = check_components(n_components, *t.shape)
-    return correlations[:k].sum()
+    return torch.where(singular, torch.full_like(correlations[0], float("nan")),
+                       correlations[:k].sum())
 
 
 @dataclass(frozen=True)

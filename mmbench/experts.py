@@ -25,7 +25,9 @@ def product_of_experts(mean: torch.Tensor, logvar: torch.Tensor,
         float), so S subsets are formed from one encoding of every modality; None: one product
         of all M experts.
     prior_expert: include the N(0, I) expert (MVAE's choice, which keeps the product defined for
-        an empty subset).
+        an empty subset). Without it every subset must have an expert: an empty one has zero
+        precision (mean NaN, logvar inf). That is not checked here, because reading the mask's
+        values would stall a GPU in every training step; callers build their masks non-empty.
     Returns (mean, logvar), each (S, ..., d), or (..., d) when ``mask`` is None.
     """
     if mean.shape != logvar.shape:
@@ -39,8 +41,6 @@ def product_of_experts(mean: torch.Tensor, logvar: torch.Tensor,
         raise ValueError(f"product_of_experts: mask has shape {tuple(mask.shape)}; expected "
                          f"(subsets, {n_experts})")
     mask = mask.to(mean.dtype)
-    if not prior_expert and bool((mask.sum(1) == 0).any()):
-        raise ValueError("product_of_experts: a subset has no expert and there is no prior expert")
     precision = torch.exp(-logvar).flatten(1)                 # (M, N)
     total = mask @ precision                                  # (S, N)
     weighted_mean = mask @ (mean.flatten(1) * precision)      # (S, N)

@@ -11,7 +11,7 @@ import torch
 from baselines.cca import CCA
 from baselines.dcca import DCCA
 from baselines.dccae import DCCAE
-from mmbench.correlation import total_correlation
+from mmbench.correlation import moments, total_correlation, whitened_cross_covariance
 from mmbench.data import load_dataset
 from mmbench.model import DataSpec
 from mmbench.trainer import TrainConfig
@@ -178,3 +178,16 @@ def test_bad_input_is_a_clear_error():
     views = random_views().train.with_roles(("x1", "x2"), ())
     with pytest.raises(ValueError, match="dcca: needs at least one missing modality"):
         DCCA(hidden=(8,)).fit(views, trainer=TrainConfig(epochs=1))
+
+
+def test_the_training_objective_is_nan_on_a_singular_covariance_and_never_raises():
+    """In a step the objective does not read the Cholesky status back (no host sync): a view
+    with a constant column and no ridge gives NaN, which the trainer records as diverged; the
+    closed-form path still refuses it by name."""
+    rng = np.random.default_rng(0)
+    h1 = torch.tensor(np.c_[rng.normal(size=(40, 2)), np.ones(40)])
+    h2 = torch.tensor(rng.normal(size=(40, 3)))
+    assert torch.isnan(total_correlation(h1, h2, reg1=0.0, reg2=0.0))
+    assert torch.isfinite(total_correlation(h1, h2, reg1=1e-3, reg2=1e-3))
+    with pytest.raises(ValueError, match="singular"):
+        whitened_cross_covariance(moments(h1, h2), 0.0, 0.0)
