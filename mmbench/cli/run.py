@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from mmbench.records import Run
     from mmbench.store import RunStore
     from mmbench.suite import Suite
+    from mmbench.tracking import Tracker
 
 
 class ExecutorKind(str, Enum):
@@ -56,6 +57,12 @@ def run(
     address: Optional[str] = typer.Option(
         None, help="Ray cluster to run on, e.g. auto or ray://head:10001 \\[default: start a "
                    "local one]; the results directory must be on a file system all nodes share"),
+    track: str | None = typer.Option(
+        None, help="Log every run (params, losses per epoch, metrics) to a tracker: mlflow "
+                   "(pip install 'mmbench[mlflow]')"),
+    track_uri: str | None = typer.Option(
+        None, help="Where --track logs \\[default: the MLflow file store ./mlruns], e.g. "
+                   "http://localhost:5000"),
 ) -> None:
     """Run a suite; finished runs are skipped, so an interrupted suite resumes. Exits with 1 when
     a run was lost (its worker died): run the suite again to redo it."""
@@ -69,6 +76,7 @@ def run(
     except SuiteError as error:
         fail(str(error))
     check_executor_options(executor, jobs, address)
+    tracker = None if dry_run else _tracker(track, track_uri, suite.name)
     results = results or Path("results") / (suite.name + ("-smoke" if smoke else ""))
     device = device or suite.device
     runs = select_runs(suite, models, seeds, smoke)
@@ -84,7 +92,8 @@ def run(
         todo = store.pending(runs, retry_failed)
         console.print(f"[bold]{suite.name}[/]: {len(runs)} runs, {len(runs) - len(todo)} already "
                       f"done, results in {results}")
-        lost = _execute(todo, results, device, data_dir, executor, jobs, address) if todo else 0
+        lost = _execute(todo, results, device, data_dir, executor, jobs, address,
+                        tracker) if todo else 0
         tidy_path = write_tidy(results)
     except RecordError as error:
         fail(str(error))
@@ -127,14 +136,31 @@ def check_executor_options(executor: ExecutorKind, jobs: Optional[int],
         fail("--jobs sizes a local Ray cluster; with --address the cluster's resources decide")
 
 
+def _tracker(kind: str | None, uri: str | None, experiment: str) -> Tracker | None:
+    """The tracker asked for with --track (None without it); a missing package or an unreachable
+    store fails here, before any run starts."""
+    from mmbench.tracking import TrackingError, open_tracker
+    if kind is None:
+        if uri is not None:
+            fail("--track-uri needs --track mlflow")
+        return None
+    try:
+        return open_tracker(kind, uri, experiment)
+    except TrackingError as error:
+        fail(str(error))
+
+
 def _execute(todo: list[Run], results: Path, device: str, data_dir: Optional[str],
-             kind: ExecutorKind, jobs: Optional[int], address: Optional[str]) -> int:
+             kind: ExecutorKind, jobs: Optional[int], address: Optional[str],
+             tracker: Tracker | None = None) -> int:
     """Run ``todo`` with the chosen executor under a progress display (the local executor shows
-    one bar per run, the others one line per finished run); returns the number of runs lost."""
+    one bar per run, the others one line per finished run), logging each record to ``tracker``
+    as it is written; returns the number of runs lost."""
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                TimeElapsedColumn)
 
     from mmbench.executors import ExecutorError
+    from mmbench.tracking import TrackingError
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[status]}"), TimeElapsedColumn())
     bars: dict[str, int] = {}
@@ -164,6 +190,12 @@ def _execute(todo: list[Run], results: Path, device: str, data_dir: Optional[str
             else:
                 progress.console.print(f"  {run.name}: {status}", highlight=False)
             progress.advance(overall)
+            if tracker is not None and record is not None:
+                try:
+                    tracker.log(record, results / "runs" / run.run_id)
+                except TrackingError as error:  # tracking never stops a suite
+                    progress.console.print(f"  [yellow]tracking:[/] {escape(str(error))}",
+                                           highlight=False)
 
         try:
             _executor(kind, jobs, address, on_start).execute(todo, results, device, data_dir,
