@@ -14,10 +14,19 @@ MIN_FONT_PT = 8.0
 
 
 def visible_texts(fig) -> list[Text]:
-    """Every drawn, non-empty text of ``fig`` (titles, labels, tick labels, legend entries)."""
+    """Every drawn, non-empty text of ``fig`` (titles, labels, tick labels, legend entries);
+    tick labels of ticks outside the axis' view limits exist but are not drawn."""
     fig.draw_without_rendering()
-    return [t for t in fig.findobj(Text)
-            if t.get_visible() and t.get_text().strip() and _shown(t)]
+    undrawn = set()
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            low, high = sorted(axis.get_view_interval())
+            slack = 1e-9 * max(1.0, abs(high - low))
+            for tick in axis.get_major_ticks() + axis.get_minor_ticks():
+                if not low - slack <= tick.get_loc() <= high + slack:
+                    undrawn.update({id(tick.label1), id(tick.label2)})
+    return [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()
+            and _shown(t) and id(t) not in undrawn]
 
 
 def _shown(text: Text) -> bool:
@@ -26,8 +35,8 @@ def _shown(text: Text) -> bool:
 
 
 def check_paper_ready(fig, width: float) -> None:
-    """``fig`` is ``width`` inches wide, every text is at least 8 pt, every legend lies outside
-    every visible panel."""
+    """``fig`` is ``width`` inches wide, every text is at least 8 pt and overlaps no other,
+    every legend lies outside every visible panel and inside the figure."""
     np.testing.assert_allclose(fig.get_size_inches()[0], width)
     small = [(t.get_text(), t.get_fontsize()) for t in visible_texts(fig)
              if t.get_fontsize() < MIN_FONT_PT]
@@ -37,6 +46,10 @@ def check_paper_ready(fig, width: float) -> None:
         for ax in fig.axes:
             if ax.get_visible() and ax.has_data():
                 assert not box.overlaps(ax.get_window_extent()), "a legend covers a panel"
+    boxes = [(t.get_text(), t.get_window_extent()) for t in visible_texts(fig)]
+    for k, (text, box) in enumerate(boxes):
+        for other, other_box in boxes[k + 1:]:
+            assert not box.overlaps(other_box), f"texts {text!r} and {other!r} overlap"
     figure_box = fig.bbox
     for legend in fig.legends:  # and it is inside the figure (not cut off)
         box = legend.get_window_extent()

@@ -18,7 +18,7 @@ from mmbench.cli import app
 from mmbench.metrics import collapse_thresholds
 from mmbench.report.collapse import PANELS, collapse_curves, eps_grid, mean_curves, plot_collapse
 from mmbench.report.figures import data_name
-from mmbench.report.runs import ok_records
+from mmbench.report.runs import ReportError, ok_records
 from mmbench.report.style import model_style
 
 N = 100
@@ -112,7 +112,8 @@ def test_collapse_command_defaults_to_the_latest_results(results, tmp_path, monk
     np.testing.assert_allclose(cmmd["share"], SHARES_RUN_A)  # --where seed=0: the first run only
     np.testing.assert_allclose(cmmd["eps"], EPS)
     check_fonts_embedded(folder / "collapse.pdf")
-    assert imread(folder / "collapse.png").shape[1] == round(3.25 * 300)  # printed 3.25 inches wide at 300 dpi, not cropped
+    # printed 3.25 inches wide at 300 dpi, not cropped
+    assert imread(folder / "collapse.png").shape[1] == round(3.25 * 300)
 
 
 def test_eps_grid_and_bad_options():
@@ -127,7 +128,7 @@ def test_eps_grid_and_bad_options():
 
 
 @pytest.mark.parametrize(("width", "layout", "shape"), [
-    (6.75, "row", (1, 4)), (6.75, "2x2", (2, 2)), (3.25, None, (2, 2)), (3.25, "row", (1, 4))])
+    (6.75, "row", (1, 4)), (6.75, None, (1, 4)), (6.75, "2x2", (2, 2)), (3.25, None, (2, 2))])
 def test_figure_is_sized_for_the_page_in_the_layout_asked_for(results, width, layout, shape):
     curves = mean_curves(collapse_curves(results, ok_records(results), EPS, VARIANCE_EPS))
     fig = plot_collapse(curves, width=width, layout=layout)
@@ -136,6 +137,12 @@ def test_figure_is_sized_for_the_page_in_the_layout_asked_for(results, width, la
     assert grid_shape(panels) == shape
     assert [t[:3] for t in panel_titles(fig)] == ["(a)", "(b)", "(c)", "(d)"]
     assert {t.get_text() for t in fig.legends[0].get_texts()} == {"CMMD", "VCCA"}
+
+
+def test_a_row_too_narrow_for_four_panels_is_refused(results):
+    curves = mean_curves(collapse_curves(results, ok_records(results), EPS, VARIANCE_EPS))
+    with pytest.raises(ReportError, match=r"--layout row at --width 3.25: .* use --layout 2x2"):
+        plot_collapse(curves, width=3.25, layout="row")
 
 
 def test_models_that_coincide_differ_in_colour_line_and_marker():

@@ -117,10 +117,15 @@ def test_omega_figure_refuses_fewer_than_three_omegas(tmp_path):
     for omega in (0.5, 0.7):
         write_run(tmp_path, label="CMMD", model="cmmd", seed=0, grid={"omega": omega},
                   metrics={"error_pct": 20.0})
-    with pytest.raises(ReportError, match=r"3 or more values of omega.*omega = \[0.5, 0.7\]"):
+    # a third value in another model (a fixed omega) draws no curve either
+    write_run(tmp_path, label="CMMD (σ²=0.01)", model="cmmd", seed=0,
+              params={"omega": 0.9, "decoder_variance": 0.01}, metrics={"error_pct": 30.0})
+    with pytest.raises(ReportError, match=r"3 or more values of omega.*CMMD: omega = \[0.5, 0.7\]"):
         omega_curves(ok_records(tmp_path))
     outcome = CliRunner().invoke(app, ["figure", "omega", str(tmp_path)])
-    assert outcome.exit_code == 2 and "omega = [0.5, 0.7]" in outcome.output.replace("\n", "")
+    assert outcome.exit_code == 2
+    assert "CMMD: omega = [0.5, 0.7]; CMMD (σ²=0.01): omega = [0.9]" in " ".join(
+        outcome.output.split())
     assert not (tmp_path / "figures").exists()
 
 

@@ -72,7 +72,7 @@ def collapse(
     points: int = typer.Option(40, help="Points on each eps range"),
     width: float = typer.Option(6.75, help=WIDTH_HELP),
     layout: str | None = typer.Option(
-        None, help="row (four panels side by side) or 2x2 \\[default: row from 5 inches up]"),
+        None, help="row (four panels side by side) or 2x2 \\[default: row from 6.2 inches up]"),
     where: list[str] | None = typer.Option(
         None, help="Only runs with KEY=VALUE (e.g. fold=1, seed=0); repeatable"),
     out: Path | None = typer.Option(None, help="Output folder \\[default: RESULTS/figures]"),

@@ -35,6 +35,8 @@ from mmbench.records import Record
 from mmbench.report.runs import ReportError, ordered_series, series_names
 from mmbench.report.style import (
     DOUBLE_COLUMN,
+    MIN_PANEL_INCHES,
+    PAPER_RC,
     collect_handles,
     first_column,
     legend_below,
@@ -63,7 +65,7 @@ PANELS = (
     Panel("kl_xO_prior", r"KL[$z|x_O$ ‖ N(0, I)]", "ε (nats)"),
     Panel("kl_xM_prior", r"KL[$z|x_M$ ‖ N(0, I)]", "ε (nats)"),
     Panel("kl_xO_xM", r"KL[$z|x_O$ ‖ $z|x_M$]", "ε (nats)"),
-    Panel("decoder_variance", r"decoder variance of $x_M$", r"ε (variance of $x_M$)"),
+    Panel("decoder_variance", "decoder variance", r"ε (variance of $x_M$)"),
 )
 
 
@@ -143,9 +145,12 @@ def mean_curves(curves: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+ROW_MIN_WIDTH = len(PANELS) * MIN_PANEL_INCHES  # inches: four readable panels side by side
+
+
 def default_layout(width: float) -> str:
-    """"row" (four panels side by side) from 5 inches up, "2x2" below (e.g. one column)."""
-    return "row" if width >= 5.0 else "2x2"
+    """"row" (four panels side by side) where they fit, "2x2" below (e.g. one column)."""
+    return "row" if width >= ROW_MIN_WIDTH else "2x2"
 
 
 @styled
@@ -157,6 +162,9 @@ def plot_collapse(curves: pd.DataFrame, delta: float = DELTA, width: float = DOU
     layout = layout or default_layout(width)
     if layout not in LAYOUTS:
         raise ReportError(f"--layout {layout!r}; allowed: {', '.join(LAYOUTS)}")
+    if layout == "row" and width < ROW_MIN_WIDTH:
+        raise ReportError(f"--layout row at --width {width}: four panels side by side need "
+                          f"{ROW_MIN_WIDTH:.1f} inches or more; use --layout 2x2")
     order = ordered_series(curves["series"])
     columns = legend_columns(order, width)
     fig, axes = panel_grid(len(PANELS), width, aspect=0.85,
@@ -190,11 +198,10 @@ def plot_collapse(curves: pd.DataFrame, delta: float = DELTA, width: float = DOU
         panel_title(ax, index, panel.title)
         ax.set_xlabel(panel.xlabel)
         ax.set_ylim(-0.02, 1.02)
-        if first_column(ax):
-            ax.set_ylabel("share collapsed")
-        else:
+        if not first_column(ax):
             ax.tick_params(labelleft=False)
-    fig.supxlabel(f"collapsed: ≥ {1 - delta:.0%} of the test points below ε", fontsize=8)
+    fig.supylabel(f"share of dimensions with\n≥ {1 - delta:.0%} of points below ε",
+                  fontsize=PAPER_RC["axes.labelsize"])
     legend_below(fig, collect_handles(axes), columns)
     return fig
 

@@ -8,11 +8,14 @@ loss), the mean of each named part of the loss (e.g. ``reconstruction``, ``kl``)
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, NullLocator
 
 from mmbench.records import Record
 from mmbench.report.runs import ReportError, ordered_series, series_names
@@ -82,6 +85,23 @@ def loss_curves(records: list[Record]) -> pd.DataFrame:
     return out
 
 
+def _same(values: np.ndarray, total: np.ndarray) -> bool:
+    return values.shape == total.shape and bool(np.allclose(values, total))
+
+
+def _symlog(ax: Axes, linthresh: float, top: float, negative: bool) -> None:
+    """A symmetric log y axis, linear below ``linthresh``, labelled at 0 and at every k-th power
+    of 10 from ``linthresh`` to ``top`` (k chosen for at most 4 labels), mirrored below 0 when
+    the curves go ``negative``."""
+    first, last = math.ceil(math.log10(linthresh)), math.ceil(math.log10(max(top, linthresh)))
+    step = max(1, math.ceil((last - first + 1) / 4))
+    decades = [10.0 ** k for k in range(last, first - 1, -step)]
+    ticks = [0.0, *decades] + ([-d for d in decades] if negative else [])
+    ax.set_yscale("symlog", linthresh=linthresh)
+    ax.yaxis.set_major_locator(FixedLocator(sorted(ticks)))
+    ax.yaxis.set_minor_locator(NullLocator())
+
+
 def part_styles(parts: Iterable[str]) -> dict[str, dict]:
     """Line keywords per part: the training loss solid black, the validation loss dashed black,
     the named parts in the palette's colours (the same in every panel)."""
@@ -107,21 +127,24 @@ def plot_curves(curves: pd.DataFrame, width: float = DOUBLE_COLUMN) -> Figure:
                            extra_height=legend_height(len(styles), columns) + 0.1)
     for index, (ax, name) in enumerate(zip(axes, order)):
         part = curves[curves["series"] == name]
-        typical = []
+        typical, lowest, largest = [], 0.0, 0.0
+        total = part[part["part"] == TRAINING].sort_values("epoch")["mean"].to_numpy()
         for key in styles:
             line = part[part["part"] == key].sort_values("epoch")
-            if line.empty:
-                continue
+            if line.empty or (key != TRAINING and _same(line["mean"].to_numpy(), total)):
+                continue  # a loss with one part (e.g. M-xO's classification) draws it once
             epoch, mean, std = (line[c].to_numpy() for c in ("epoch", "mean", "std"))
             ax.plot(epoch, mean, label=PART_NAMES.get(key, key), **styles[key])
             ax.fill_between(epoch, mean - std, mean + std, color=styles[key]["color"],
                             alpha=0.15, linewidth=0)
             typical.append(float(np.median(np.abs(mean))))
+            lowest = min(lowest, float(mean.min()))
+            largest = max(largest, float(np.abs(mean).max()))
         runs = int(part["runs"].max())
         panel_title(ax, index, f"{name} ({runs} run{'s' if runs > 1 else ''})")
         positive = [t for t in typical if t > 0]
         if positive and max(positive) / min(positive) > SYMLOG_SPAN:
-            ax.set_yscale("symlog", linthresh=min(positive))
+            _symlog(ax, min(positive), largest, lowest < -min(positive))
         if first_column(ax):
             ax.set_ylabel("loss")
         ax.set_xlabel("epoch")

@@ -33,15 +33,16 @@ from mmbench.records import Record
 from mmbench.report.runs import ReportError, ordered_series, per_group, run_frame, series_names
 from mmbench.report.style import (
     DOUBLE_COLUMN,
+    PAPER_RC,
     class_palette,
     collect_handles,
-    first_column,
     legend_below,
     legend_columns,
     legend_height,
     model_style,
     panel_grid,
     panel_title,
+    panels_per_row,
     styled,
 )
 from mmbench.stats import Generations, spread
@@ -91,15 +92,21 @@ def omega_curves(records: list[Record], metrics: Sequence[str] = OMEGA_METRICS,
     speakers, per-group metrics) or several data points, each one is also a group of its own
     ("speaker 7"). Columns: group, label, series, metric, omega, mean, std, seeds.
 
-    Fewer than 3 values of ``axis`` cannot draw a curve: an error that says which it has."""
-    values = sorted({float(r.config.model.params[axis]) for r in records
-                     if np.isscalar(r.config.model.params.get(axis))})
+    No series with 3 or more values of ``axis`` draws no curve: an error that says which values
+    each series has."""
+    names = series_names(records, along=axis)
+    values: dict[str, set[float]] = {}
+    for record in records:
+        value = record.config.model.params.get(axis)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            values.setdefault(names[record.run_id], set()).add(float(value))
     if not values:
         raise ReportError(f"no model of these results has a hyper-parameter {axis!r}")
-    if len(values) < MIN_OMEGAS:
+    if max(len(v) for v in values.values()) < MIN_OMEGAS:
+        found = "; ".join(f"{name}: {axis} = {sorted(v)}" for name, v in values.items())
         raise ReportError(
-            f"the {axis} figure needs runs at {MIN_OMEGAS} or more values of {axis} to draw a "
-            f"curve; these results have {axis} = {values}. Run a suite with a grid over it, "
+            f"the {axis} figure needs a model run at {MIN_OMEGAS} or more values of {axis} to "
+            f"draw a curve; these results have {found}. Run a suite with a grid over it, "
             f"e.g. grid: {{{axis}: \"0:1:0.1\"}} (suites/xrmb_omega.yaml)")
     parts = [_mean_over_seeds(records, metrics, axis).assign(group=AVERAGE)]
     grouped = per_group(records) if any(r.metrics_by_group for r in records) else records
@@ -202,11 +209,13 @@ def plot_omega_by_group(curves: pd.DataFrame, metric: str, axis: str = "omega",
     columns = legend_columns(names, width)
     fig, axes = panel_grid(len(groups), width, aspect=0.8,
                            extra_height=legend_height(len(names), columns))
+    per_row = min(len(groups), panels_per_row(width))
     for index, (ax, group) in enumerate(zip(axes, groups)):
         _draw_omega(ax, part[part["group"] == group], metric, axis)
         panel_title(ax, index, group)
-        if first_column(ax):
-            ax.set_ylabel(AXIS_LABELS.get(metric, metric))
+        if index + per_row < len(groups):  # the x axis is named under each column only
+            ax.set_xlabel("")
+    fig.supylabel(AXIS_LABELS.get(metric, metric), fontsize=PAPER_RC["axes.labelsize"])
     legend_below(fig, collect_handles(axes), columns)
     return fig
 

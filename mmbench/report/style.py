@@ -37,6 +37,7 @@ DOUBLE_COLUMN = 6.75  # inches: the text width of a two-column paper (a figure* 
 SINGLE_COLUMN = 3.25  # inches: one column
 MIN_FONT_PT = 8.0
 MAX_PANELS_PER_ROW = 4
+MIN_PANEL_INCHES = 1.55  # the narrowest panel whose tick labels and title stay readable
 
 # The paper's models in the order of its tables (Tables 1 and 2); other labels follow by name.
 MODEL_ORDER = ("M-xO", "CCA", "DCCA", "DCCAE", "VCCA", "VCCA-private", "MVAE", "MMVAE-ELBO",
@@ -149,12 +150,18 @@ def check_width(width: float) -> float:
     return width
 
 
+def panels_per_row(width: float) -> int:
+    """How many panels a row of ``width`` inches holds: at most MAX_PANELS_PER_ROW, each at
+    least MIN_PANEL_INCHES wide (4 at 6.75 inches, 2 at 3.25)."""
+    return max(1, min(MAX_PANELS_PER_ROW, int(width // MIN_PANEL_INCHES)))
+
+
 def panel_grid(count: int, width: float, aspect: float = 0.8, columns: int | None = None,
                extra_height: float = 0.0) -> tuple[Figure, list[Axes]]:
     """A figure ``width`` inches wide with ``count`` panels on rows of at most ``columns``
-    (default: MAX_PANELS_PER_ROW), each panel ``aspect`` times as high as it is wide, plus
+    (default: :func:`panels_per_row`), each panel ``aspect`` times as high as it is wide, plus
     ``extra_height`` inches (e.g. for a legend under the panels). Call inside :func:`styled`."""
-    columns = max(1, min(count, columns or MAX_PANELS_PER_ROW))
+    columns = max(1, min(count, columns or panels_per_row(width)))
     rows = math.ceil(count / columns)
     height = rows * (width / columns) * aspect + extra_height
     # a bare Figure, not pyplot's: nothing to close, no figure kept alive after it is saved
