@@ -19,7 +19,7 @@ from mmbench.metrics import collapse_thresholds
 from mmbench.report.collapse import PANELS, collapse_curves, eps_grid, mean_curves, plot_collapse
 from mmbench.report.figures import data_name
 from mmbench.report.runs import ReportError, ok_records
-from mmbench.report.style import model_style
+from mmbench.report.style import letter, model_style
 
 N = 100
 EPS = np.arange(7.0)  # 0, 1, ..., 6 nats
@@ -153,6 +153,7 @@ def test_models_that_coincide_differ_in_colour_line_and_marker():
              "MMVAE-IWAE", "CMMD")
     assert len({model_style(label).colour for label in paper}) == len(paper)
     assert model_style("my model") == model_style("my model")  # stable for other labels
+    assert [letter(k) for k in (0, 3, 25, 26, 27)] == ["(a)", "(d)", "(z)", "(aa)", "(ab)"]
 
 
 def test_variance_axis_follows_the_data_unless_given(tmp_path):

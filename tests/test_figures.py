@@ -215,10 +215,25 @@ def test_records_without_kept_labels_take_them_from_the_stored_representation(tm
                                     "truth.articulation": truth,
                                     "generated.articulation": -truth},
                       "representation": {"z": np.zeros((8, 2)), "labels": test_labels}})
-    values = generation_figures(tmp_path, ok_records(tmp_path))["articulation"].values
-    true = values[values["series"] == "true articulation"]
+    drawn = generation_figures(tmp_path, ok_records(tmp_path))["articulation"]
+    true = drawn.values[drawn.values["series"] == "true articulation"]
     assert true["class"].tolist() == [0, 1, 5, 9] and true["point"].tolist() == [4, 3, 0, 6]
     np.testing.assert_allclose(true[["x0", "x1", "x2"]], truth[[2, 1, 0, 3]])
+    assert drawn.note is None  # every class of the test split is shown
+
+
+def test_classes_missing_from_the_kept_points_are_named(tmp_path):
+    test_labels = np.array([0, 1, 2, 3, 1, 0])
+    write_run(tmp_path, label="CMMD", model="cmmd", seed=0, metrics={"error_pct": 1.0},
+              arrays={"generated": {"index": np.array([0, 1]),
+                                    "observed.acoustic": np.zeros((2, 3)),
+                                    "truth.articulation": np.ones((2, 4)),
+                                    "generated.articulation": np.ones((2, 4))},
+                      "representation": {"z": np.zeros((6, 2)), "labels": test_labels}})
+    drawn = generation_figures(tmp_path, ok_records(tmp_path))["articulation"]
+    assert drawn.note.startswith("classes 2, 3 are not among the kept generations")
+    outcome = CliRunner().invoke(app, ["figure", "generations", str(tmp_path)])
+    assert outcome.exit_code == 0 and "note: classes 2, 3 are not among" in outcome.output
 
 
 def test_tag_generations_list_the_most_probable_words(tmp_path):

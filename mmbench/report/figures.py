@@ -274,7 +274,7 @@ class GenerationFigure:
     """The figure of one missing modality, the values it draws (one row per series and test
     point: series, point, class, class_name, x0..x{d-1}) and a note for the reader (or None)."""
 
-    figure: Any
+    figure: Figure
     values: pd.DataFrame
     note: str | None = None
 
@@ -293,7 +293,8 @@ def generation_figures(results_dir: str | Path, records: list[Record],
     reference_name = next(iter(chosen))
     kept, record = generations[reference_name], chosen[reference_name]
     labels = _kept_labels(store, record, kept)
-    pick, note = _columns(labels, len(next(iter(kept.truth.values()))), examples, record)
+    pick, note = _columns(labels, len(next(iter(kept.truth.values()))), examples,
+                          _test_classes(store, record), record)
     if labels is not None:
         names = class_names(record, labels[pick])
         titles = [names[int(c)] for c in labels[pick]]
@@ -342,24 +343,31 @@ def _kept_labels(store: RunStore, record: Record, kept: Generations) -> np.ndarr
     return stored[kept.index] if stored.ndim == 1 else None
 
 
-def _columns(labels: np.ndarray | None, n_kept: int, examples: int,
+def _test_classes(store: RunStore, record: Record) -> set[int]:
+    """The classes of the run's test split (from its stored test labels; empty without them or
+    for multi-label data)."""
+    if not store.has(record.run_id, REPRESENTATION):
+        return set()
+    stored = store.arrays(record.run_id, REPRESENTATION)["labels"]
+    return {int(c) for c in np.unique(stored)} if stored.ndim == 1 else set()
+
+
+def _columns(labels: np.ndarray | None, n_kept: int, examples: int, test_classes: set[int],
              record: Record) -> tuple[np.ndarray, str | None]:
     """Positions in the kept points to draw: the first point of each class present (in class
-    order), or ``examples`` spread over them without classes; and a note naming the classes
-    that are missing from the kept points."""
+    order), or ``examples`` spread over them without classes; and a note naming the classes of
+    the test split that are missing from the kept points."""
     if labels is None:
         return spread(n_kept, examples), None
     classes = np.unique(labels)
     pick = np.array([int(np.flatnonzero(labels == c)[0]) for c in classes])
-    known = record.data_info.get("classes")
-    expected = len(known) if isinstance(known, list) else None
-    if expected is not None and len(classes) < expected:
-        missing = sorted(set(range(expected)) - {int(c) for c in classes})
-        names = class_names(record, missing)
-        return pick, (f"classes {[names[c] for c in missing]} are not among the kept "
-                      "generations (runs before mmbench kept points of every class): run them "
-                      "again to show every class")
-    return pick, None
+    missing = sorted(test_classes - {int(c) for c in classes})
+    if not missing:
+        return pick, None
+    names = class_names(record, missing)
+    return pick, (f"classes {', '.join(names[c] for c in missing)} are not among the kept "
+                  "generations (runs written before mmbench kept test points of every class, or "
+                  "more than 64 classes): run them again to show every class")
 
 
 def _aligned(generations: Generations, reference: Generations, modality: str,
@@ -403,8 +411,8 @@ LABEL_INCHES = 0.9  # room for the row names left of an image grid
 def _image_grid(rows: list[tuple[str, np.ndarray, Any]], titles: list[str],
                 limits: tuple[float, float], width: float, kind: str) -> Figure:
     """Rows of images (name, (columns, d) array, image shape), one column per class
-    (``titles``), wrapped
-    into blocks of at most MAX_IMAGE_COLUMNS columns; the row names on the left."""
+    (``titles``), wrapped into blocks of at most MAX_IMAGE_COLUMNS columns; the row names on the
+    left."""
     n_columns = min(len(titles), MAX_IMAGE_COLUMNS)
     blocks = math.ceil(len(titles) / n_columns)
     cell = (width - LABEL_INCHES) / n_columns

@@ -66,12 +66,12 @@ class SeriesStyle:
 # coincide (VCCA / VCCA-private, MMVAE-ELBO / MMVAE-IWAE, DCCA / DCCAE) also in line and marker.
 MODEL_STYLES = {
     "CMMD": SeriesStyle(PALETTE[0], "-", "o"),
-    "M-xO": SeriesStyle(PALETTE[7], (0, (1, 1)), "x"),
+    "M-xO": SeriesStyle(PALETTE[9], (0, (1, 1)), "x"),
     "CCA": SeriesStyle(PALETTE[8], "-.", "v"),
     "DCCA": SeriesStyle(PALETTE[5], "--", "<"),
     "DCCAE": SeriesStyle(PALETTE[6], ":", ">"),
     "VCCA": SeriesStyle(PALETTE[2], "-", "s"),
-    "VCCA-private": SeriesStyle(PALETTE[9], "--", "D"),
+    "VCCA-private": SeriesStyle(PALETTE[7], "--", "D"),
     "MVAE": SeriesStyle(PALETTE[1], "-.", "^"),
     "MMVAE-ELBO": SeriesStyle(PALETTE[4], ":", "P"),
     "MMVAE-IWAE": SeriesStyle(PALETTE[3], "--", "X"),
