@@ -10,6 +10,7 @@ pending runs with an executor under a progress display, and rebuild ``results.cs
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Sequence
@@ -25,9 +26,12 @@ if TYPE_CHECKING:
 
     from mmbench.executors import Executor, Start
     from mmbench.progress import SuiteProgress
+    from mmbench.tracking import Tracker
 
 EXECUTORS = ("local", "process", "ray")
 SUITE_JSON = "suite.json"
+
+log = logging.getLogger(__name__)
 
 
 class RunError(ValueError):
@@ -245,7 +249,8 @@ def execute_runs(suite: Suite, runs: Sequence[Run], results: str | os.PathLike, 
                  device: str | None = None, data_dir: str | os.PathLike | None = None,
                  executor: str = "local", jobs: int | None = None, address: str | None = None,
                  threads: int | None = None, retry_failed: bool = False,
-                 progress: SuiteProgress | None = None) -> SuiteOutcome:
+                 progress: SuiteProgress | None = None,
+                 tracker: Tracker | None = None) -> SuiteOutcome:
     """Run the pending ``runs`` of ``suite`` into ``results`` (runs with a record are skipped;
     failed ones too unless ``retry_failed``).
 
@@ -253,6 +258,8 @@ def execute_runs(suite: Suite, runs: Sequence[Run], results: str | os.PathLike, 
     :class:`PreflightError`; skipped with a Ray ``address``, whose nodes have their own), then
     ``suite.json`` is written. ``device`` defaults to the suite's; ``threads`` are the torch
     threads of every run (None: its ``resources.cpus``, else the executor's default).
+    ``tracker`` logs each run once its record is written, in this process whatever the
+    executor; a tracking failure is a logged warning, never a stopped suite.
     """
     from mmbench.progress import Silent
     from mmbench.results import write_tidy
@@ -273,6 +280,8 @@ def execute_runs(suite: Suite, runs: Sequence[Run], results: str | os.PathLike, 
         if record is None:
             lost[run.run_id] = how or "lost"
         shown.done(run, record, how)
+        if tracker is not None and record is not None:
+            _track(tracker, record, store.path(run.run_id))
 
     shown.begin(suite.name, len(runs), len(todo), Path(results))
     try:
@@ -286,12 +295,21 @@ def execute_runs(suite: Suite, runs: Sequence[Run], results: str | os.PathLike, 
     return SuiteOutcome(list(runs), [r for r in found if r is not None], lost, tidy_path)
 
 
+def _track(tracker: Tracker, record: Record, folder: Path) -> None:
+    from mmbench.tracking import TrackingError
+    try:
+        tracker.log(record, folder)
+    except TrackingError as error:
+        log.warning("tracking: %s", error)
+
+
 def run_suite(suite: Suite | dict | str | os.PathLike, results: str | os.PathLike | None = None,
               *, overrides: Sequence[str] = (), models: Sequence[str] | None = None,
               seeds: Sequence[int] | None = None, smoke: bool = False, device: str | None = None,
               data_dir: str | os.PathLike | None = None, executor: str = "local",
               jobs: int | None = None, address: str | None = None, threads: int | None = None,
-              retry_failed: bool = False, progress: bool | SuiteProgress = True) -> list[Record]:
+              retry_failed: bool = False, progress: bool | SuiteProgress = True,
+              track: str | None = None, track_uri: str | None = None) -> list[Record]:
     """Run a suite as ``mmbench run`` does and return the records of its selected runs, in the
     suite's order (runs finished earlier are skipped and their records returned too).
 
@@ -301,15 +319,22 @@ def run_suite(suite: Suite | dict | str | os.PathLike, results: str | os.PathLik
     models, seeds: only these models (names or labels) and replicate seeds. smoke: a tiny budget.
     executor: "local", "process" (``jobs`` at once) or "ray" (``address``: an existing cluster).
     threads: torch threads per run. progress: show it (live bars on a terminal, else lines).
+    track: log each run to this tracker ("mlflow", an optional extra) at ``track_uri`` (default
+        ./mlruns), in the experiment named after the suite.
 
     Raises :class:`~mmbench.suite.SuiteError` for a bad suite or override, :class:`RunError` for
-    bad arguments and :class:`PreflightError` when the device or data would fail every run. A
+    bad arguments, :class:`PreflightError` when the device or data would fail every run and
+    :class:`~mmbench.tracking.TrackingError` for a tracker that cannot start. A
     run that fails is recorded as failed (its record says why); a run whose worker died has no
     record (call again to redo it).
     """
     from mmbench.progress import Silent, suite_progress
     chosen = as_suite(suite, overrides)
     runs = select_runs(chosen, models, seeds, smoke, data_dir)
+    tracker = None
+    if track is not None:
+        from mmbench.tracking import open_tracker
+        tracker = open_tracker(track, track_uri, chosen.name)
     shown: Any = progress
     if progress is True:
         from rich.console import Console
@@ -319,5 +344,5 @@ def run_suite(suite: Suite | dict | str | os.PathLike, results: str | os.PathLik
     outcome = execute_runs(chosen, runs, results or default_results_dir(chosen, smoke),
                            device=device, data_dir=data_dir, executor=executor, jobs=jobs,
                            address=address, threads=threads, retry_failed=retry_failed,
-                           progress=shown)
+                           progress=shown, tracker=tracker)
     return outcome.records
