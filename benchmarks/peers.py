@@ -22,9 +22,10 @@ Both sides use a 20-D Laplace prior/posterior with softmax scales and a learned 
 a N(0, I) prior for the rest, and the peers' per-sample loss conventions. Known differences, which
 the table keeps visible: MultiVae's MVAE encodes every modality again for each ELBO subset (more
 FLOPs for the same objective, see the MFLOP/sample columns); cca-zoo's DCCA maximises the sum of
-*squared* canonical correlations, mmbench's the sum of the correlations (Andrew et al.) -- same
-networks and FLOPs, different objective, so its loss check compares the peer's objective on the
-test split, evaluated for both networks; MultiVae's MMVAE prior scale has a +1e-6 floor.
+*squared* canonical correlations, mmbench's the sum of the correlations (Andrew et al.) and has no
+option for the squared form -- same networks and FLOPs, different objective: its row shows the
+peer's objective evaluated for both networks on the test split, marked "differs", not judged;
+MultiVae's MMVAE prior scale has a +1e-6 floor.
 
 Method. Repetitions are interleaved: each repetition runs every pair on both sides, mmbench first
 in odd repetitions and the peer first in even ones (so slow drifts of the machine affect both
@@ -46,13 +47,17 @@ limit.
 
 Same objective check: the per-sample training loss of epoch 3 (the running mean over the epoch,
 as both trainers report it), with mmbench's Gaussian log-density constant 0.5 log(2 pi) per
-feature removed (cca-zoo drops it); for DCCA, cca-zoo's objective (minus the sum of squared
-canonical correlations, ridge 1e-6) on the 1,000 test pairs in one batch after the last epoch. The
-check passes when the medians over the repetitions (each a different seed on both sides) differ
-by at most ``--loss-rtol`` (default 2 %) of the peer's level: different initialisations and
-random streams move an epoch-3 loss by a fraction of a per cent on these data, while an objective
-that differs (a likelihood constant, a sum instead of a mean over features, a missing KL term or
-annealing) moves it by several per cent or more. The spread over seeds is printed beside it.
+feature removed (cca-zoo drops it); for DCCA (reported only), cca-zoo's objective (minus the sum
+of squared canonical correlations, ridge 1e-6) on the 1,000 test pairs in one batch after the
+last epoch. The check passes when the medians over the repetitions (each a different seed on
+both sides) differ by at most ``--loss-rtol`` (default 1 %) of the peer's level. Why 1 %: from seed
+to seed an epoch-3 loss moves by at most 0.2 % on these data (MVAE 1465.2 / 1463.1, VCCA 61.86 /
+61.88 after the constant, at 1 thread), and the two sides differed by 0.01-0.2 % when the
+harness was written; a different likelihood (family, scale, constant), a sum instead of a mean
+over features or samples, or another set of ELBO terms moves the level by tens of per cent or
+more. What it cannot see: the KL terms, which are under 1 % of these losses after 3 epochs (MVAE
+10 nats of 1465 at KL weight 0.25, VCCA 0.04 nats); those are matched by construction (the
+table above). The spread over seeds is printed beside it.
 
 Output (folder ``--out``): ``peers.csv`` (one row per pair), ``runs.csv`` (one row per run),
 ``peers.json`` (settings, limits, every run's full record including the peers' own JSON), and the
@@ -109,6 +114,7 @@ class Pair:
     likelihood: the family of both views in mmbench (the peers' decoder distribution).
     peer_args: the peer script's architecture options (its defaults, spelled out).
     check: "train loss" (epoch 3) or "test objective" (DCCA, see the module's docstring).
+    same_objective: False where the peer's objective differs (its check is then reported only).
     """
 
     title: str
@@ -120,6 +126,7 @@ class Pair:
     peer_model: str
     peer_args: tuple[str, ...]
     check: str = "train loss"
+    same_objective: bool = True
 
 
 MULTIVAE_ARGS = ("--latent", "20", "--hidden", "512,512", "--likelihood", "bernoulli", "--K", "10")
@@ -140,7 +147,8 @@ PAIRS = {
                        MULTIVAE_ARGS),
     "dcca": Pair("DCCA", "dcca",
                  {**CCA_NETS, "reg1": DCCA_RIDGE, "reg2": DCCA_RIDGE}, "gaussian",
-                 "cca-zoo DCCA", "ccazoo_dcca.py", "dcca", CCAZOO_ARGS, check="test objective"),
+                 "cca-zoo DCCA", "ccazoo_dcca.py", "dcca", CCAZOO_ARGS, check="test objective",
+                 same_objective=False),
     "dvcca": Pair("VCCA", "vcca", VCCA, "gaussian", "cca-zoo DVCCA", "ccazoo_dcca.py", "dvcca",
                   CCAZOO_ARGS),
     "dvcca_private": Pair("VCCA-private", "vcca_private",
@@ -385,8 +393,8 @@ def summarise(key: str, runs: list[RunResult], limits: list[dict[str, Any]],
             "check_peer": level, "check_peer_range": check["peer"]["max"] - check["peer"]["min"],
             "check_relative_difference": difference / abs(level) if level else math.nan,
             "check_rtol": rtol}
-    row["check_passed"] = (None if math.isnan(row["check_relative_difference"])
-                           else bool(abs(row["check_relative_difference"]) <= rtol))
+    unchecked = not pair.same_objective or math.isnan(row["check_relative_difference"])
+    row["check_passed"] = None if unchecked else bool(abs(row["check_relative_difference"]) <= rtol)
     return row
 
 
@@ -410,7 +418,8 @@ def render(rows: list[dict[str, Any]], args, console: Console) -> None:
             f"{row['mmbench_mflop_per_sample']:.1f} / {row['peer_mflop_per_sample']:.1f}",
             f"{row['check_mmbench']:.2f} / {row['check_peer']:.2f} "
             f"({100 * row['check_relative_difference']:+.2f}%)",
-            {True: "yes", False: "NO", None: "not checked"}[row["check_passed"]])
+            {True: "yes", False: "NO"}.get(row["check_passed"], "differs" if not
+                                           PAIRS[row["pair"]].same_objective else "not checked"))
     console.print(table)
     console.print(
         "check: per-sample training loss of epoch 3 (DCCA: cca-zoo's objective on the test pairs "
@@ -499,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="epochs per run (>= 3 for the loss check; timing: epochs 2..E)")
     parser.add_argument("--n-train", type=int, default=0,
                         help="use the first N training pairs (0: all)")
-    parser.add_argument("--loss-rtol", type=float, default=0.02,
+    parser.add_argument("--loss-rtol", type=float, default=0.01,
                         help="largest relative difference of the check losses")
     parser.add_argument("--square", default="2048,4096",
                         help="square torch.mm sizes for the limit")
