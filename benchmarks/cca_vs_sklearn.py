@@ -99,14 +99,14 @@ def reference_correlations(x1: np.ndarray, x2: np.ndarray, ridge: float, k: int)
     return np.sqrt(np.clip(np.sort(np.linalg.eigvalsh(t @ t.T))[::-1][:k], 0, None))
 
 
-def fit_mmbench(views: Views, args) -> tuple[float, CCA]:
+def fit_mmbench(views: Views, args: argparse.Namespace) -> tuple[float, CCA]:
     model = CCA(n_components=args.components, reg1=args.ridge, reg2=args.ridge)
     start = time.perf_counter()
     model.fit(views)
     return time.perf_counter() - start, model
 
 
-def fit_sklearn(views: Views, args) -> tuple[float, int]:
+def fit_sklearn(views: Views, args: argparse.Namespace) -> tuple[float, int]:
     """(seconds, convergence warnings) of one scikit-learn fit."""
     model = SklearnCCA(n_components=args.components, max_iter=args.max_iter, tol=args.tol)
     with warnings.catch_warnings(record=True) as caught:

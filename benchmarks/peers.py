@@ -92,11 +92,12 @@ from rich.console import Console
 from rich.table import Table
 from throughput import count_step, matmul_rate, random_views, square_rate  # benchmarks/
 
+from baselines.dcca import DCCANetwork
 from mmbench.correlation import moments, whitened_cross_covariance
 from mmbench.model import DataSpec, TorchModel
 from mmbench.registry import make_model
 from mmbench.trainer import TrainConfig
-from mmbench.views import Modality, Views
+from mmbench.views import Likelihood, Modality, Views
 
 BATCH, LR = 128, 1e-3
 DCCA_RIDGE = 1e-6  # cca-zoo's reg_covar default
@@ -120,7 +121,7 @@ class Pair:
     title: str
     model: str
     params: dict[str, Any]
-    likelihood: str
+    likelihood: Likelihood
     peer_title: str
     peer_script: str
     peer_model: str
@@ -180,7 +181,7 @@ class RunResult:
 
 # --- children: each runs in a fresh process and prints one "RESULT <json>" line ---------------
 
-def npz_views(path: Path, n_train: int, likelihood: str, split: str = "train") -> Views:
+def npz_views(path: Path, n_train: int, likelihood: Likelihood, split: str = "train") -> Views:
     """The ``split`` pairs of a ``make_data.py`` npz (first ``n_train`` of them; 0: all), view 1
     observed, view 2 missing, both modelled with ``likelihood``."""
     with np.load(path) as arrays:
@@ -197,7 +198,7 @@ def gaussian_constant(pair: Pair, views: Views) -> float:
     return GAUSSIAN_CONSTANT * sum(views.dim(m) for m in views.data)
 
 
-def squared_correlation_objective(module, views: Views) -> float:
+def squared_correlation_objective(module: DCCANetwork, views: Views) -> float:
     """cca-zoo's DCCA objective, minus the sum of squared canonical correlations (ridge 1e-6),
     of the networks' outputs on ``views`` in one batch."""
     module.eval()
@@ -208,7 +209,7 @@ def squared_correlation_objective(module, views: Views) -> float:
         return -float(torch.linalg.svdvals(t).square().sum())
 
 
-def mmbench_child(args) -> dict[str, Any]:
+def mmbench_child(args: argparse.Namespace) -> dict[str, Any]:
     """Train mmbench's side of ``args.pair`` with the suite trainer, timing each epoch."""
     pair = PAIRS[args.pair]
     train = npz_views(args.data, args.n_train, pair.likelihood)
@@ -228,6 +229,7 @@ def mmbench_child(args) -> dict[str, Any]:
     constant = gaussian_constant(pair, train)
     epoch_losses = [loss - constant for loss in losses]
     if pair.check == "test objective":
+        assert isinstance(model.module_, DCCANetwork)
         check = squared_correlation_objective(model.module_, npz_views(args.data, 0, "gaussian",
                                                                        "test"))
     else:
@@ -244,7 +246,7 @@ def mmbench_child(args) -> dict[str, Any]:
             "params": model.get_params()}
 
 
-def limit_child(args) -> dict[str, Any]:
+def limit_child(args: argparse.Namespace) -> dict[str, Any]:
     """Square torch.mm GFLOP/s, and per pair the GFLOP/s of its mmbench step's products."""
     cpu = torch.device("cpu")
     square = {size: square_rate(size, cpu, args.limit_repeats, args.limit_seconds)
@@ -265,7 +267,7 @@ def limit_child(args) -> dict[str, Any]:
     return {"square_gflops": square, "layer_gflops": layers}
 
 
-def run_child(args) -> None:
+def run_child(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
     result = mmbench_child(args) if args.child == "mmbench" else limit_child(args)
@@ -294,12 +296,12 @@ def run_process(command: list[str], threads: int, cwd: str | None = None
     return None, (done.stderr or done.stdout)[-3000:], seconds
 
 
-def common_options(args, seed: int) -> list[str]:
+def common_options(args: argparse.Namespace, seed: int) -> list[str]:
     return ["--epochs", str(args.epochs), "--threads", str(args.threads), "--seed", str(seed),
             "--data", str(args.data), "--n-train", str(args.n_train)]
 
 
-def run_mmbench(args, key: str, repetition: int) -> RunResult:
+def run_mmbench(args: argparse.Namespace, key: str, repetition: int) -> RunResult:
     seed = repetition - 1
     command = [sys.executable, str(Path(__file__).resolve()), "--child", "mmbench",
                "--pair", key, *common_options(args, seed)]
@@ -312,7 +314,7 @@ def run_mmbench(args, key: str, repetition: int) -> RunResult:
                      out["epoch_losses"], out["n_params"], seconds, raw=out)
 
 
-def run_peer(args, key: str, repetition: int) -> RunResult:
+def run_peer(args: argparse.Namespace, key: str, repetition: int) -> RunResult:
     pair, seed = PAIRS[key], repetition - 1
     with tempfile.TemporaryDirectory(prefix="mmbench-peer-") as workdir:
         command = [str(args.peer_python), str(args.peers / pair.peer_script),
@@ -322,12 +324,11 @@ def run_peer(args, key: str, repetition: int) -> RunResult:
         if pair.peer_script == "multivae_train.py":
             command += ["--workdir", workdir]
         out, error, seconds = run_process(command, args.threads, cwd=workdir)
-    results = (out or {}).get("results") or []
-    if not results:
-        detail = json.dumps((out or {}).get("errors", {}))[-3000:] if out else error
+    if out is None or not out.get("results"):
+        detail = error if out is None else json.dumps(out.get("errors", {}))[-3000:]
         return RunResult(key, "peer", repetition, seed, False, wall_seconds=seconds,
                          error=detail)
-    r = results[0]
+    r = out["results"][0]
     losses = r.get("train_loss_per_epoch") or r.get("train_objective_per_epoch") or []
     if pair.check == "test objective":
         check = r["test_objective_full_batch"]
@@ -335,10 +336,11 @@ def run_peer(args, key: str, repetition: int) -> RunResult:
         check = losses[2] if len(losses) >= 3 else math.nan
     return RunResult(key, "peer", repetition, seed, True, r["samples_per_s"],
                      r["matmul_mflop_per_sample_fwd_bwd"] * 1e6, check, r["epoch_s"], losses,
-                     r["n_params"], seconds, raw={**out, "results": results})
+                     r["n_params"], seconds, raw=out)
 
 
-def measure_limit(args, keys: list[str], console: Console) -> dict[str, Any]:
+def measure_limit(args: argparse.Namespace, keys: list[str],
+                  console: Console) -> dict[str, Any]:
     command = [sys.executable, str(Path(__file__).resolve()), "--child", "limit",
                "--threads", str(args.threads), "--pairs", ",".join(keys), "--square", args.square,
                "--limit-repeats", str(args.limit_repeats),
@@ -398,7 +400,8 @@ def summarise(key: str, runs: list[RunResult], limits: list[dict[str, Any]],
     return row
 
 
-def render(rows: list[dict[str, Any]], args, console: Console) -> None:
+def render(rows: list[dict[str, Any]], args: argparse.Namespace,
+           console: Console) -> None:
     table = Table(title=f"mmbench / peer training samples/s, {args.threads} thread(s), "
                         f"{args.repeats} interleaved repetitions, batch {BATCH}, "
                         f"flush-denormal on both sides")
@@ -445,16 +448,16 @@ def write_outputs(out: Path, rows: list[dict[str, Any]], runs: list[RunResult],
                "check_value", "n_params", "wall_seconds", "epoch_seconds", "epoch_losses",
                "error"]
     with open(out / "runs.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(columns)
+        runs_writer = csv.writer(f)
+        runs_writer.writerow(columns)
         for r in runs:
-            writer.writerow([json.dumps(getattr(r, c)) if isinstance(getattr(r, c), list)
+            runs_writer.writerow([json.dumps(getattr(r, c)) if isinstance(getattr(r, c), list)
                              else getattr(r, c) for c in columns])
     (out / "peers.json").write_text(json.dumps(
         {**meta, "pairs": rows, "runs": [r.__dict__ for r in runs]}, indent=1, default=str))
 
 
-def parent(args) -> int:
+def parent(args: argparse.Namespace) -> int:
     console = Console(width=max(Console().width, 160))
     keys = args.pairs.split(",")
     unknown = sorted(set(keys) - set(PAIRS))

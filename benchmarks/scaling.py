@@ -139,7 +139,7 @@ def with_modalities(spec: DataSpec, count: int) -> DataSpec:
                    likelihoods={m: likelihood for m in names})
 
 
-def sweeps(args, console: Console) -> list[Point]:
+def sweeps(args: argparse.Namespace, console: Console) -> list[Point]:
     suite, spec = CONFIGS[args.config]
     settings = suite_settings(suite)
     points: list[Point] = []
@@ -246,7 +246,7 @@ labelled images per split; xrmb (frames per speaker F): folds 6 F, speakers 35 F
 0.7 F, minus 10 % validation."""
 
 
-def suite_estimates(args, console: Console) -> list[SuiteRow]:
+def suite_estimates(args: argparse.Namespace, console: Console) -> list[SuiteRow]:
     rows: list[SuiteRow] = []
     measured: dict[str, float] = {}
     for path in args.suites.split(","):
@@ -281,7 +281,7 @@ def suite_estimates(args, console: Console) -> list[SuiteRow]:
 
 
 def block_rate(name: str, params: dict[str, Any], spec: DataSpec, train: TrainSettings,
-               n_train: int, args) -> float:
+               n_train: int, args: argparse.Namespace) -> float:
     """Training samples/s of one block's model (throughput.py's measurements)."""
     model = make_model(name, params)
     options = Namespace(batch_size=train.batch_size, min_seconds=args.min_seconds,

@@ -13,6 +13,9 @@ mini-batches and an epoch of one (the epoch's single read of the losses cancels)
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any, cast
+
 import numpy as np
 import pytest
 import torch
@@ -23,7 +26,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from mmbench.model import DataSpec, TorchModel
 from mmbench.registry import available_models, model_class
 from mmbench.trainer import TrainConfig, make_optimizer, train_epoch
-from mmbench.views import Modality, Views
+from mmbench.views import Likelihood, Modality, Views
 
 aten = torch.ops.aten
 ON_DEVICE = "_counted_as_device_value"
@@ -46,11 +49,11 @@ KNOWN_SYNCS = {
 }
 
 
-def is_device_value(value) -> bool:
+def is_device_value(value: object) -> bool:
     return isinstance(value, torch.Tensor) and getattr(value, ON_DEVICE, False)
 
 
-def boolean_index(args) -> bool:
+def boolean_index(args: tuple) -> bool:
     return any(isinstance(i, torch.Tensor) and i.dtype == torch.bool
                for i in pytree.tree_leaves(args[1:]))
 
@@ -69,11 +72,12 @@ class HostReads(TorchDispatchMode):
         self._in_cpu_only_check = 0
 
     @staticmethod
-    def mark(tensors) -> None:
+    def mark(tensors: Iterable[torch.Tensor]) -> None:
         for t in tensors:
             setattr(t, ON_DEVICE, True)
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (),
+                           kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         if any(is_device_value(t) for t in pytree.tree_leaves((args, kwargs))):
@@ -84,21 +88,21 @@ class HostReads(TorchDispatchMode):
             self.mark(t for t in pytree.tree_leaves(out) if isinstance(t, torch.Tensor))
         return out
 
-    def _replace(self, owner, name: str, replacement) -> None:
+    def _replace(self, owner: object, name: str, replacement: object) -> None:
         self._originals.append((owner, name, getattr(owner, name)))
         setattr(owner, name, replacement)
 
     def __enter__(self):
         for name in HOST_COPIES:
-            def counted(tensor, *args, _name=name, _original=getattr(torch.Tensor, name),
-                        **kwargs):
+            def counted(tensor: torch.Tensor, *args: Any, _name: str = name,
+                        _original: Any = getattr(torch.Tensor, name), **kwargs: Any) -> Any:
                 if is_device_value(tensor):
                     self.reads.append(f"Tensor.{_name}")
                 return _original(tensor, *args, **kwargs)
 
             self._replace(torch.Tensor, name, counted)
         for owner, name in CPU_ONLY_CHECKS:
-            def uncounted(*args, _original=getattr(owner, name), **kwargs):
+            def uncounted(*args: Any, _original: Any = getattr(owner, name), **kwargs: Any) -> Any:
                 self._in_cpu_only_check += 1
                 try:
                     return _original(*args, **kwargs)
@@ -122,7 +126,8 @@ def random_views(spec: DataSpec, n: int) -> Views:
             for m, d in spec.dims.items()}
     return Views(data, tuple(spec.observed), tuple(spec.missing),
                  rng.integers(0, spec.n_classes, n),
-                 modalities={m: Modality(spec.likelihoods[m]) for m in spec.dims})
+                 modalities={m: Modality(cast(Likelihood, spec.likelihoods[m]))
+                             for m in spec.dims})
 
 
 SPECS = {
