@@ -10,6 +10,7 @@ pending runs with an executor under a progress display, and rebuild ``results.cs
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -26,9 +27,12 @@ if TYPE_CHECKING:
     from mmbench.executors import Executor, Start
     from mmbench.progress import SuiteProgress
     from mmbench.tuning import StudyState
+    from mmbench.tracking import Tracker
 
 EXECUTORS = ("local", "process", "ray")
 SUITE_JSON = "suite.json"
+
+log = logging.getLogger(__name__)
 
 
 class RunError(ValueError):
@@ -259,7 +263,8 @@ def execute_runs(suite: Suite, runs: Sequence[Run], results: str | os.PathLike, 
                  device: str | None = None, data_dir: str | os.PathLike | None = None,
                  executor: str = "local", jobs: int | None = None, address: str | None = None,
                  threads: int | None = None, retry_failed: bool = False,
-                 progress: SuiteProgress | None = None) -> SuiteOutcome:
+                 progress: SuiteProgress | None = None,
+                 tracker: Tracker | None = None) -> SuiteOutcome:
     """Run the pending ``runs`` of ``suite`` into ``results`` (runs with a record are skipped;
     failed ones too unless ``retry_failed``).
 
@@ -267,6 +272,8 @@ def execute_runs(suite: Suite, runs: Sequence[Run], results: str | os.PathLike, 
     :class:`PreflightError`; skipped with a Ray ``address``, whose nodes have their own), then
     ``suite.json`` is written. ``device`` defaults to the suite's; ``threads`` are the torch
     threads of every run (None: its ``resources.cpus``, else the executor's default).
+    ``tracker`` logs each run once its record is written, in this process whatever the
+    executor; a tracking failure is a logged warning, never a stopped suite.
     """
     from mmbench.progress import Silent
     from mmbench.results import write_tidy
@@ -287,6 +294,8 @@ def execute_runs(suite: Suite, runs: Sequence[Run], results: str | os.PathLike, 
         if record is None:
             lost[run.run_id] = how or "lost"
         shown.done(run, record, how)
+        if tracker is not None and record is not None:
+            _track(tracker, record, store.path(run.run_id))
 
     shown.begin(suite.name, len(runs), len(todo), Path(results))
     try:
@@ -357,7 +366,7 @@ def execute_tuned_suite(suite: Suite, fixed: Sequence[Run], results: str | os.Pa
                         data_dir: str | os.PathLike | None = None, executor: str = "local",
                         jobs: int | None = None, address: str | None = None,
                         threads: int | None = None, retry_failed: bool = False,
-                        progress: SuiteProgress | None = None,
+                        progress: SuiteProgress | None = None, tracker: Tracker | None = None,
                         on_round: Callable[[list[Run]], None] | None = None) -> SuiteOutcome:
     """Run a tuned suite in rounds: each round (one :func:`execute_runs`) runs every trial that
     can be asked and every final run of a finished study, with the suite's ``fixed`` runs (those
@@ -390,7 +399,7 @@ def execute_tuned_suite(suite: Suite, fixed: Sequence[Run], results: str | os.Pa
             on_round(todo)
         outcome = execute_runs(suite, todo, results, device=device, data_dir=data_dir,
                                executor=executor, jobs=jobs, address=address, threads=threads,
-                               retry_failed=retry_failed, progress=progress)
+                               retry_failed=retry_failed, progress=progress, tracker=tracker)
         done.update(r.run_id for r in todo)
         lost.update(outcome.lost)
         tuning.write_summary(results, suite, tuning.plan(suite, store, selection.smoke,
@@ -402,6 +411,12 @@ def execute_tuned_suite(suite: Suite, fixed: Sequence[Run], results: str | os.Pa
     reported = [*fixed, *(f.run for state in states for f in state.finals or ())]
     found = [store.record(run.run_id) for run in reported]
     return SuiteOutcome(reported, [r for r in found if r is not None], lost, tidy_path, states)
+def _track(tracker: Tracker, record: Record, folder: Path) -> None:
+    from mmbench.tracking import TrackingError
+    try:
+        tracker.log(record, folder)
+    except TrackingError as error:
+        log.warning("tracking: %s", error)
 
 
 def run_suite(suite: Suite | dict | str | os.PathLike, results: str | os.PathLike | None = None,
@@ -409,7 +424,8 @@ def run_suite(suite: Suite | dict | str | os.PathLike, results: str | os.PathLik
               seeds: Sequence[int] | None = None, smoke: bool = False, device: str | None = None,
               data_dir: str | os.PathLike | None = None, executor: str = "local",
               jobs: int | None = None, address: str | None = None, threads: int | None = None,
-              retry_failed: bool = False, progress: bool | SuiteProgress = True) -> list[Record]:
+              retry_failed: bool = False, progress: bool | SuiteProgress = True,
+              track: str | None = None, track_uri: str | None = None) -> list[Record]:
     """Run a suite as ``mmbench run`` does and return the records of its selected runs, in the
     suite's order (runs finished earlier are skipped and their records returned too); a tuned
     suite runs its trials, then the final runs, whose records are returned.
@@ -420,9 +436,12 @@ def run_suite(suite: Suite | dict | str | os.PathLike, results: str | os.PathLik
     models, seeds: only these models (names or labels) and replicate seeds. smoke: a tiny budget.
     executor: "local", "process" (``jobs`` at once) or "ray" (``address``: an existing cluster).
     threads: torch threads per run. progress: show it (live bars on a terminal, else lines).
+    track: log each run to this tracker ("mlflow", an optional extra) at ``track_uri`` (default
+        ./mlruns), in the experiment named after the suite.
 
     Raises :class:`~mmbench.suite.SuiteError` for a bad suite or override, :class:`RunError` for
-    bad arguments and :class:`PreflightError` when the device or data would fail every run. A
+    bad arguments, :class:`PreflightError` when the device or data would fail every run and
+    :class:`~mmbench.tracking.TrackingError` for a tracker that cannot start. A
     run that fails is recorded as failed (its record says why); a run whose worker died has no
     record (call again to redo it).
     """
@@ -430,6 +449,10 @@ def run_suite(suite: Suite | dict | str | os.PathLike, results: str | os.PathLik
     chosen = as_suite(suite, overrides)
     runs = select_runs(chosen, models, seeds, smoke, data_dir)
     results = results or default_results_dir(chosen, smoke)
+    tracker = None
+    if track is not None:
+        from mmbench.tracking import open_tracker
+        tracker = open_tracker(track, track_uri, chosen.name)
     shown: Any = progress
     if progress is True:
         from rich.console import Console
@@ -438,7 +461,7 @@ def run_suite(suite: Suite | dict | str | os.PathLike, results: str | os.PathLik
         shown = Silent()
     options: dict[str, Any] = dict(device=device, data_dir=data_dir, executor=executor, jobs=jobs,
                                    address=address, threads=threads, retry_failed=retry_failed,
-                                   progress=shown)
+                                   progress=shown, tracker=tracker)
     if chosen.tune is not None:
         outcome = execute_tuned_suite(chosen, runs, results,
                                       TunedSelection(smoke, models, seeds), **options)

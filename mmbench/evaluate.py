@@ -10,7 +10,7 @@ from mmbench.downstream import fit_downstream
 from mmbench.metrics import error_pct, map_pct, rmse
 from mmbench.model import MultimodalModel
 from mmbench.records import DownstreamSettings
-from mmbench.stats import N_GENERATED_KEPT, Generations, PosteriorStats, spread
+from mmbench.stats import N_GENERATED_KEPT, Generations, PosteriorStats, spread, spread_over_classes
 from mmbench.views import DataSplits, Views
 
 VALID_PREFIX = "valid_"
@@ -26,7 +26,8 @@ class Evaluation:
         own classifier). representation: the test split's z, (n_test, d_z) (None: no test).
     posteriors: the model's Gaussian statistics on the test split (None: it has none).
     generations: the generated missing modalities at N_GENERATED_KEPT test points spread over
-        the split, beside the truth (None: the model does not generate).
+        the classes (over the split for multi-label data), beside the truth (None: the model
+        does not generate).
     """
 
     metrics: dict[str, float]
@@ -90,16 +91,21 @@ def evaluate(model: MultimodalModel, splits: DataSplits,
 
 
 def kept_generations(test: Views, generated: dict[str, np.ndarray]) -> Generations:
-    """The generations a record keeps: those of N_GENERATED_KEPT test points spread over the
-    split, beside the truth, the observed modalities and the vocabulary of tag modalities."""
-    kept = spread(test.n, N_GENERATED_KEPT)
+    """The generations a record keeps: those of N_GENERATED_KEPT test points covering every
+    class (spread over the split for multi-label data), beside the truth, their classes, the
+    observed modalities and the vocabulary of tag modalities."""
+    if test.multilabel:
+        kept, labels = spread(test.n, N_GENERATED_KEPT), None
+    else:
+        kept = spread_over_classes(test.labels, N_GENERATED_KEPT)
+        labels = test.labels[kept]
     return Generations(
         generated={m: generated[m][kept] for m in test.missing},
         truth={m: test.data[m][kept] for m in test.missing},
         observed={m: test.data[m][kept] for m in test.observed},
         vocabulary={m: np.array(test.modality(m).vocabulary) for m in test.data
                     if test.modality(m).vocabulary},
-        index=kept)
+        index=kept, labels=labels)
 
 
 def split_metrics(views: Views, scores: np.ndarray,

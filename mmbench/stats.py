@@ -3,8 +3,8 @@ statistics of its latent distributions (``posteriors.npz``), a few generations b
 (``generated.npz``), and which test points those are. No torch here: reports read these."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import numpy as np
 
@@ -15,6 +15,21 @@ def spread(n: int, k: int) -> np.ndarray:
     """At most ``k`` indices spread evenly over 0..n-1, ascending (test splits are often sorted
     by class, so the first k points would show one class only)."""
     return np.unique(np.linspace(0, n - 1, min(k, n)).round().astype(np.int64))
+
+
+def spread_over_classes(labels: np.ndarray, k: int) -> np.ndarray:
+    """At most ``k`` indices into ``labels`` (n,) that cover every class (or ``k`` classes spread
+    over them when there are more), the same number per class where the class has enough
+    points, spread within each class; ascending."""
+    classes = np.unique(labels)
+    if len(classes) > k:
+        classes = classes[spread(len(classes), k)]
+    per_class = max(1, k // len(classes))
+    chosen = []
+    for cls in classes:
+        members = np.flatnonzero(labels == cls)
+        chosen.append(members[spread(len(members), per_class)])
+    return np.sort(np.concatenate(chosen))
 
 
 @dataclass(frozen=True)
@@ -68,6 +83,7 @@ class Generations:
     """A model's generations of the missing modalities at a few test points, beside the truth.
 
     index: the test points shown, (k,) indices into the test split (None: not kept).
+    labels: their classes, (k,) (None: not kept, or multi-label data).
     generated, truth: missing modality -> (k, d_m). observed: observed modality -> (k, d_m).
     vocabulary: modality -> (d_m,) words, for modalities that are tags (e.g. Flickr's).
     """
@@ -77,12 +93,14 @@ class Generations:
     observed: dict[str, np.ndarray] = field(default_factory=dict)
     vocabulary: dict[str, np.ndarray] = field(default_factory=dict)
     index: np.ndarray | None = None
+    labels: np.ndarray | None = None
 
     PARTS = ("generated", "truth", "observed", "vocabulary")
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        """Flat dict for ``np.savez``: ``index`` and keys like ``truth.x2``."""
-        out = {} if self.index is None else {"index": self.index}
+        """Flat dict for ``np.savez``: ``index``, ``labels`` and keys like ``truth.x2``."""
+        out = {key: value for key, value in (("index", self.index), ("labels", self.labels))
+               if value is not None}
         for part in self.PARTS:
             out.update({f"{part}.{m}": array for m, array in getattr(self, part).items()})
         return out
@@ -94,4 +112,4 @@ class Generations:
             part, _, modality = key.partition(".")
             if part in parts:
                 parts[part][modality] = array
-        return cls(**parts, index=arrays.get("index"))
+        return cls(**parts, index=arrays.get("index"), labels=arrays.get("labels"))

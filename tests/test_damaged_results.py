@@ -110,6 +110,11 @@ def test_reports_name_the_damaged_record_and_leave_it_out(results, how):
     assert "its run counts as not done (reports leave it out, `mmbench run` runs it again)" in \
         flat(table.output)
     assert "| CMMD | 10.00 |" in table.output and "15.00" not in table.output  # seed 0 alone
+    zeros = np.zeros((10, 2), dtype=np.float32)
+    for omega in (0.2, 0.8):  # the omega figure draws 3 or more values of omega
+        write_run(folder, label="CMMD", model="cmmd", seed=0, grid={"omega": omega},
+                  metrics={"error_pct": 12.0, "rmse": 0.5},
+                  arrays={"posteriors": {"z_given_xO.mean": zeros, "z_given_xO.logvar": zeros}})
     for command in (["collapse", str(folder)], ["figure", "omega", str(folder)]):
         result = runner.invoke(app, command)
         assert result.exit_code == 0, result.output

@@ -147,7 +147,6 @@ def test_an_unsafe_view_name_in_stored_generations_writes_nothing_outside(tmp_pa
                                     "generated.../../escaped": truth}})
     result = CliRunner().invoke(app, ["figure", "generations", str(results)])
     assert result.exit_code == 2
-    assert "figure name 'generations_../../escaped' cannot be used in a file name" in \
-        flat(result.output)
+    assert "view name '../../escaped' cannot be used in a file name" in flat(result.output)
     written = {p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file()}
     assert all(p.parts[0] == "results" and "figures" not in p.parts for p in written)

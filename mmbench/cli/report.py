@@ -4,7 +4,7 @@ matplotlib, scikit-learn) are imported when a command runs."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # annotations only: the commands import pandas when they run
     from mmbench.report.suite_info import SuiteInfo
 
 
-def _results_dir(results: Optional[Path]) -> Path:
+def _results_dir(results: Path | None) -> Path:
     """``results``, or the most recently modified results directory under results/."""
     from mmbench.report.runs import latest_results_dir
     if results is not None:
@@ -145,9 +145,10 @@ def _ranks_text(frames: list[tuple[SuiteInfo, pd.DataFrame]], metrics: list[str]
     from mmbench.report.cd_diagram import plot_cd
     from mmbench.report.ranks import block_values, rank_models
     from mmbench.report.runs import ReportError
-    from mmbench.report.style import save_figure
+    from mmbench.report.style import check_width, save_figure
     from mmbench.report.table_formats import render_ranks
     from mmbench.report.tables import higher_is_better
+    check_width(width)
     texts: list[str] = []
     written: list[Path] = []
     suite = " + ".join(dict.fromkeys(info.name for info, _ in frames))
@@ -159,90 +160,129 @@ def _ranks_text(frames: list[tuple[SuiteInfo, pd.DataFrame]], metrics: list[str]
             raise ReportError(f"no model run has metric {metric!r}")
         result = rank_models(values, metric, higher_is_better(metric))
         texts.append(render_ranks(result, suite, fmt, standalone))
-        stem = folder / f"cd_{metric}"
-        written += save_figure(plot_cd(result, width), stem)
-        result.to_frame().to_csv(stem.with_suffix(".csv"), index=False)
-        written.append(stem.with_suffix(".csv"))
+        written += save_figure(plot_cd(result, width), folder / f"cd_{metric}", result.to_frame(),
+                               title=f"{suite}: critical difference, {metric}")
     return texts, written
 
 
+WIDTH_HELP = "Figure width in inches, as printed (6.75: a two-column page; 3.25: one column)"
+
+
 def collapse(
-    results: Optional[Path] = typer.Argument(
+    results: Path | None = typer.Argument(
         None, help="Results directory \\[default: the most recently modified under results/]"),
     eps: str = typer.Option("0:6", help="KL range START:STOP in nats"),
-    variance_eps: str = typer.Option("0:0.13", help="Range START:STOP for the decoder variance"),
+    variance_eps: str | None = typer.Option(
+        None, help="Range START:STOP for the decoder variance \\[default: 0 to the largest "
+                   "variance that decides a curve]"),
     delta: float = typer.Option(
         0.01, help="A dimension collapses when >= 1 - delta of the points are below eps"),
     points: int = typer.Option(40, help="Points on each eps range"),
-    where: Optional[list[str]] = typer.Option(
+    width: float = typer.Option(6.75, help=WIDTH_HELP),
+    layout: str | None = typer.Option(
+        None, help="row (four panels side by side) or 2x2 \\[default: row from 6.2 inches up]"),
+    where: list[str] | None = typer.Option(
         None, help="Only runs with KEY=VALUE (e.g. fold=1, seed=0); repeatable"),
-    out: Optional[Path] = typer.Option(None, help="Output folder \\[default: RESULTS/figures]"),
+    out: Path | None = typer.Option(None, help="Output folder \\[default: RESULTS/figures]"),
 ) -> None:
     """Posterior-collapse curves (paper Fig. 2) from the stored posterior statistics: PDF, PNG
     and the curve values as CSV."""
-    from mmbench.report.collapse import collapse_curves, eps_grid, mean_curves, plot_collapse
-    from mmbench.report.runs import ReportError, ok_records, parse_where, select
-    from mmbench.report.style import save_figure
+    from mmbench.report.collapse import (
+        LAYOUTS,
+        collapse_curves,
+        eps_grid,
+        mean_curves,
+        plot_collapse,
+    )
+    from mmbench.report.figures import data_name
+    from mmbench.report.runs import ReportError, model_records, parse_where, select
+    from mmbench.report.style import check_width, save_figure
     from mmbench.store import RecordError
     try:
         if not 0 < delta < 1:
             raise ReportError(f"--delta {delta}: must lie in (0, 1)")
-        kl_grid, variance_grid = eps_grid(eps, points), eps_grid(variance_eps, points)
+        if layout is not None and layout not in LAYOUTS:
+            raise ReportError(f"--layout {layout!r}; allowed: {', '.join(LAYOUTS)}")
+        check_width(width)
+        kl_grid = eps_grid(eps, points)
+        variance_grid = None if variance_eps is None else eps_grid(variance_eps, points)
         results = _results_dir(results)
-        records = select(ok_records(results), parse_where(where))
-        curves = mean_curves(collapse_curves(results, records, kl_grid, variance_grid, delta))
+        records = select(model_records(results), parse_where(where))
+        curves = mean_curves(collapse_curves(results, records, kl_grid, variance_grid, delta,
+                                             points))
+        name = data_name(results, records)
+        figure = plot_collapse(curves, delta, width, layout)
     except (ReportError, RecordError) as error:
         fail(str(error))
-    stem = (out or results / "figures") / "collapse"
-    paths = save_figure(plot_collapse(curves, delta), stem)
-    curves.to_csv(stem.with_suffix(".csv"), index=False)
-    for path in [*paths, stem.with_suffix(".csv")]:
+    paths = save_figure(figure, (out or results / "figures") / "collapse",
+                        curves.assign(data=name), title=f"{name}: posterior collapse")
+    for path in paths:
         console.print(f"written {path}", highlight=False)
 
 
-FIGURES = ("omega", "generations", "tsne")
+FIGURES = ("omega", "generations", "tsne", "curves")
 
 
 def figure(
-    kind: str = typer.Argument(..., help="omega, generations or tsne"),
-    results: Optional[Path] = typer.Argument(
+    kind: str = typer.Argument(..., help="omega, generations, tsne or curves"),
+    results: Path | None = typer.Argument(
         None, help="Results directory \\[default: the most recently modified under results/]"),
-    where: Optional[list[str]] = typer.Option(None, help="Only runs with KEY=VALUE; repeatable"),
-    examples: int = typer.Option(8, help="generations: test points shown"),
+    where: list[str] | None = typer.Option(None, help="Only runs with KEY=VALUE; repeatable"),
+    width: float = typer.Option(6.75, help=WIDTH_HELP),
+    examples: int = typer.Option(8, help="generations: test points shown for multi-label data "
+                                         "(otherwise one per class)"),
     points: int = typer.Option(2000, help="tsne: test points embedded"),
     perplexity: float = typer.Option(30.0, help="tsne: perplexity"),
-    out: Optional[Path] = typer.Option(None, help="Output folder \\[default: RESULTS/figures]"),
+    out: Path | None = typer.Option(None, help="Output folder \\[default: RESULTS/figures]"),
 ) -> None:
-    """Error and rmse against omega (Fig. 3), generated missing modalities beside the truth
-    (App. G), or t-SNE of the test representations (App. F): PDF and PNG (and CSV of the values)."""
+    """Error and rmse against omega (Fig. 3; per speaker too when there are speakers), generated
+    missing modalities beside the truth (App. G), t-SNE of the test representations (App. F), or
+    learning curves (loss per epoch): PDF, PNG and CSV of the values."""
     from mmbench.paths import UnsafePath, inside, safe_name
-    from mmbench.report import figures
-    from mmbench.report.runs import ReportError, ok_records, parse_where, select
-    from mmbench.report.style import save_figure
+    from mmbench.report import curves, figures
+    from mmbench.report.runs import ReportError, model_records, parse_where, select
+    from mmbench.report.style import check_width, save_figure
     from mmbench.store import RecordError
     if kind not in FIGURES:
         fail(f"figure {kind!r}; allowed: {', '.join(FIGURES)}")
+    notes: list[str] = []
     try:
+        check_width(width)
         results = _results_dir(results)
-        records = select(ok_records(results), parse_where(where))
-        folder = out or results / "figures"
+        records = select(model_records(results), parse_where(where))
+        name = figures.data_name(results, records)
+        drawn: dict[str, tuple] = {}  # file stem -> (figure, values)
         if kind == "omega":
             values = figures.omega_curves(records)
-            drawn = {"omega": figures.plot_omega(values)}
+            drawn["omega"] = (figures.plot_omega(values, width=width), values)
+            if set(values["group"]) != {figures.AVERAGE}:
+                for metric in figures.OMEGA_METRICS:
+                    if metric in set(values["metric"]):
+                        drawn[f"omega_{metric}_by_group"] = (
+                            figures.plot_omega_by_group(values, metric, width=width),
+                            values[values["metric"] == metric])
         elif kind == "generations":
-            values = None
-            drawn = {f"generations_{m}": fig for m, fig in
-                     figures.generation_figures(results, records, examples).items()}
-        else:
+            for modality, made in figures.generation_figures(results, records, width,
+                                                             examples).items():
+                drawn[f"generations_{safe_name('view name', modality)}"] = (made.figure,
+                                                                          made.values)
+                notes += [made.note] if made.note else []
+        elif kind == "tsne":
             values = figures.tsne_embeddings(results, records, points, perplexity)
-            drawn = {"tsne": figures.plot_tsne(values)}
+            drawn["tsne"] = (figures.plot_tsne(values, width), values)
+        else:
+            values = curves.loss_curves(records)
+            drawn["curves"] = (curves.plot_curves(values, width), values)
+            notes += [f"{series}: {why}, no learning curve"
+                      for series, why in curves.closed_form(records).items()]
+        folder = out or results / "figures"
         # names of views come from the results' files: never let one point outside the folder
-        stems = {name: inside(folder, safe_name("figure name", name)) for name in drawn}
+        stems = {stem: inside(folder, stem) for stem in drawn}
     except (ReportError, RecordError, UnsafePath) as error:
         fail(str(error))
-    written = [p for name, fig in drawn.items() for p in save_figure(fig, stems[name])]
-    if values is not None:
-        values.to_csv(folder / f"{kind}.csv", index=False)
-        written.append(folder / f"{kind}.csv")
-    for path in written:
-        console.print(f"written {path}", highlight=False)
+    for stem, (fig, values) in drawn.items():
+        for path in save_figure(fig, stems[stem], values.assign(data=name),
+                                title=f"{name}: {stem.replace('_', ' ')}"):
+            console.print(f"written {path}", highlight=False)
+    for note in dict.fromkeys(notes):
+        console.print(f"note: {note}", highlight=False)

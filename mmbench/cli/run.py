@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from mmbench.store import RunStore
     from mmbench.suite import Suite
     from mmbench.tuning import PlanRow
+    from mmbench.tracking import Tracker
 
 # The exit statuses of ``mmbench run`` (also in its --help and the README)
 EXIT_OK, EXIT_RUNS_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -78,6 +79,12 @@ def run(
     allow_large: bool = typer.Option(
         False, "--allow-large", help="Accept a suite of more runs (or grid points) than "
                                      "mmbench.suite.MAX_RUNS"),
+    track: str | None = typer.Option(
+        None, help="Log every run (params, losses per epoch, metrics) to a tracker: mlflow "
+                   "(pip install 'mmbench[mlflow]')"),
+    track_uri: str | None = typer.Option(
+        None, help="Where --track logs \\[default: the MLflow file store ./mlruns], e.g. "
+                   "http://localhost:5000"),
 ) -> None:
     """Run a suite; finished runs are skipped, so an interrupted suite resumes.
 
@@ -88,7 +95,7 @@ def run(
     Exit status:
     0 every selected run is done;
     1 some runs failed (each distinct reason is printed once) or were lost;
-    2 bad input: suite, override, option, missing data or device;
+    2 bad input: suite, override, option, missing data or device, tracker that cannot start;
     130 interrupted (Ctrl-C).
     """
     from mmbench import api
@@ -107,6 +114,8 @@ def run(
                        address=address, threads=threads, retry_failed=retry_failed)
         if suite.tune is not None:
             selection = api.TunedSelection(smoke, csv_list(models), _seeds(seeds))
+            if not dry_run:
+                options["tracker"] = _tracker(track, track_uri, suite.name)
             outcome = _run_tuned_suite(suite, runs, results, selection, dry_run, cell, options)
             if outcome is None:  # --dry-run
                 return
@@ -119,6 +128,7 @@ def run(
                     fail(f"--cell {cell}: the suite has runs 0..{len(runs) - 1} (see --dry-run)")
                 runs = [runs[cell]]
             outcome = api.execute_runs(suite, runs, results, **options,
+                                       tracker=_tracker(track, track_uri, suite.name),
                                        progress=_progress(executor, jobs, threads))
     except (SuiteError, api.RunError, DataError, RecordError, ExecutorError) as error:
         fail(str(error))
@@ -148,6 +158,20 @@ def _seeds(seeds: str | None) -> list[int] | None:
         return csv_list(seeds, int)
     except ValueError:
         fail(f"--seeds {seeds!r}: expected comma-separated integers, e.g. --seeds 0,1")
+
+
+def _tracker(kind: str | None, uri: str | None, experiment: str) -> Tracker | None:
+    """The tracker asked for with --track (None without it); a missing package or an unreachable
+    store fails here, before any run starts."""
+    if kind is None:
+        if uri is not None:
+            fail("--track-uri needs --track mlflow")
+        return None
+    from mmbench.tracking import TrackingError, open_tracker
+    try:
+        return open_tracker(kind, uri, experiment)
+    except TrackingError as error:
+        fail(str(error))
 
 
 def describe_run(run: Run) -> str:

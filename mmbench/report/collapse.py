@@ -11,6 +11,9 @@ eps; a curve is the share of collapsed dimensions along an eps grid. The four pa
     kl_xM_prior       KL[z|xM || N(0, I)]   the representation that sees the missing modalities
     kl_xO_xM          KL[z|xO || z|xM]      whether z|xO carries what z|xM knows about xM
     decoder_variance  sigma^2 of p(xM|xO,z) per feature instead of a KL, on its own eps range
+                      (by default from 0 to the largest variance that decides a curve)
+
+The figure is drawn at the width it is printed at, as a row of four panels or a 2 x 2 grid.
 """
 from __future__ import annotations
 
@@ -19,13 +22,36 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
-from mmbench.metrics import DELTA, collapse_curve, kl_between, kl_to_standard_normal
+from mmbench.metrics import (
+    DELTA,
+    collapse_curve,
+    collapse_thresholds,
+    kl_between,
+    kl_to_standard_normal,
+)
 from mmbench.records import Record
 from mmbench.report.runs import ReportError, ordered_series, series_names
-from mmbench.report.style import figure_legend, model_colour, panels, shade, styled
+from mmbench.report.style import (
+    DOUBLE_COLUMN,
+    MIN_PANEL_INCHES,
+    PAPER_RC,
+    collect_handles,
+    first_column,
+    legend_below,
+    legend_columns,
+    legend_height,
+    model_style,
+    panel_grid,
+    panel_title,
+    shade,
+    styled,
+)
 from mmbench.stats import PosteriorStats
 from mmbench.store import POSTERIORS, RunStore
+
+LAYOUTS = ("row", "2x2")
 
 
 @dataclass(frozen=True)
@@ -39,8 +65,7 @@ PANELS = (
     Panel("kl_xO_prior", r"KL[$z|x_O$ ‖ N(0, I)]", "ε (nats)"),
     Panel("kl_xM_prior", r"KL[$z|x_M$ ‖ N(0, I)]", "ε (nats)"),
     Panel("kl_xO_xM", r"KL[$z|x_O$ ‖ $z|x_M$]", "ε (nats)"),
-    Panel("decoder_variance", r"decoder variance of $x_M$",
-          "ε (variance, squared units of $x_M$)"),
+    Panel("decoder_variance", "decoder variance", r"ε (variance of $x_M$)"),
 )
 
 
@@ -71,29 +96,44 @@ def panel_values(stats: PosteriorStats) -> dict[str, np.ndarray]:
 
 
 def collapse_curves(results_dir: str | Path, records: list[Record], eps: np.ndarray,
-                    variance_eps: np.ndarray, delta: float = DELTA) -> pd.DataFrame:
+                    variance_eps: np.ndarray | None = None, delta: float = DELTA,
+                    points: int = 40) -> pd.DataFrame:
     """Long table of every run's curves: run_id, label, series, seed, panel, eps, share.
 
-    The KL panels use ``eps`` (nats), the decoder-variance panel ``variance_eps``. Runs without
-    posteriors (models without the capability) are left out; none at all is an error.
+    The KL panels use ``eps`` (nats), the decoder-variance panel ``variance_eps``; None: a grid
+    of ``points`` from 0 to the largest decoder variance that decides a curve (the largest
+    per-feature threshold of :func:`mmbench.metrics.collapse_thresholds` over the runs), so that
+    the axis fits the data's scale (pixels in [0, 1] or z-scored features alike) and every curve
+    ends at 1. Runs without posteriors (models without the capability) are left out; none at all
+    is an error.
     """
     store = RunStore(results_dir)
     names = series_names(records)
+    values = [(record, panel_values(PosteriorStats.from_arrays(
+        store.arrays(record.run_id, POSTERIORS))))
+        for record in records if store.has(record.run_id, POSTERIORS)]
+    if not values:
+        raise ReportError(f"{results_dir}: no run has {POSTERIORS}.npz (models with the "
+                          "'posteriors' capability write it)")
+    if variance_eps is None:
+        variance_eps = variance_grid([v["decoder_variance"] for _, v in values
+                                      if "decoder_variance" in v], delta, points)
     parts = []
-    for record in records:
-        if not store.has(record.run_id, POSTERIORS):
-            continue
-        stats = PosteriorStats.from_arrays(store.arrays(record.run_id, POSTERIORS))
-        for panel, values in panel_values(stats).items():
+    for record, panels in values:
+        for panel, value in panels.items():
             grid = variance_eps if panel == "decoder_variance" else eps
             parts.append(pd.DataFrame({
                 "run_id": record.run_id, "label": record.label,
                 "series": names[record.run_id], "seed": record.coordinates.seed,
-                "panel": panel, "eps": grid, "share": collapse_curve(values, grid, delta)}))
-    if not parts:
-        raise ReportError(f"{results_dir}: no run has {POSTERIORS}.npz (models with the "
-                          "'posteriors' capability write it)")
+                "panel": panel, "eps": grid, "share": collapse_curve(value, grid, delta)}))
     return pd.concat(parts, ignore_index=True)
+
+
+def variance_grid(variances: list[np.ndarray], delta: float, points: int) -> np.ndarray:
+    """``points`` eps from 0 to the largest per-feature collapse threshold of the decoder
+    ``variances`` ((n, d) arrays, one per run); [0, 1] when there are none."""
+    top = max((float(collapse_thresholds(v, delta).max()) for v in variances), default=1.0)
+    return np.linspace(0.0, top if top > 0 else 1.0, points)
 
 
 def mean_curves(curves: pd.DataFrame) -> pd.DataFrame:
@@ -105,33 +145,64 @@ def mean_curves(curves: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+ROW_MIN_WIDTH = len(PANELS) * MIN_PANEL_INCHES  # inches: four readable panels side by side
+
+
+def default_layout(width: float) -> str:
+    """"row" (four panels side by side) where they fit, "2x2" below (e.g. one column)."""
+    return "row" if width >= ROW_MIN_WIDTH else "2x2"
+
+
 @styled
-def plot_collapse(curves: pd.DataFrame, delta: float = DELTA):
+def plot_collapse(curves: pd.DataFrame, delta: float = DELTA, width: float = DOUBLE_COLUMN,
+                  layout: str | None = None) -> Figure:
     """The four panels of paper Fig. 2, one curve per series: the mean over its runs, with a
-    ± std band when there are several. ``curves`` is :func:`mean_curves`' table."""
-    fig, axes = panels(len(PANELS), panel_size=(2.7, 2.3))
+    ± std band (clipped to [0, 1]) when there are several. ``curves`` is :func:`mean_curves`'
+    table; ``width`` in inches; ``layout`` "row" or "2x2" (None: :func:`default_layout`)."""
+    layout = layout or default_layout(width)
+    if layout not in LAYOUTS:
+        raise ReportError(f"--layout {layout!r}; allowed: {', '.join(LAYOUTS)}")
+    if layout == "row" and width < ROW_MIN_WIDTH:
+        raise ReportError(f"--layout row at --width {width}: four panels side by side need "
+                          f"{ROW_MIN_WIDTH:.1f} inches or more; use --layout 2x2")
     order = ordered_series(curves["series"])
-    for ax, panel in zip(axes, PANELS):
+    columns = legend_columns(order, width)
+    fig, axes = panel_grid(len(PANELS), width, aspect=0.85,
+                           columns=4 if layout == "row" else 2,
+                           extra_height=legend_height(len(order), columns) + 0.25)
+    groups = _by_label(order, curves)
+    for index, (ax, panel) in enumerate(zip(axes, PANELS)):
         part = curves[curves["panel"] == panel.key]
-        for label, members in _by_label(order, curves):
+        drawn = 0
+        for label, members in groups:
+            style = model_style(label)
             for position, name in enumerate(members):
                 line = part[part["series"] == name].sort_values("eps")
                 if line.empty:
                     continue
-                colour = shade(model_colour(label), position, len(members))
-                ax.plot(line["eps"].to_numpy(), line["share"].to_numpy(), color=colour, label=name)
+                colour = shade(style.colour, position, len(members))
+                eps, share = line["eps"].to_numpy(), line["share"].to_numpy()
+                # a few markers per curve, staggered between series so that they do not coincide
+                step = max(1, len(eps) // 6)
+                ax.plot(eps, share, label=name, markevery=(drawn * step // len(order), step),
+                        **style.line(colour))
+                drawn += 1
                 if (line["runs"] > 1).any():
-                    ax.fill_between(line["eps"], line["share"] - line["share_std"],
-                                    line["share"] + line["share_std"], color=colour, alpha=0.15,
+                    spread = line["share_std"].to_numpy()
+                    ax.fill_between(eps, np.clip(share - spread, 0, 1),
+                                    np.clip(share + spread, 0, 1), color=colour, alpha=0.15,
                                     linewidth=0)
         if part.empty:
             ax.text(0.5, 0.5, "no model has\nthese statistics", ha="center", va="center",
                     transform=ax.transAxes, color="0.4")
-        ax.set_title(panel.title)
+        panel_title(ax, index, panel.title)
         ax.set_xlabel(panel.xlabel)
         ax.set_ylim(-0.02, 1.02)
-    axes[0].set_ylabel(f"share of collapsed dimensions\n(≥ {1 - delta:.0%} of points below ε)")
-    figure_legend(fig, axes, max_columns=6)
+        if not first_column(ax):
+            ax.tick_params(labelleft=False)
+    fig.supylabel(f"share of dimensions with\n≥ {1 - delta:.0%} of points below ε",
+                  fontsize=PAPER_RC["axes.labelsize"])
+    legend_below(fig, collect_handles(axes), columns)
     return fig
 
 

@@ -63,6 +63,16 @@ def reported(records: Iterable[Record]) -> list[Record]:
     return [r for r in records if r.role != TRIAL_ROLE]
 
 
+def model_records(results_dir: str | Path) -> list[Record]:
+    """The finished runs that figures draw: the models' reported runs (no tuning trials, and no
+    reference rows, which are computed from the data alone and are not models)."""
+    records = [r for r in reported(ok_records(results_dir)) if r.role != REFERENCE_ROLE]
+    if not records:
+        raise ReportError(f"{results_dir}: no finished model run (only tuning trials or "
+                          "reference rows)")
+    return records
+
+
 def series_names(records: Iterable[Record], along: str | None = None) -> dict[str, str]:
     """run_id -> series name: the label, plus "(axis=value, ...)" for the grid axes whose value
     varies among the runs of that label, except ``along`` (the x axis of a figure)."""
