@@ -1,10 +1,10 @@
 """XRMB protocols, label mapping and standardisation on small fixtures in the real file layout."""
 import numpy as np
 import pytest
+from test_data_formats import write_mat
 
 from mmbench.data import load_dataset
 from mmbench.data.errors import DataError
-from test_data_formats import write_mat
 
 FOLD_SPEAKERS = [1, 3, 43, 45, 10, 13, 27, 29]
 TABLE6_SPEAKERS = [7, 16, 20, 21, 23, 28, 31, 35]
@@ -25,7 +25,7 @@ def write_xrmb(data_dir, label_base=1, version="5"):
     articulatory[:, 0] = speaker, articulatory[:, 1] = 5 (even phone) or 9 (odd); frames of
     speakers 1 and 3 have 10 and 13 in column 1 instead.
     """
-    parts = {"train": [frames_of(s, 12) for s in FOLD_SPEAKERS + [5]],
+    parts = {"train": [frames_of(s, 12) for s in [*FOLD_SPEAKERS, 5]],
              "tune": [frames_of(50, 8)],
              "test": [frames_of(s, 20 if s == 7 else 8) for s in TABLE6_SPEAKERS]
              + [frames_of(27, 4)]}
@@ -80,7 +80,7 @@ def test_folds_hold_out_their_speaker_pair(xrmb_dir):
     # "rest": every other speaker of the pooled parts, train and test by default (the tune part's
     # speaker 50 only when the tune part is pooled too)
     rest = load_dataset("xrmb", data_dir_=xrmb_dir, protocol="folds", fold=1, fold_train="rest")
-    everyone = set(FOLD_SPEAKERS + [5] + TABLE6_SPEAKERS)
+    everyone = set([*FOLD_SPEAKERS, 5, *TABLE6_SPEAKERS])
     assert speakers_of(rest.train) | speakers_of(rest.valid) == everyone - {1, 3}
     with_tune = load_dataset("xrmb", data_dir_=xrmb_dir, protocol="folds", fold=1,
                              fold_train="rest", parts=["train", "tune", "test"])
@@ -92,7 +92,7 @@ def test_speaker_independent_protocol(xrmb_dir):
     assert speakers_of(data.test) == set(TABLE6_SPEAKERS)
     assert data.test.n == 7 * 8 + 20
     # training frames: the training part only (not tune speaker 50, not speaker 27's test frames)
-    assert speakers_of(data.train) | speakers_of(data.valid) == set(FOLD_SPEAKERS + [5])
+    assert speakers_of(data.train) | speakers_of(data.valid) == set([*FOLD_SPEAKERS, 5])
     assert data.train.n + data.valid.n == 9 * 12
     one = load_dataset("xrmb", data_dir_=xrmb_dir, protocol="speakers", speaker=16, standardize=[])
     assert speakers_of(one.test) == {16} and one.test.n == 8

@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy import stats
 
-from baselines.mmvae import MMVAE, MMVAEConfig, MMVAEIWAE
+from baselines.mmvae import MMVAE, MMVAEIWAE, MMVAEConfig
 from mmbench.metrics import collapse_curve, collapsed_dimensions, kl_to_standard_normal
 from mmbench.model import DataSpec
 from mmbench.trainer import TrainConfig
@@ -270,16 +270,16 @@ def test_trains_on_embedded_mnist_and_returns_documented_shapes(request, check_t
 
 
 def test_bad_hyper_parameters_are_one_line_errors():
-    with pytest.raises(ValueError, match="^mmvae_elbo: objective: Input should be 'elbo', "
-                                         "'iwae' or 'dreg', got 'vimco'$"):
+    with pytest.raises(ValueError, match=r"^mmvae_elbo: objective: Input should be 'elbo', "
+                                         r"'iwae' or 'dreg', got 'vimco'$"):
         MMVAE(objective="vimco")
-    with pytest.raises(ValueError, match="^mmvae_elbo: looser: .* elbo objective"):
+    with pytest.raises(ValueError, match=r"^mmvae_elbo: looser: .* elbo objective"):
         MMVAE(objective="elbo", looser=True)
-    with pytest.raises(ValueError, match="^mmvae_elbo: likelihood_scale: Input should be "
-                                         "'shared' or 'input' or a number > 0, got 0.0$"):
+    with pytest.raises(ValueError, match=r"^mmvae_elbo: likelihood_scale: Input should be "
+                                         r"'shared' or 'input' or a number > 0, got 0.0$"):
         MMVAE(likelihood_scale=0.0)
-    with pytest.raises(ValueError, match="^mmvae_elbo: likelihood_scale: .* with likelihood "
-                                         "'laplace'; .* set likelihood: modality"):
+    with pytest.raises(ValueError, match=r"^mmvae_elbo: likelihood_scale: .* with likelihood "
+                                         r"'laplace'; .* set likelihood: modality"):
         MMVAE(likelihood_scale="shared")
 
 
