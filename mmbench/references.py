@@ -7,7 +7,7 @@ that a suite runs, records, seeds and resumes them like its models (as runs of r
     mean xM       (``mean_xm``) each missing modality predicted by its training mean; rmse only.
     ridge xO→xM   (``ridge_xo_xm``) ridge regression of the missing modalities on the
                   standardised observed ones, with an unpenalised intercept and the penalty of
-                  ``alphas`` whose validation rmse is lowest; rmse only.
+                  ``ALPHAS`` whose validation rmse is lowest; rmse only.
 
 mean xM and ridge xO→xM have no representation (``represent`` is (n, 0)), so evaluation gives
 them no classification metric; on data without a missing modality they fit nothing and give no
@@ -20,14 +20,16 @@ import time
 from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import Field
 
-from mmbench.config import ModelConfig, PositiveReal
+from mmbench.config import ModelConfig
 from mmbench.model import Arrays, ConfigT, MultimodalModel
 from mmbench.trainer import EpochCallback, FitReport, TrainConfig
 from mmbench.views import Views
 
 CHUNK_ROWS = 65536  # rows per float64 chunk of the sums of squares and of the predictions
+ALPHAS = (1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6)
+"""The penalties alpha ridge xO→xM tries: scikit-learn's Ridge, ||Y - X W||^2 + alpha ||W||^2
+on the standardised X (an unpenalised intercept); the lowest validation rmse is kept."""
 
 
 class Reference(MultimodalModel[ConfigT]):
@@ -101,18 +103,9 @@ class MeanMissing(Reference[ModelConfig]):
         return {m: np.tile(mean.astype(np.float32), (n, 1)) for m, mean in self.means_.items()}
 
 
-class RidgeConfig(ModelConfig):
-    """The penalties ridge xO→xM chooses from on the validation split."""
-
-    alphas: tuple[PositiveReal, ...] = Field(
-        (1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6), min_length=1,
-        description="ridge penalties alpha tried (scikit-learn's Ridge: ||Y - X W||^2 + alpha "
-                    "||W||^2 on standardised X); the one with the lowest validation rmse is kept")
-
-
-class RidgeMissing(Reference[RidgeConfig]):
+class RidgeMissing(Reference[ModelConfig]):
     """ridge xO→xM: ridge regression of the missing modalities on the standardised observed
-    ones, its penalty chosen on the validation split."""
+    ones, its penalty chosen on the validation split among ``ALPHAS``."""
 
     name = "ridge_xo_xm"
     label = "ridge xO→xM"
@@ -122,9 +115,8 @@ class RidgeMissing(Reference[RidgeConfig]):
         self.missing_dims_ = {m: train.dim(m) for m in train.missing}
         if not train.missing:
             return {}
-        alphas = self.config.alphas
-        if valid is None and len(alphas) > 1:
-            raise ValueError(f"{self.name} chooses its penalty among {list(alphas)} on the "
+        if valid is None:
+            raise ValueError(f"{self.name} chooses its penalty among {list(ALPHAS)} on the "
                              "validation split, and none was given")
         x = side_by_side(train.xO, train.observed)
         y = side_by_side(train.xM, train.missing)
@@ -136,24 +128,18 @@ class RidgeMissing(Reference[RidgeConfig]):
         eigenvalues, eigenvectors = np.linalg.eigh(gram)
         rotated = eigenvectors.T @ cross
         fits = []
-        for alpha in alphas:
+        for alpha in ALPHAS:
             weights = eigenvectors @ (rotated / (eigenvalues + alpha)[:, None])
             coef = weights / self.scale_[:, None]         # on the raw features
             fits.append((coef, mean_y - self.mean_ @ coef))
-        self.valid_mse_: list[float] | None = None
-        chosen = 0
-        if valid is not None:
-            x_valid = side_by_side(valid.xO, valid.observed)
-            y_valid = side_by_side(valid.xM, valid.missing)
-            self.valid_mse_ = [mean_squared_error_of(predict(x_valid, *fit), y_valid)
-                               for fit in fits]
-            chosen = int(np.argmin(self.valid_mse_))
-        self.alpha_ = alphas[chosen]
+        x_valid = side_by_side(valid.xO, valid.observed)
+        y_valid = side_by_side(valid.xM, valid.missing)
+        self.valid_mse_ = [mean_squared_error_of(predict(x_valid, *fit), y_valid) for fit in fits]
+        chosen = int(np.argmin(self.valid_mse_))  # the first of equal ones
+        self.alpha_ = ALPHAS[chosen]
         self.coef_, self.intercept_ = fits[chosen]
-        row = {"loss": mean_squared_error_of(predict(x, self.coef_, self.intercept_), y)}
-        if self.valid_mse_ is not None:
-            row["valid_loss"] = self.valid_mse_[chosen]
-        return row
+        return {"loss": mean_squared_error_of(predict(x, self.coef_, self.intercept_), y),
+                "valid_loss": self.valid_mse_[chosen]}
 
     def generate(self, xO: Arrays) -> dict[str, np.ndarray]:
         """The ridge prediction of each missing modality, name -> (n, d_m)."""
@@ -166,10 +152,8 @@ class RidgeMissing(Reference[RidgeConfig]):
         """The chosen penalty, and the validation rmse of every penalty tried."""
         if not self.missing_dims_:
             return {}
-        out: dict[str, Any] = {"alpha": self.alpha_, "alphas": list(self.config.alphas)}
-        if self.valid_mse_ is not None:
-            out["valid_rmse"] = [float(np.sqrt(mse)) for mse in self.valid_mse_]
-        return out
+        return {"alpha": self.alpha_, "alphas": list(ALPHAS),
+                "valid_rmse": [float(np.sqrt(mse)) for mse in self.valid_mse_]}
 
 
 def rows(arrays: Arrays) -> int:
