@@ -50,7 +50,7 @@ class Reference(MultimodalModel[ConfigT]):
         report = FitReport(epochs=1, best_epoch=1, stopped_by="closed_form", history=[row],
                            best_valid_loss=row.get("valid_loss", math.nan))
         report.seconds = time.perf_counter() - start
-        if on_epoch is not None:
+        if on_epoch is not None and "loss" in row:  # a progress display reads the loss
             on_epoch(1, 1, row)
         return report
 

@@ -218,7 +218,9 @@ def test_a_suite_run_again_skips_its_finished_reference_rows(tmp_path):
     runner = CliRunner()
     first = runner.invoke(app, ["run", str(suite), "--results", str(results)])
     assert first.exit_code == 0, first.output
-    finished = {r.run_id: (r.label, r.finished) for r in RunStore(results).records()}
+    records = RunStore(results).records()
+    assert all(r.ok for r in records), [r.error for r in records]
+    finished = {r.run_id: (r.label, r.finished) for r in records}
     assert sorted(label for label, _ in finished.values()) == [
         "cca", "mean xM", "raw xO", "ridge xO→xM"]
     again = runner.invoke(app, ["run", str(suite), "--results", str(results)])
