@@ -24,7 +24,8 @@ Two presets name complete recipes (``preset``; parameters given explicitly overr
   summed over the batch (``class_loss="sum"``: alpha x batch size in effect), input-dependent
   decoder variance (a linear log-variance head on the decoder's features), and weights drawn
   from N(0, 0.001^2) with zero biases (``init_std=0.001``: numpy's ``normal(scale=0.001)``, a
-  standard deviation). The decoder is trained on posterior samples z_q in both.
+  standard deviation). The decoder is trained on posterior samples z_q in both. One difference
+  is left: the authors' classifier has no dropout; ours applies ``dropout`` to its hidden layers.
 """
 from __future__ import annotations
 

@@ -63,7 +63,7 @@ class Reference(MultimodalModel[ConfigT]):
         """The observed modalities side by side, z-scored with the training mean and standard
         deviation (features constant in training are centred only), (n, d_O) float32."""
         x = side_by_side(xO, self.observed_)
-        return ((x - self.mean_) / self.scale_).astype(np.float32)
+        return (x - self.mean_.astype(np.float32)) / self.scale_.astype(np.float32)
 
     def represent(self, xO: Arrays) -> np.ndarray:
         """No representation: (n, 0) (the row is not classified)."""
@@ -120,8 +120,8 @@ class RidgeMissing(Reference[ModelConfig]):
                              "validation split, and none was given")
         x = side_by_side(train.xO, train.observed)
         y = side_by_side(train.xM, train.missing)
-        mean_x, mean_y = x.mean(axis=0, dtype=np.float64), y.mean(axis=0, dtype=np.float64)
-        gram, cross = centred_products(x, y, mean_x, mean_y)
+        mean_y = y.mean(axis=0, dtype=np.float64)
+        gram, cross = centred_products(x, y, self.mean_, mean_y)
         # On the standardised features: X_s = (X - mean_x) / scale.
         gram /= np.outer(self.scale_, self.scale_)
         cross /= self.scale_[:, None]
