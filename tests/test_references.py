@@ -168,6 +168,22 @@ def test_data_without_a_missing_modality_give_the_rmse_rows_no_metric():
     assert list(evaluate(raw, only_observed).metrics) == ["error_pct"]
 
 
+def test_rmse_rows_are_measured_per_test_group_too():
+    splits = load_dataset("synthetic", seed=2, n_train=300, n_valid=100, n_test=100)
+    groups = np.arange(100) % 3
+    test = Views(splits.test.data, splits.test.observed, splits.test.missing, splits.test.labels,
+                 groups=groups)
+    grouped = DataSplits("grouped", splits.train, splits.valid, test, n_classes=splits.n_classes)
+    model = MeanMissing()
+    model.fit(grouped.train, grouped.valid)
+    result = evaluate(model, grouped)
+    mean = splits.train.data["x2"].mean(0, dtype=np.float64)
+    for group in range(3):
+        truth = test.data["x2"][groups == group].astype(np.float64)
+        assert result.metrics_by_group[str(group)] == {
+            "rmse": pytest.approx(np.sqrt(np.mean((truth - mean) ** 2)), rel=1e-6)}
+
+
 def test_ridge_needs_a_validation_split_to_choose_its_penalty():
     splits = load_dataset("synthetic", seed=1, n_train=300, n_valid=100, n_test=100)
     with pytest.raises(ValueError, match=r"chooses its penalty among \[0.01, .* on the "
