@@ -42,13 +42,16 @@ def evaluate(model: MultimodalModel, splits: DataSplits,
     Metrics: error_pct (single-label) or map_micro_pct and map_macro_pct (multi-label);
     rmse over all missing modalities pooled, and rmse.<name> per modality when there are several.
     When the test split has group ids (e.g. XRMB speakers), the same metrics per group too.
+    A model without a classifier whose representation has no features (the reference rows that
+    only predict xM, see :mod:`mmbench.references`) gets no classification metric.
     """
     test = splits.test
     representation = model.represent(test.xO)
     downstream_params = None
+    scores = None
     if "classify" in model.capabilities:
         scores = model.predict_proba(test.xO)
-    else:
+    elif representation.shape[1] > 0:
         train, valid = splits.train, splits.valid
         if downstream.max_train and train.n > downstream.max_train:
             rng = np.random.default_rng(seed)
@@ -68,7 +71,7 @@ def evaluate(model: MultimodalModel, splits: DataSplits,
         for group in np.unique(test.groups):
             mask = test.groups == group
             result.metrics_by_group[str(group)] = split_metrics(
-                test.subset(mask), scores[mask],
+                test.subset(mask), None if scores is None else scores[mask],
                 None if generated is None else {m: g[mask] for m, g in generated.items()})
     if "posteriors" in model.capabilities:
         result.posteriors = model.posteriors(test)
@@ -88,14 +91,15 @@ def kept_generations(test: Views, generated: dict[str, np.ndarray]) -> Generatio
         index=kept)
 
 
-def split_metrics(views: Views, scores: np.ndarray,
+def split_metrics(views: Views, scores: np.ndarray | None,
                   generated: dict[str, np.ndarray] | None) -> dict[str, float]:
-    """The metrics of class ``scores`` (n, K) and of ``generated`` missing modalities
+    """The metrics of class ``scores`` ((n, K), or None) and of ``generated`` missing modalities
     ({name: (n, d)}, or None) against the labels and data of ``views``."""
-    if views.multilabel:
+    metrics: dict[str, float] = {}
+    if scores is not None and views.multilabel:
         metrics = {"map_micro_pct": map_pct(views.labels, scores, "micro"),
                    "map_macro_pct": map_pct(views.labels, scores, "macro")}
-    else:
+    elif scores is not None:
         metrics = {"error_pct": error_pct(views.labels, scores)}
     if generated is not None:
         truth = np.concatenate([views.data[m] for m in views.missing], axis=1)

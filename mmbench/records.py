@@ -25,6 +25,7 @@ JSON = dict[str, Any]
 # alone, as they always have); other roles (trials of a tuning study, reference runs computed
 # from the data alone) add the role to what the id hashes.
 MODEL_ROLE = "model"
+REFERENCE_ROLE = "reference"  # a no-model reference row (mmbench.references)
 
 Status = Literal["ok", "failed", "diverged"]
 OK: Status = "ok"

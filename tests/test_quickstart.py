@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from mmbench.cli import app
 from mmbench.registry import builtin_models, model_class
-from mmbench.suite import load_suite
+from mmbench.suite import DEFAULT_REFERENCES, load_suite
 
 QUICKSTART = Path(__file__).parents[1] / "suites" / "quickstart.yaml"
 
@@ -16,8 +16,11 @@ QUICKSTART = Path(__file__).parents[1] / "suites" / "quickstart.yaml"
 def test_quickstart_runs_records_every_model_and_seed_and_resumes(tmp_path):
     suite = load_suite(QUICKSTART)
     labels = {m.display_label: m.name for m in suite.models}
-    assert set(labels.values()) == set(builtin_models()), "quickstart runs every model"
-    n_runs = len(labels) * len(suite.seeds)
+    models = set(builtin_models()) - set(DEFAULT_REFERENCES)
+    assert set(labels.values()) == models, "quickstart runs every model"
+    references = {"raw xO": "raw_xo", "mean xM": "mean_xm", "ridge xO→xM": "ridge_xo_xm"}
+    assert suite.references == list(DEFAULT_REFERENCES)
+    n_runs = (len(labels) + len(references)) * len(suite.seeds)
 
     results = tmp_path / "results"
     runner = CliRunner()
@@ -28,12 +31,13 @@ def test_quickstart_runs_records_every_model_and_seed_and_resumes(tmp_path):
     table = pd.read_csv(results / "results.csv")
     errors = table[table.metric == "error_pct"]
     assert dict(errors.groupby("label").seed.apply(sorted)) == {
-        label: suite.seeds for label in labels}
+        label: suite.seeds for label in [*labels, "raw xO"]}
     assert errors.value.between(0, 100).all()
-    generators = {label for label, name in labels.items()
+    generators = {label for label, name in {**labels, **references}.items()
                   if "generate" in model_class(name).capabilities}
     assert set(table[table.metric == "rmse"].label) == generators
-    assert {"CMMD", "CCA", "MVAE"} <= generators and "M-xO" not in generators
+    assert {"CMMD", "CCA", "MVAE", "mean xM", "ridge xO→xM"} <= generators
+    assert "M-xO" not in generators and "raw xO" not in generators
     # the summary lists the models in the suite's order
     positions = [first.output.index(label + " ") for label in labels]
     assert positions == sorted(positions)
