@@ -3,20 +3,28 @@
 View 1 is the concatenation of the observed modalities, view 2 that of the missing ones. The
 representation is the view-1 canonical variates (x1 - mean1) @ W1 on the top-k directions.
 On 784-D pixels unregularised CCA is singular (constant border pixels) and a tiny ridge overfits,
-hence the default ridge; the held-out canonical correlations on the validation split are kept in
-``valid_correlations_`` (the in-sample ones in ``train_correlations_``).
+hence the default ridge. The Pearson correlations of the canonical variates are kept in-sample in
+``train_correlations_`` and held out on the validation split in ``valid_correlations_``, both
+measured the same way (the regularised canonical correlations, which the ridge shrinks, are
+``projection_.correlations``).
 """
 from __future__ import annotations
 
 import time
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from pydantic import Field
 
 from mmbench.config import ModelConfig, NonNegativeReal, PositiveInt
-from mmbench.correlation import (CHUNK_ROWS, Moments, canonical_projection, fitted_correlations,
-                                 moments)
+from mmbench.correlation import (
+    CHUNK_ROWS,
+    Moments,
+    canonical_projection,
+    fitted_correlations,
+    moments,
+)
 from mmbench.model import MultimodalModel
 from mmbench.trainer import EpochCallback, FitReport, TrainConfig
 from mmbench.views import Views
@@ -57,7 +65,7 @@ class CCAConfig(ModelConfig):
     1.4 with 1e-4. Scale it with the data's variances elsewhere.
     """
 
-    test_params = {"n_components": 6}
+    test_params: ClassVar[dict[str, Any]] = {"n_components": 6}
 
     n_components: PositiveInt = Field(
         10, description="k, the canonical pairs kept (the representation is (n, k))")
@@ -94,12 +102,12 @@ class CCA(MultimodalModel[CCAConfig]):
         self.projection_ = canonical_projection(stats, config.n_components, config.reg1,
                                                 config.reg2)
         self.regression_ = self._regression_on_variates(stats)
-        self.train_correlations_ = self.projection_.correlations.numpy()
+        self.train_correlations_ = self.projection_.variate_correlations(x1, x2).numpy()
         # One history row in the trainer's convention: the loss is minus the total correlation.
         row = {"epoch": 1, "loss": -float(self.train_correlations_.sum())}
         report = FitReport(epochs=1, best_epoch=1, stopped_by="closed_form")
         if valid is not None:
-            heldout = self.projection_.heldout_correlations(*view_pair(valid))
+            heldout = self.projection_.variate_correlations(*view_pair(valid))
             self.valid_correlations_ = heldout.numpy()
             row["valid_loss"] = report.best_valid_loss = -float(self.valid_correlations_.sum())
         report.history.append(row)

@@ -6,22 +6,29 @@ top ``n_components`` canonical correlations of (h1, h2) on that batch with ridge
 covariances (the trace norm of T = S11^-1/2 S12 S22^-1/2 when all are kept), in float64; see
 :mod:`mmbench.correlation`. After training, a linear CCA is fitted on the networks' outputs for
 the whole training split; the representation is f1(x1) projected on its top-k view-1 directions.
-The held-out canonical correlations of that final projection on the validation split are kept in
-``valid_correlations_`` (never in-sample).
+The correlations of that final projection's canonical variates are kept in-sample in
+``train_correlations_`` and held out on the validation split in ``valid_correlations_``, both
+Pearson correlations (see :meth:`mmbench.correlation.CanonicalProjection.variate_correlations`).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from pydantic import Field, ValidationInfo, field_validator
 from torch import nn
 
-from mmbench.config import (Activation, Fraction, Layers, ModelConfig, NonNegativeReal,
-                            PositiveInt)
-from mmbench.correlation import (CanonicalProjection, canonical_projection, check_components,
-                                 fitted_correlations, moments, total_correlation)
+from mmbench.config import Activation, Fraction, Layers, ModelConfig, NonNegativeReal, PositiveInt
+from mmbench.correlation import (
+    CanonicalProjection,
+    canonical_projection,
+    check_components,
+    fitted_correlations,
+    moments,
+    total_correlation,
+)
 from mmbench.model import DataSpec, TorchModel, concat
 from mmbench.nn import MLP
 from mmbench.trainer import EpochCallback, FitReport, Progress, TrainConfig
@@ -36,7 +43,7 @@ class DCCAConfig(ModelConfig):
     one; set the suite's ``batch_size`` for this model accordingly.
     """
 
-    test_params = {"latent_dim": 6, "hidden": (32,)}
+    test_params: ClassVar[dict[str, Any]] = {"latent_dim": 6, "hidden": (32,)}
 
     latent_dim: PositiveInt = Field(10, description="output size L of each network")
     hidden: Layers = Field((1024, 1024, 1024), description="hidden layers of both networks")
@@ -126,13 +133,13 @@ class DCCA(TorchModel[DCCAConfig, DCCANetwork]):
         measure its canonical correlations on ``valid`` (``valid_correlations_``, (k,))."""
         report = super().fit(train, valid, trainer=trainer, n_classes=n_classes,
                              on_epoch=on_epoch)
-        projection = canonical_projection(moments(*self._outputs(train)),
-                                          self.module_.n_components, self.config.reg1,
-                                          self.config.reg2)
+        outputs = self._outputs(train)
+        projection = canonical_projection(moments(*outputs), self.module_.n_components,
+                                          self.config.reg1, self.config.reg2)
         self.module_.set_projection(projection)
-        self.train_correlations_ = projection.correlations.cpu().numpy()
+        self.train_correlations_ = projection.variate_correlations(*outputs).cpu().numpy()
         if valid is not None:
-            self.valid_correlations_ = projection.heldout_correlations(
+            self.valid_correlations_ = projection.variate_correlations(
                 *self._outputs(valid)).cpu().numpy()
         return report
 

@@ -26,7 +26,9 @@ Likelihoods (``likelihood``): "laplace" is the authors': Laplace(mean, ``likelih
 every modality, with the mean squashed into [1e-6, 1 - 1e-6] by a sigmoid for modalities in
 [0, 1] (``Modality.likelihood == "bernoulli"``) and linear otherwise. "modality" uses each
 modality's own family: Bernoulli, or Gaussian with the fixed standard deviation
-``likelihood_scale``.
+``likelihood_scale``, or with a learned variance: ``likelihood_scale="shared"`` (one per
+feature) or ``"input"`` (a linear log-variance head, a function of z), as CMMD's and VCCA's
+decoders (the CMMD paper's Fig. 2 reads MMVAE's decoder variances).
 
 Test time (no classifier of its own; scored by the suite's downstream protocol):
 - ``represent(xO)``: the mean of the observed experts' mixture (the average of their locs);
@@ -38,12 +40,13 @@ Test time (no classifier of its own; scored by the suite's downstream protocol):
   ("missing"; the CMMD paper's App. E names "the joint MoE posterior" for both and its Sec. 4.2
   reads them as "both marginal distributions" conditioned on xO and on xM); ``z_given_xM="joint"``
   takes the mixture of all experts. The decoder variance of a Gaussian missing modality is 2 s^2
-  (Laplace) or s^2 (Gaussian) with s = ``likelihood_scale``.
+  (Laplace) or s^2 (Gaussian) with s = ``likelihood_scale``, or the learned variance at the
+  observed experts' mixture mean.
 """
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -52,12 +55,31 @@ from torch import nn
 from torch.distributions import Independent
 
 from mmbench import bounds
-from mmbench.config import (Activation, Flag, Fraction, Layers, ModelConfig, NonNegativeReal,
-                            PositiveInt, PositiveReal, per_modality, with_defaults)
+from mmbench.config import (
+    Activation,
+    Flag,
+    Fraction,
+    Layers,
+    ModelConfig,
+    NonNegativeReal,
+    PositiveInt,
+    PositiveReal,
+    choice_or_number,
+    per_modality,
+    with_defaults,
+)
 from mmbench.experts import mixture_log_prob, mixture_moments
 from mmbench.model import DataSpec, PosteriorTensors, TorchModel
-from mmbench.nn import (LaplaceExpert, decoder_layers, fixed_scale_likelihood, laplace,
-                        softmax_scale, stochastic_mlp)
+from mmbench.nn import (
+    LaplaceExpert,
+    decoder_layers,
+    fixed_scale_likelihood,
+    gaussian_logvars,
+    laplace,
+    likelihood_head,
+    softmax_scale,
+    stochastic_mlp,
+)
 from mmbench.trainer import Progress
 
 
@@ -66,7 +88,7 @@ class MMVAEConfig(ModelConfig):
     of 400, ReLU, no dropout). Train with the authors' Adam (lr 1e-3, amsgrad) via the suite's
     ``train`` section."""
 
-    test_params = {"latent_dim": 6, "hidden": (32,)}
+    test_params: ClassVar[dict[str, Any]] = {"latent_dim": 6, "hidden": (32,)}
 
     latent_dim: PositiveInt = Field(20, description="size D of z")
     hidden: Layers = Field((400,), description="hidden layers of every encoder")
@@ -83,8 +105,10 @@ class MMVAEConfig(ModelConfig):
     likelihood: Literal["laplace", "modality"] = Field(
         "laplace", description='"laplace" (the authors\') or "modality" (each modality\'s own '
                                "family with the fixed scale likelihood_scale)")
-    likelihood_scale: PositiveReal = Field(
-        0.75, description="the likelihoods' fixed scale (the authors': 0.75)")
+    likelihood_scale: choice_or_number(Literal["shared", "input"], PositiveReal) = Field(
+        0.75, description='the likelihoods\' fixed scale (the authors\': 0.75), or with '
+                          'likelihood "modality" a learned Gaussian variance: "shared" (one per '
+                          'feature) or "input" (a function of z)')
     likelihood_weights: per_modality(NonNegativeReal) | None = Field(
         None, description="lambda_d, the weight of each modality's log-likelihood (None: 1; the "
                           "authors up-weight MNIST by 3072/784 in MNIST-SVHN)")
@@ -93,6 +117,16 @@ class MMVAEConfig(ModelConfig):
     z_given_xM: Literal["missing", "joint"] = Field(
         "missing", description='the posterior reported as z|xM: the mixture of the "missing" '
                                'modalities\' experts or of all ("joint")')
+
+    @field_validator("likelihood_scale")
+    @classmethod
+    def _learned_scales_are_gaussian_variances(cls, scale: float | str,
+                                               info: ValidationInfo) -> float | str:
+        if isinstance(scale, str) and info.data.get("likelihood") == "laplace":
+            raise ValueError(f"Input should be a number with likelihood 'laplace'; a learned "
+                             f"scale ({scale!r}) is a Gaussian variance: set likelihood: "
+                             "modality")
+        return scale
 
     @field_validator("looser")
     @classmethod
@@ -112,9 +146,12 @@ MMVAEIWAEConfig = with_defaults(
 
 def decoder_head(config: MMVAEConfig, likelihood: str, in_dim: int, out_dim: int) -> nn.Module:
     """p(x_m | z) for a modality of ``likelihood``: the authors' Laplace, or (``config.likelihood
-    == "modality"``) its own family with the fixed Gaussian variance ``likelihood_scale ** 2``."""
-    return fixed_scale_likelihood(config.likelihood, likelihood, in_dim, out_dim,
-                                  config.likelihood_scale)
+    == "modality"``) its own family, Gaussians with the fixed variance ``likelihood_scale ** 2``
+    or a learned one ("shared", "input"; the config refuses learned Laplace scales)."""
+    scale = config.likelihood_scale
+    if isinstance(scale, str):
+        return likelihood_head(likelihood, in_dim, out_dim, scale)
+    return fixed_scale_likelihood(config.likelihood, likelihood, in_dim, out_dim, scale)
 
 
 class MMVAENetwork(nn.Module):
@@ -131,7 +168,8 @@ class MMVAENetwork(nn.Module):
                 lambda width: LaplaceExpert(width, config.latent_dim), act, drop)
             self.decoders[m] = stochastic_mlp(
                 config.latent_dim, decoder_hidden,
-                lambda width: decoder_head(config, spec.likelihoods[m], width, spec.dims[m]),
+                lambda width, m=m: decoder_head(config, spec.likelihoods[m], width,
+                                                spec.dims[m]),
                 act, drop)
         self.prior_raw_scale = nn.Parameter(torch.zeros(config.latent_dim),
                                             requires_grad=config.learn_prior)
@@ -204,8 +242,8 @@ class MMVAE(TorchModel[MMVAEConfig, MMVAENetwork]):
 
     def batch_posteriors(self, batch) -> PosteriorTensors:
         """Moment-matched Gaussians of the observed experts' mixture (z|xO) and of the missing
-        (or all) experts' mixture (z|xM); fixed decoder log-variances of the Gaussian missing
-        modalities (see the module's docstring)."""
+        (or all) experts' mixture (z|xM); decoder log-variances of the Gaussian missing
+        modalities, at z = the observed experts' mixture mean (see the module's docstring)."""
         config = self.config
         given_xM = self.spec_.missing if config.z_given_xM == "missing" else self.spec_.modalities
 
@@ -215,12 +253,15 @@ class MMVAE(TorchModel[MMVAEConfig, MMVAENetwork]):
             return mean, variance.log()
 
         z_given_xO = moment_matched(self.spec_.observed)
-        decoder_logvar = None
-        width = sum(self.spec_.missing[m] for m in self.spec_.gaussian_missing)
-        if width:
-            variance = config.likelihood_scale ** 2 * (2 if config.likelihood == "laplace" else 1)
-            decoder_logvar = z_given_xO[0].new_full((z_given_xO[0].shape[0], width),
-                                                    math.log(variance))
+        gaussian = self.spec_.gaussian_missing
+        if config.likelihood == "modality":  # Gaussian heads, fixed or learned variance
+            decoded = {m: self.module_.decoders[m](z_given_xO[0]) for m in gaussian}
+            decoder_logvar = gaussian_logvars(decoded, gaussian)
+        else:  # Laplace(mean, s): variance 2 s^2
+            width = sum(self.spec_.missing[m] for m in gaussian)
+            decoder_logvar = z_given_xO[0].new_full(
+                (z_given_xO[0].shape[0], width),
+                math.log(2 * float(config.likelihood_scale) ** 2)) if width else None
         return PosteriorTensors(z_given_xO, moment_matched(given_xM) if given_xM else None,
                                 decoder_logvar)
 

@@ -3,40 +3,86 @@
     encoder       q(z | xO, xM, y)   Gaussian
     prior         p(z | xO)          Gaussian, conditioned on the observed modalities
     decoder       p(xM | xO, z)      Gaussian (learned or fixed variance) or Bernoulli per modality
-    classifier    p(y | z)           fed with z ~ p(z | xO) in training and at test (Fig. 1)
+    classifier    p(y | z)           fed from the prior p(z | xO) (Fig. 1)
 
-Loss per batch (minimised), with z_q ~ q and z_p ~ p:
+Loss per batch (minimised), with z_q ~ q and z_p ~ p, batch means of every term:
 
     - E[log p(xM | xO, z_q)] - alpha E[log p(y | z_p)]
     + omega KL[q(z | xO, xM, y) || p(z | xO)] + (1 - omega) lambda MMD[z_q, z_p]
 
-omega = 1 (and alpha = 1, classifier_input="posterior") is the negative ELBO of Eq. 1.
+omega = 1 (and alpha = 1, classifier_input="posterior") is the negative ELBO of Eq. 1. At test
+time the classifier and the decoder are fed the prior mean E[z | xO].
+
+Two presets name complete recipes (``preset``; parameters given explicitly override it):
+
+- "paper" (the default): Eq. 5 exactly - the exact Gaussian KL, the classification term as a
+  batch mean, the classifier fed a sample z_p ~ p(z | xO) in training, input-dependent decoder
+  variance (Eq. 6), PyTorch's default initialisation.
+- "official": the authors' Theano code (github.com/rogelioamancisidor/cmmd) - the classifier fed
+  the prior *mean* in training as at test (``classifier_input="prior_mean"``), their KL without
+  the 1/2 on the variance ratio (``kl="official"``, d/2 when q = p), the classification term
+  summed over the batch (``class_loss="sum"``: alpha x batch size in effect), input-dependent
+  decoder variance (a linear log-variance head on the decoder's features), and weights drawn
+  from N(0, 0.001^2) with zero biases (``init_std=0.001``: numpy's ``normal(scale=0.001)``, a
+  standard deviation). The decoder is trained on posterior samples z_q in both. One difference
+  is left: the authors' classifier has no dropout; ours applies ``dropout`` to its hidden layers.
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 from torch.distributions import kl_divergence
 
-from mmbench.config import (Activation, Flag, Fraction, Layers, ModelConfig, NonNegativeReal,
-                            PositiveInt, PositiveReal, Probability, choice_or_number)
+from mmbench.config import (
+    Activation,
+    Flag,
+    Fraction,
+    Layers,
+    ModelConfig,
+    NonNegativeReal,
+    PositiveInt,
+    PositiveReal,
+    Probability,
+    choice_or_number,
+)
 from mmbench.divergences import mmd, official_cmmd_kl
-from mmbench.model import (DataSpec, PosteriorTensors, TorchModel, concat, one_hot_labels)
-from mmbench.nn import (MLP, CategoricalHead, GaussianHead, class_probabilities,
-                        gaussian_logvars, gaussian_posterior, likelihood_head, stochastic_mlp)
+from mmbench.model import DataSpec, PosteriorTensors, TorchModel, concat, one_hot_labels
+from mmbench.nn import (
+    MLP,
+    CategoricalHead,
+    GaussianHead,
+    class_probabilities,
+    gaussian_logvars,
+    gaussian_posterior,
+    likelihood_head,
+    stochastic_mlp,
+)
 from mmbench.trainer import Progress
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {"kl": "paper", "class_loss": "mean", "classifier_input": "prior_sample",
+              "decoder_variance": "input", "init_std": None},
+    "official": {"kl": "official", "class_loss": "sum", "classifier_input": "prior_mean",
+                 "decoder_variance": "input", "init_std": 0.001},
+}
+"""The fields each preset sets (see the module's docstring); the fields' defaults are "paper"."""
 
 
 class CMMDConfig(ModelConfig):
-    """CMMD's hyper-parameters; the defaults are the paper's (App. C, MNIST)."""
+    """CMMD's hyper-parameters; the defaults are the paper's (Eq. 5; App. C, MNIST)."""
 
-    test_params = {"latent_dim": 6, "encoder_hidden": (32,), "prior_hidden": (32,),
-                   "decoder_hidden": (32,), "classifier_hidden": (16,)}
+    test_params: ClassVar[dict[str, Any]] = {
+        "latent_dim": 6, "encoder_hidden": (32,), "prior_hidden": (32,), "decoder_hidden": (32,),
+        "classifier_hidden": (16,)}
 
+    preset: Literal["paper", "official"] = Field(
+        "paper", description='"paper" (Eq. 5 exactly) or "official" (the authors\' code): '
+                             "fills kl, class_loss, classifier_input, decoder_variance and "
+                             "init_std where they are not given")
     omega: Probability = Field(
         0.5, description="weight of the term-by-term KL; 1 - omega weights the MMD")
     alpha: NonNegativeReal = Field(
@@ -54,22 +100,37 @@ class CMMDConfig(ModelConfig):
     activation: Activation = Field("softplus", description="activation of every hidden layer")
     dropout: Fraction = Field(0.2, description="dropout rate of every hidden layer")
     decoder_variance: choice_or_number(Literal["input", "shared"], PositiveReal) = Field(
-        "input", description='variance of Gaussian decoders: "input" (a function of xO and z, '
-                             'paper Eq. 6), "shared" (one learned per output dimension, official '
-                             'code) or a fixed variance (e.g. 0.01, Sec. 4.4)')
+        "input", description='variance of Gaussian decoders: "input" (a function of xO and z: '
+                             'paper Eq. 6 and the official code), "shared" (one learned per '
+                             'output dimension) or a fixed variance (e.g. 0.01, Sec. 4.4)')
     kl: Literal["paper", "official"] = Field(
         "paper", description='"paper" (exact Gaussian KL) or "official" (the official code\'s, '
                              "d/2 when q = p)")
     class_loss: Literal["mean", "sum"] = Field(
         "mean", description='classification loss over the batch: "mean" (paper) or "sum" '
                             "(official: alpha x batch size in effect)")
-    classifier_input: Literal["prior", "posterior"] = Field(
-        "prior", description='z fed to the classifier in training: "prior" (Fig. 1) or '
-                             '"posterior" (z ~ q, the plain ELBO of Eq. 1)')
+    classifier_input: Literal["prior_sample", "prior_mean", "posterior"] = Field(
+        "prior_sample", description='z fed to the classifier in training: "prior_sample" '
+                                    '(z ~ p(z|xO), Fig. 1), "prior_mean" (E[z|xO], the official '
+                                    'code, as at test) or "posterior" (z ~ q, the plain ELBO of '
+                                    "Eq. 1)")
     shared_noise: Flag = Field(
         True, description="prior and posterior samples share one noise draw (official code)")
     mmd_bandwidth: PositiveReal | None = Field(
         None, description="Gaussian kernel scale of the MMD; None: latent_dim^2 (official code)")
+    init_std: PositiveReal | None = Field(
+        None, description="initial weights of every linear layer ~ N(0, init_std^2), biases 0 "
+                          "(official code: 0.001); None: PyTorch's default initialisation")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_from_preset(cls, data: Any) -> Any:
+        """The preset's values for the fields not given (an unknown preset is left to the
+        field's validation, which names the allowed ones)."""
+        preset = data.get("preset", "paper") if isinstance(data, dict) else None
+        if isinstance(preset, str) and preset in PRESETS:
+            return {**PRESETS[preset], **data}
+        return data
 
 
 class CMMDNetwork(nn.Module):
@@ -93,6 +154,11 @@ class CMMDNetwork(nn.Module):
         self.classifier = stochastic_mlp(
             latent, config.classifier_hidden,
             lambda width: CategoricalHead(width, spec.n_classes, spec.multilabel), act, drop)
+        if config.init_std is not None:
+            for layer in self.modules():
+                if isinstance(layer, nn.Linear):
+                    nn.init.normal_(layer.weight, 0.0, config.init_std)
+                    nn.init.zeros_(layer.bias)
 
     def decode(self, x_observed: torch.Tensor, z: torch.Tensor) -> dict:
         """p(xM | xO, z): modality name -> distribution."""
@@ -117,7 +183,12 @@ class CMMDNetwork(nn.Module):
 
         decoded = self.decode(x_observed, z_q)
         log_lik = sum(decoded[m].log_prob(batch[m]) for m in self.spec.missing)
-        z_classifier = z_p if config.classifier_input == "prior" else z_q
+        if config.classifier_input == "prior_sample":
+            z_classifier = z_p
+        elif config.classifier_input == "prior_mean":
+            z_classifier = p.base_dist.loc
+        else:
+            z_classifier = z_q
         log_py = self.classifier(z_classifier).log_prob(batch["y"])
         kl = official_cmmd_kl(q, p) if config.kl == "official" else kl_divergence(q, p)
         mmd_qp = mmd(z_q, z_p, config.mmd_bandwidth)
@@ -130,7 +201,8 @@ class CMMDNetwork(nn.Module):
 
 
 class CMMD(TorchModel[CMMDConfig, CMMDNetwork]):
-    """Conditional multimodal discriminative model (paper Sec. 3; defaults from App. C, MNIST)."""
+    """Conditional multimodal discriminative model (paper Sec. 3; defaults from App. C, MNIST;
+    ``preset`` "paper" or "official", see the module's docstring)."""
 
     name = "cmmd"
     capabilities = frozenset({"classify", "generate", "posteriors"})

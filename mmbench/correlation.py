@@ -123,8 +123,11 @@ class CanonicalProjection:
     """The top-k canonical directions of two views, float64.
 
     c1 = (x1 - mean1) @ weights1 and c2 = (x2 - mean2) @ weights2 are the canonical variates,
-    (n, k); on the fitting data they have (regularised) unit variance, are uncorrelated across
-    components, and corr(c1[:, i], c2[:, i]) = correlations[i] (descending).
+    (n, k); on the fitting data they have (regularised) unit variance and are uncorrelated across
+    components. ``correlations`` (descending) are the canonical correlations of the regularised
+    problem: cov(c1[:, i], c2[:, i]) on the fitting data, which the ridge shrinks below the
+    Pearson correlation of the variates (equal to it without a ridge); report correlations of
+    the variates measured one way on any data with :meth:`variate_correlations`.
     """
 
     mean1: torch.Tensor      # (d1,)
@@ -141,11 +144,11 @@ class CanonicalProjection:
         """View-2 canonical variates (n, k), float64."""
         return (x2.double() - self.mean2) @ self.weights2
 
-    def heldout_correlations(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
-        """Pearson correlation of each pair of canonical variates on other data, (k,).
+    def variate_correlations(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        """Pearson correlation of each pair of canonical variates of (x1, x2), (k,).
 
-        The directions stay those fitted on the training data: this is the out-of-sample
-        correlation, not a CCA refitted on (x1, x2).
+        The directions stay those fitted: on the fitting data this is the in-sample
+        correlation, on other data the out-of-sample one (not a CCA refitted on (x1, x2)).
         """
         return columnwise_correlation(self.project1(x1), self.project2(x2))
 
@@ -170,8 +173,9 @@ def columnwise_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def fitted_correlations(model) -> dict[str, list[float]]:
-    """The canonical correlations a fitted CCA-type model measured (in-sample on train, held out
-    on validation), for its run record; used as that model's ``diagnostics`` method."""
+    """The correlations of the canonical variates of a fitted CCA-type model, measured the same
+    way (:meth:`CanonicalProjection.variate_correlations`) in-sample on train and held out on
+    validation, for its run record; used as that model's ``diagnostics`` method."""
     out = {"train_correlations": model.train_correlations_.tolist()}
     if getattr(model, "valid_correlations_", None) is not None:
         out["valid_correlations"] = model.valid_correlations_.tolist()

@@ -50,22 +50,25 @@ def evaluate(model: MultimodalModel, splits: DataSplits,
     each on the test split, and on the validation split as valid_error_pct, valid_rmse, ...
     (the downstream classifier's validation score is that of the one chosen on validation).
     When the test split has group ids (e.g. XRMB speakers), the test metrics per group too.
+    A model without a classifier whose representation has no features (the reference rows that
+    only predict xM, see :mod:`mmbench.references`) gets no classification metric.
     """
     valid, test_views = splits.valid, splits.test
     representation = model.represent(test_views.xO) if test else None
-    downstream_params = scores = None
+    downstream_params = scores = valid_scores = None
+    valid_representation = None if "classify" in model.capabilities else model.represent(valid.xO)
     if "classify" in model.capabilities:
         valid_scores = model.predict_proba(valid.xO)
         if test:
             scores = model.predict_proba(test_views.xO)
-    else:
+    elif valid_representation is not None and valid_representation.shape[1] > 0:
         train = splits.train
         if downstream.max_train and train.n > downstream.max_train:
             rng = np.random.default_rng(seed)
             train = train.subset(np.sort(rng.choice(train.n, downstream.max_train, replace=False)))
         chosen = fit_downstream(downstream.classifier,
                                 (model.represent(train.xO), train.labels),
-                                (model.represent(valid.xO), valid.labels),
+                                (valid_representation, valid.labels),
                                 representation, downstream.grid, seed)
         scores, valid_scores, downstream_params = chosen.scores, chosen.valid_scores, chosen.params
     generates = "generate" in model.capabilities and bool(valid.missing)
@@ -74,7 +77,6 @@ def evaluate(model: MultimodalModel, splits: DataSplits,
     result = Evaluation(metrics, representation, downstream_params)
     if not test:
         return result
-    assert scores is not None
     generated = model.generate(test_views.xO) if generates else None
     if generated is not None:
         result.generations = kept_generations(test_views, generated)
@@ -83,7 +85,7 @@ def evaluate(model: MultimodalModel, splits: DataSplits,
         for group in np.unique(test_views.groups):
             mask = test_views.groups == group
             result.metrics_by_group[str(group)] = split_metrics(
-                test_views.subset(mask), scores[mask],
+                test_views.subset(mask), None if scores is None else scores[mask],
                 None if generated is None else {m: g[mask] for m, g in generated.items()})
     if "posteriors" in model.capabilities:
         result.posteriors = model.posteriors(test_views)
@@ -108,14 +110,15 @@ def kept_generations(test: Views, generated: dict[str, np.ndarray]) -> Generatio
         index=kept, labels=labels)
 
 
-def split_metrics(views: Views, scores: np.ndarray,
+def split_metrics(views: Views, scores: np.ndarray | None,
                   generated: dict[str, np.ndarray] | None) -> dict[str, float]:
-    """The metrics of class ``scores`` (n, K) and of ``generated`` missing modalities
+    """The metrics of class ``scores`` ((n, K), or None) and of ``generated`` missing modalities
     ({name: (n, d)}, or None) against the labels and data of ``views``."""
-    if views.multilabel:
+    metrics: dict[str, float] = {}
+    if scores is not None and views.multilabel:
         metrics = {"map_micro_pct": map_pct(views.labels, scores, "micro"),
                    "map_macro_pct": map_pct(views.labels, scores, "macro")}
-    else:
+    elif scores is not None:
         metrics = {"error_pct": error_pct(views.labels, scores)}
     if generated is not None:
         truth = np.concatenate([views.data[m] for m in views.missing], axis=1)

@@ -26,6 +26,7 @@ JSON = dict[str, Any]
 # from the data alone) add the role to what the id hashes.
 MODEL_ROLE = "model"
 TRIAL_ROLE = "trial"
+REFERENCE_ROLE = "reference"  # a no-model reference row (mmbench.references)
 
 Status = Literal["ok", "failed", "diverged"]
 OK: Status = "ok"

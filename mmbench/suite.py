@@ -10,6 +10,7 @@ protocol, validated with pydantic and expanded into runs.
       grid: {fold: [1, 2, 3, 4]}  # one data point per fold
     train: {epochs: 100, batch_size: 100, lr: 1.0e-4, patience: 20, max_seconds: 3600}
     downstream: {classifier: linear_svm}
+    references: [raw_xo, mean_xm, ridge_xo_xm]   # the default; [] for none
     device: cpu
     resources: {cpus: 2}          # what one run needs, for the process and ray executors
     models:
@@ -21,7 +22,9 @@ protocol, validated with pydantic and expanded into runs.
         resources: {gpus: 0.5}     # overrides of the suite's resources, field by field
 
 A grid (of the data or of a model) is the product of its axes, or zipped (``grid_mode: zip``).
-The runs are: data grid point x model block x model grid point x replicate seed, in that order.
+The runs are: data grid point x model block x model grid point x replicate seed, in that order;
+then the reference rows (:mod:`mmbench.references`: raw xO, mean xM, ridge xO→xM), data grid
+point x reference x replicate seed, as runs of role "reference".
 
 A tuned suite has a ``tune`` block and gives every model a ``search`` space instead of a grid
 (see :mod:`mmbench.tuning` for how trials are asked)::
@@ -35,7 +38,8 @@ A tuned suite has a ``tune`` block and gives every model a ``search`` space inst
           lr: {loguniform: [1.0e-4, 1.0e-2]}  # also uniform: [low, high] and int: [low, high]
 
 Each data point x model block is one study: its trials (role "trial", scored on the validation
-split) and then its final runs, the best trial's configuration over the replicate seeds.
+split) and then its final runs, the best trial's configuration over the replicate seeds. The
+reference rows of a tuned suite are not tuned: they are run as they are.
 Every name is checked against what it names (loader options, the fields of the model's config,
 the trainer's settings) and every model point is validated by the model's config, so a suite that
 validates runs; an error names the file, the field path, the bad value and what is allowed.
@@ -68,7 +72,7 @@ import typing
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import (
@@ -90,6 +94,7 @@ from mmbench.config import NonNegativeReal, PositiveInt, Real, TrainSettings, pr
 from mmbench.config import describe as describe_fields
 from mmbench.paths import safe_name
 from mmbench.records import (
+    REFERENCE_ROLE,
     TRIAL_ROLE,
     Coordinates,
     DataChoice,
@@ -99,6 +104,12 @@ from mmbench.records import (
     RunConfig,
     Tuning,
 )
+
+if TYPE_CHECKING:
+    from mmbench.references import Reference
+
+DEFAULT_REFERENCES = ("raw_xo", "mean_xm", "ridge_xo_xm")
+"""The reference rows of a suite that does not name its own (mmbench.references)."""
 
 MAX_RUNS = 10_000
 """The most runs a suite, and points a grid, may have unless ``allow_large`` is given: more is
@@ -408,6 +419,9 @@ class ModelBlock(Grid):
             model_class(name)
         except ImportError as error:
             raise ValueError(f"model {name!r} cannot be imported: {error}") from None
+        if reference_class(name) is not None:
+            raise ValueError(f"{name!r} is a reference row, not a model: name it in the suite's "
+                             f"references (default: {list(DEFAULT_REFERENCES)})")
         return name
 
     @model_validator(mode="after")
@@ -516,6 +530,8 @@ class Suite(Strict):
     models: list[ModelBlock] = Field(min_length=1)
     train: TrainSettings = Field(default_factory=TrainSettings)
     downstream: DownstreamBlock = Field(default_factory=DownstreamBlock)
+    references: list[str] = Field(default_factory=lambda: list(DEFAULT_REFERENCES))
+    tune: TuneBlock | None = None
     device: str = "cpu"
     resources: Resources = Field(default_factory=Resources)
     # What tables and figures call a data set, metric, data axis or model label (e.g.
@@ -552,7 +568,19 @@ class Suite(Strict):
     @classmethod
     def _known_device(cls, device: str) -> str:
         return check_device(device)
-    tune: TuneBlock | None = None
+
+    @field_validator("references")
+    @classmethod
+    def _known_references(cls, names: list[str]) -> list[str]:
+        from mmbench.registry import available_models
+        known = [m for m in available_models() if reference_class(m) is not None]
+        unknown = sorted(set(names) - set(known))
+        if unknown:
+            raise ValueError(f"unknown reference row(s) {unknown}; allowed: {known} "
+                             "([] for none)")
+        if len(set(names)) != len(names):
+            raise ValueError(f"reference rows {names} repeat a name; give each once")
+        return names
 
     @field_validator("seeds")
     @classmethod
@@ -568,21 +596,27 @@ class Suite(Strict):
         if repeated:
             raise field_error("models", f"label(s) {repeated} used by several model blocks; "
                                         "give each block its own label")
+        taken = sorted(set(labels) & {reference_label(name) for name in self.references})
+        if taken:
+            raise field_error("models", f"label(s) {taken} are the names of reference rows; "
+                                        "give the model block another label")
         return self
 
     @model_validator(mode="after")
     def _not_too_large(self, info: ValidationInfo) -> Suite:
         if self.run_count > _max_runs(info):
-            models = " + ".join(f"{block.size:,}" for block in self.models)
+            rows = " + ".join([f"{block.size:,}" for block in self.models]
+                              + [f"{len(self.references)}"])
             raise ValueError(_too_large(
-                self.run_count, "runs", f"data points x model points x seeds = "
-                                        f"{self.data.size:,} x ({models}) x {len(self.seeds)}"))
+                self.run_count, "runs", f"data points x (model points + reference rows) x seeds "
+                                        f"= {self.data.size:,} x ({rows}) x {len(self.seeds)}"))
         return self
 
     @property
     def run_count(self) -> int:
-        """The number of runs, counted without expanding them."""
-        return self.data.size * sum(block.size for block in self.models) * len(self.seeds)
+        """The number of runs (reference rows included), counted without expanding them."""
+        rows = sum(block.size for block in self.models) + len(self.references)
+        return self.data.size * rows * len(self.seeds)
 
     @model_validator(mode="after")
     def _tuned_models(self):
@@ -627,8 +661,9 @@ class Suite(Strict):
 
     def runs(self, data_dir: str | os.PathLike | None = None) -> list[Run]:
         """Every run, fully resolved, in a stable order: data point, model, model grid point,
-        replicate. A run's ``resources`` are the fields set by the suite or its model block (not
-        part of the config, so they never change a run id).
+        replicate; then the reference rows (:meth:`reference_runs`). A run's ``resources`` are
+        the fields set by the suite or its model block (not part of the config, so they never
+        change a run id).
 
         A user's data file (npz, parquet) is located (suite folder, working directory, then
         ``data_dir``) and its content digest put into each run's config; a missing file raises
@@ -663,6 +698,35 @@ class Suite(Strict):
                             downstream=downstream, seed=replicate)
                         runs.append(Run(config, block.display_label, coordinates, resources,
                                         base_dir=self._base_dir))
+        return runs + self.reference_runs(data_dir)
+
+    def reference_runs(self, data_dir: str | os.PathLike | None = None) -> list[Run]:
+        """The reference rows of every data point and replicate seed, as runs of role
+        "reference" labelled as the reference names itself ("raw xO", ...). They are closed
+        form: their train settings are the defaults with one epoch, whatever the suite's train
+        block says, so a new training budget does not recompute them. A user's data file is
+        located as for :meth:`runs`."""
+        from mmbench.data import user_data_digest
+        from mmbench.registry import config_class
+        downstream = DownstreamSettings(**self.downstream.model_dump())
+        train = TrainSettings(epochs=1).model_dump()
+        resources = records.Resources(cpus=self.resources.cpus)
+        runs = []
+        for data_point in self.data.points():
+            options = {**self.data.options, **data_point}
+            digest = user_data_digest(self.data.name, options, base_dir=self._base_dir,
+                                      data_dir_=data_dir)
+            data = DataChoice(self.data.name, options, digest)
+            for name in self.references:
+                model = ModelChoice(name, config_class(name)().model_dump(mode="json"))
+                for replicate in self.seeds:
+                    coordinates = Coordinates(data_point, name, {}, replicate)
+                    config = RunConfig(
+                        data=data, model=model,
+                        train={**train, "seed": derive_seed(self.seed, coordinates)},
+                        downstream=downstream, seed=replicate)
+                    runs.append(Run(config, reference_label(name), coordinates, resources,
+                                    role=REFERENCE_ROLE, base_dir=self._base_dir))
         return runs
 
 
@@ -769,6 +833,20 @@ class Study:
         """"CMMD", or "CMMD (fold=1)" on a data grid."""
         point = ", ".join(f"{k}={v}" for k, v in self.data_point.items())
         return f"{self.label} ({point})" if point else self.label
+def reference_class(name: str) -> type[Reference] | None:
+    """The class of the registered model ``name`` when it is a reference row, else None."""
+    from mmbench.references import Reference
+    from mmbench.registry import model_class
+    cls = model_class(name)
+    return cls if issubclass(cls, Reference) else None
+
+
+def reference_label(name: str) -> str:
+    """The label of the reference row ``name`` in tables ("raw xO", ...)."""
+    cls = reference_class(name)
+    if cls is None:
+        raise KeyError(f"{name!r} is not a reference row")
+    return cls.label
 
 
 def derive_seed(suite_seed: int, coordinates: Coordinates) -> int:

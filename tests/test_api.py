@@ -142,10 +142,12 @@ def test_a_user_file_edited_after_the_runs_were_listed_fails_them(tmp_path):
     _npz(tmp_path / "d.npz", 0.0)
     suite = {"name": "own", "data": {"name": "npz", "options": {"path": "d.npz",
                                                                   "observed": ["a"]}},
-             "models": [{"name": "mxo"}]}
+             "models": [{"name": "mxo"}], "references": ["mean_xm"]}
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(suite))
-    (run,) = load_suite(tmp_path / "s.yaml").runs()
-    assert run.base_dir == str(tmp_path)
+    run, reference = load_suite(tmp_path / "s.yaml").runs()
+    assert run.base_dir == reference.base_dir == str(tmp_path)
+    assert reference.role == "reference"
+    assert reference.config.data.digest == run.config.data.digest is not None
     assert load_run_data(run.config, base_dir=run.base_dir).train.n > 0
     _npz(tmp_path / "d.npz", 1.0)
     with pytest.raises(DataError, match="its content changed since the runs were listed"):
@@ -161,13 +163,13 @@ def test_preflight_names_the_data_configuration_and_the_runs_it_would_fail(tmp_p
                                    "grid": {"path": [str(tmp_path / "good.npz"),
                                                      str(tmp_path / "bad.npz")]}},
                           "models": [{"name": "mxo"}]})
-    runs = suite.runs()
-    api.check_data(runs[:2], keep=False)  # the good file's runs
+    runs = suite.runs()  # the model runs, then the 3 reference rows of each file and seed
+    api.check_data(runs[:2], keep=False)  # the good file's model runs
     with pytest.raises(api.PreflightError) as error:
         api.check_data(runs)
     message = str(error.value)
     assert message.startswith(f"data set npz (observed=['a'], path={tmp_path / 'bad.npz'}), "
-                              "needed by 2 of the 4 pending run(s), cannot be loaded: ")
+                              "needed by 8 of the 16 pending run(s), cannot be loaded: ")
     assert "labels hold a single class (0)" in message
     with pytest.raises(DataError, match=r"file gone\.npz not found"):
         api.as_suite({"name": "q", "data": {"name": "npz", "options": {

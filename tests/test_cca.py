@@ -58,7 +58,8 @@ def test_matches_the_generalized_eigenproblem(reg):
     expected, directions = generalized_eigen_cca(x1, x2, reg, reg)
     model = CCA(n_components=15, reg1=reg, reg2=reg)
     model.fit(splits.train)
-    np.testing.assert_allclose(model.train_correlations_, expected, rtol=1e-9, atol=1e-10)
+    correlations = model.projection_.correlations.numpy()
+    np.testing.assert_allclose(correlations, expected, rtol=1e-9, atol=1e-10)
     # The same directions up to sign (the first five correlations are well separated).
     weights = model.projection_.weights1.numpy()[:, :5]
     signs = np.sign((weights * directions[:, :5]).sum(0))
@@ -67,6 +68,42 @@ def test_matches_the_generalized_eigenproblem(reg):
     z = model.represent(splits.test.xO)
     centred = splits.test.data["x1"].astype(np.float64) - x1.astype(np.float64).mean(0)
     np.testing.assert_allclose(z[:, :5] * signs, centred @ directions[:, :5], rtol=1e-4, atol=1e-4)
+
+
+def pearson(a, b):
+    """numpy's Pearson correlation of each column of a with the same column of b."""
+    return np.array([np.corrcoef(a[:, i], b[:, i])[0, 1] for i in range(a.shape[1])])
+
+
+def test_train_and_validation_correlations_are_measured_the_same_way():
+    """Both are numpy's Pearson correlations of the canonical variates on their split, so the
+    training split given as validation gives the training values exactly; with a ridge the
+    regularised canonical correlations are smaller (the ridge shrinks them) and are not what
+    train_correlations reports."""
+    splits = load_dataset("synthetic", seed=4, n_train=3000)
+    model = CCA(n_components=5, reg1=2.0, reg2=2.0)
+    model.fit(splits.train, splits.train)
+    np.testing.assert_array_equal(model.valid_correlations_, model.train_correlations_)
+    x1, x2 = (torch.as_tensor(splits.train.data[m]) for m in ("x1", "x2"))
+    variates = (model.projection_.project1(x1).numpy(), model.projection_.project2(x2).numpy())
+    np.testing.assert_allclose(model.train_correlations_, pearson(*variates), rtol=1e-9)
+    assert np.all(model.projection_.correlations.numpy() < model.train_correlations_ - 0.01)
+
+
+def test_in_sample_correlations_exceed_held_out_ones_in_expectation():
+    """Unregularised CCA maximises the in-sample correlations, so on average over data sets they
+    are at least those of the true directions (the truth, up to the sampling error of a
+    correlation), while the held-out correlation of the fitted directions estimates their
+    population correlation, at most the truth. With 20 + 15 dimensions and 150 points the
+    overfitting is large: the in-sample sum exceeds the truth and the held-out one falls below."""
+    train_sums, valid_sums = [], []
+    for seed in range(5):
+        splits = load_dataset("synthetic", seed=seed, n_train=150, n_valid=2000)
+        model = CCA(n_components=5, reg1=0.0, reg2=0.0)
+        model.fit(splits.train, splits.valid)
+        train_sums.append(model.train_correlations_.sum())
+        valid_sums.append(model.valid_correlations_.sum())
+    assert np.mean(train_sums) > TRUE_CORRELATIONS.sum() > np.mean(valid_sums)
 
 
 def test_full_rank_generation_is_ordinary_least_squares():

@@ -21,7 +21,8 @@ from mmbench.suite import load_suite
 
 REPO = Path(__file__).parents[1]
 
-# six runs of about a second each (a time budget, not epochs, bounds every fit)
+# six model runs of about a second each (a time budget, not epochs, bounds every fit), and
+# the nine reference rows (closed form), claimed like any run
 SUITE = {"name": "shared", "seeds": [0, 1, 2],
          "data": {"name": "synthetic", "options": {"n_train": 500, "n_valid": 100, "n_test": 100}},
          "train": {"epochs": 100000, "batch_size": 100, "lr": 1.0e-3, "patience": None,
@@ -82,7 +83,7 @@ def test_two_runs_on_one_folder_train_each_run_exactly_once(tmp_path, suite):
     results, log = tmp_path / "results", tmp_path / "trainings.log"
     expected = sorted(r.run_id for r in load_suite(suite).runs())
     planned = tmp_path / "second-planned"
-    # the first holds the claim of its first run until the second has planned all six runs
+    # the first holds the claim of its first run until the second has planned all 15 runs
     first = start_run(log, suite, results, wait_for=str(planned))
     second = start_run(log, suite, results, planned=str(planned))
     outputs = [p.communicate(timeout=300)[0].decode() for p in (first, second)]
@@ -92,7 +93,7 @@ def test_two_runs_on_one_folder_train_each_run_exactly_once(tmp_path, suite):
     assert sorted(r.run_id for r in records) == expected and all(r.ok for r in records)
     # the second skipped (did not fail) the run that the first held
     assert f"skipped: process {first.pid} on {socket.gethostname()} is running it" in outputs[1]
-    assert "6 runs, 0 already done" in outputs[1]
+    assert "15 runs, 0 already done" in outputs[1]
     assert "lost" not in outputs[1] and "failed:" not in outputs[1]
     assert not list((results / "claims").iterdir())  # every claim released
 

@@ -134,7 +134,8 @@ TINY = {"name": "damaged", "seeds": [0, 1],
         "data": {"name": "synthetic", "options": {"n_train": 200, "n_valid": 100, "n_test": 100}},
         "train": {"epochs": 2, "batch_size": 100, "lr": 1.0e-3},
         "models": [{"name": "mxo", "params": {"hidden": [8], "latent_dim": 2,
-                                              "classifier_hidden": [4]}}]}
+                                              "classifier_hidden": [4]}}],
+        "references": []}
 
 
 @pytest.fixture

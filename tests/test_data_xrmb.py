@@ -1,10 +1,10 @@
 """XRMB protocols, label mapping and standardisation on small fixtures in the real file layout."""
 import numpy as np
 import pytest
+from test_data_formats import write_mat
 
 from mmbench.data import load_dataset
 from mmbench.data.errors import DataError
-from test_data_formats import write_mat
 
 FOLD_SPEAKERS = [1, 3, 43, 45, 10, 13, 27, 29]
 TABLE6_SPEAKERS = [7, 16, 20, 21, 23, 28, 31, 35]
@@ -25,7 +25,7 @@ def write_xrmb(data_dir, label_base=1, version="5"):
     articulatory[:, 0] = speaker, articulatory[:, 1] = 5 (even phone) or 9 (odd); frames of
     speakers 1 and 3 have 10 and 13 in column 1 instead.
     """
-    parts = {"train": [frames_of(s, 12) for s in FOLD_SPEAKERS + [5]],
+    parts = {"train": [frames_of(s, 12) for s in [*FOLD_SPEAKERS, 5]],
              "tune": [frames_of(50, 8)],
              "test": [frames_of(s, 20 if s == 7 else 8) for s in TABLE6_SPEAKERS]
              + [frames_of(27, 4)]}
@@ -77,10 +77,14 @@ def test_folds_hold_out_their_speaker_pair(xrmb_dir):
         assert data.train.n + data.valid.n == 6 * 12 + (0 if 27 in held_out else 4)
         # rows and groups stay aligned: articulatory column 0 holds the speaker
         assert np.array_equal(data.test.data["articulatory"][:, 0], data.test.groups)
-    rest = load_dataset("xrmb", data_dir_=xrmb_dir, protocol="folds", fold=1, fold_train="rest",
-                        standardize=[])
-    everyone = set(FOLD_SPEAKERS + [5, 50] + TABLE6_SPEAKERS)
+    # "rest": every other speaker of the pooled parts, train and test by default (the tune part's
+    # speaker 50 only when the tune part is pooled too)
+    rest = load_dataset("xrmb", data_dir_=xrmb_dir, protocol="folds", fold=1, fold_train="rest")
+    everyone = set([*FOLD_SPEAKERS, 5, *TABLE6_SPEAKERS])
     assert speakers_of(rest.train) | speakers_of(rest.valid) == everyone - {1, 3}
+    with_tune = load_dataset("xrmb", data_dir_=xrmb_dir, protocol="folds", fold=1,
+                             fold_train="rest", parts=["train", "tune", "test"])
+    assert speakers_of(with_tune.train) | speakers_of(with_tune.valid) == everyone - {1, 3} | {50}
 
 
 def test_speaker_independent_protocol(xrmb_dir):
@@ -88,7 +92,7 @@ def test_speaker_independent_protocol(xrmb_dir):
     assert speakers_of(data.test) == set(TABLE6_SPEAKERS)
     assert data.test.n == 7 * 8 + 20
     # training frames: the training part only (not tune speaker 50, not speaker 27's test frames)
-    assert speakers_of(data.train) | speakers_of(data.valid) == set(FOLD_SPEAKERS + [5])
+    assert speakers_of(data.train) | speakers_of(data.valid) == set([*FOLD_SPEAKERS, 5])
     assert data.train.n + data.valid.n == 9 * 12
     one = load_dataset("xrmb", data_dir_=xrmb_dir, protocol="speakers", speaker=16, standardize=[])
     assert speakers_of(one.test) == {16} and one.test.n == 8
@@ -126,8 +130,43 @@ def test_phones_are_mapped_to_0_based(tmp_path, label_base):
     assert data.n_classes == 40 and data.info["label_offset"] == label_base
 
 
+def test_by_default_the_frames_are_the_authors_train_and_test_parts_unscaled(xrmb_dir):
+    """The CMMD authors' loaders: train + test parts pooled (no tune frames), no rescaling."""
+    for protocol, options in (("folds", {"fold": 2, "fold_train": "rest"}),
+                              ("per_speaker", {"speaker": 7}), ("speakers", {})):
+        data = load_dataset("xrmb", data_dir_=xrmb_dir, protocol=protocol, **options)
+        assert data.info["parts"] == ["train", "test"] and data.info["standardized"] == []
+        frames = {s: getattr(data, s) for s in ("train", "valid", "test")}
+        assert all(50 not in speakers_of(views) for views in frames.values())
+        for views in frames.values():  # the fixture's values, as written
+            assert set(views.data["acoustic"][:, 1].tolist()) <= {1.0, 3.0, 10.0}
+            assert np.array_equal(views.data["articulatory"][:, 0], views.groups)
+    # The pooled frames of fold 2's "rest": every frame of the train and test parts but the
+    # held-out speakers'; with the tune part, its 8 frames too.
+    rest = load_dataset("xrmb", data_dir_=xrmb_dir, fold=2, fold_train="rest")
+    n_train_test = 9 * 12 + 7 * 8 + 20 + 4
+    assert rest.train.n + rest.valid.n + rest.test.n == n_train_test
+    every_part = load_dataset("xrmb", data_dir_=xrmb_dir, fold=2, fold_train="rest",
+                              parts=["train", "tune", "test"])
+    assert every_part.train.n + every_part.valid.n + every_part.test.n == n_train_test + 8
+
+
+def test_parts_must_suit_the_protocol(xrmb_dir):
+    with pytest.raises(DataError, match=r"protocol speakers trains on the train part, which "
+                                        r"parts=\['test'\] leaves out"):
+        load_dataset("xrmb", data_dir_=xrmb_dir, protocol="speakers", parts=["test"])
+    with pytest.raises(DataError, match=r"parts=\['train', 'train'\] names a part twice"):
+        load_dataset("xrmb", data_dir_=xrmb_dir, parts=["train", "train"])
+    with pytest.raises(DataError, match=r"parts=\(\) is not allowed"):
+        load_dataset("xrmb", data_dir_=xrmb_dir, parts=[])
+    # Without the test part the fold-4 speaker 27 keeps only its 12 training-part frames.
+    fold4 = load_dataset("xrmb", data_dir_=xrmb_dir, fold=4, parts=["train"])
+    assert speakers_of(fold4.test) == {27, 29} and fold4.test.n == 24
+
+
 def test_standardisation_uses_training_statistics(xrmb_dir):
-    data = load_dataset("xrmb", data_dir_=xrmb_dir, protocol="folds", fold=1)
+    data = load_dataset("xrmb", data_dir_=xrmb_dir, protocol="folds", fold=1,
+                        standardize=["acoustic", "articulatory"])
     # training frames (fold 1): 17 of 19 per phone; acoustic column 1 is 1 or 3 in equal numbers
     # -> mean 2, std 1; articulatory column 1 is 5 or 9 -> mean 7, std 2
     assert np.allclose(np.unique(data.train.data["acoustic"][:, 1]), [-1, 1])

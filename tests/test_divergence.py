@@ -94,7 +94,8 @@ SUITE = {"name": "divergence", "seeds": [0],
          "models": [{"name": "mxo", "label": "lr 1e6", "train": {"lr": 1.0e6},
                      "params": {"hidden": [16], "latent_dim": 4, "classifier_hidden": [4]}},
                     {"name": "mxo", "label": "lr 1e-3",
-                     "params": {"hidden": [16], "latent_dim": 4, "classifier_hidden": [4]}}]}
+                     "params": {"hidden": [16], "latent_dim": 4, "classifier_hidden": [4]}}],
+         "references": []}
 
 
 def test_lr_1e6_is_recorded_diverged_left_out_of_reports_and_retried(tmp_path):

@@ -88,7 +88,7 @@ def test_executor_options_that_do_not_apply_are_refused(tiny, tmp_path, options,
 
 
 # One run trains for seconds (a time budget), two others for two quick epochs
-KILL_SUITE = {**TINY, "name": "kill", "seeds": [0],
+KILL_SUITE = {**TINY, "name": "kill", "seeds": [0], "references": [],  # three model runs only
               "models": [{"name": "mxo", "label": "long",
                           "params": {"hidden": [16], "latent_dim": 4, "classifier_hidden": [4]},
                           "train": {"epochs": 100000, "patience": None, "max_seconds": 8}},

@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy import stats
 
-from baselines.mmvae import MMVAE, MMVAEConfig, MMVAEIWAE
+from baselines.mmvae import MMVAE, MMVAEIWAE, MMVAEConfig
 from mmbench.metrics import collapse_curve, collapsed_dimensions, kl_to_standard_normal
 from mmbench.model import DataSpec
 from mmbench.trainer import TrainConfig
@@ -179,6 +179,50 @@ def test_posteriors_are_moment_matched_laplace_mixtures(likelihood):
     assert posteriors.decoder_logvar.shape == (views.n, 5)
 
 
+@pytest.mark.parametrize("learned", ["shared", "input"])
+def test_learned_decoder_variances_are_reported_as_planted(learned):
+    """A planted log-variance of x2's Gaussian decoder (per feature; for "input" the bias of a
+    log-variance head whose weights are zero) is what posteriors reports, at every point."""
+    views = small_views()
+    model = fitted(views, likelihood="modality", likelihood_scale=learned)
+    planted = torch.tensor([-3.0, -1.0, 0.0, 0.5, 2.0])
+    head = model.module_.decoders["x2"][1]
+    with torch.no_grad():
+        if learned == "shared":
+            head.logvar.copy_(planted)
+        else:
+            head.logvar.weight.zero_()
+            head.logvar.bias.copy_(planted)
+    logvar = model.posteriors(views).decoder_logvar
+    assert logvar.shape == (views.n, 5)
+    assert np.allclose(logvar, planted.numpy()[None, :], atol=1e-6)
+
+
+def test_a_learned_shared_variance_is_stationary_at_the_mean_squared_residual():
+    """The Gaussian log-likelihood's maximiser over a shared variance is, in closed form, the
+    mean squared residual of the decoder mean over the samples and the batch: the gradient of
+    the loss with respect to x2's log-variance vanishes there (and only there)."""
+    views = small_views(n=32)
+    net = network(views, K=3, likelihood="modality", likelihood_scale="shared")
+    batch = tensors(views)
+    torch.manual_seed(4)
+    _, z = net.log_weights(batch, detach_posterior=False)
+    with torch.no_grad():
+        mean = net.decoders["x2"](z.reshape(-1, views.n, 3)).mean   # (K*M, b, 5)
+        residual = ((mean - batch["x2"]) ** 2).mean((0, 1))
+    logvar = net.decoders["x2"][1].logvar
+    for offset, stationary in ((0.0, True), (0.3, False)):
+        with torch.no_grad():
+            logvar.copy_(residual.log() + offset)
+        net.zero_grad()
+        torch.manual_seed(4)  # the same samples z (they do not depend on the decoder)
+        net.loss(batch)[0].backward()
+        # d loss / d logvar_d = (1 - residual_d / exp(logvar_d)) / 2 (likelihood weight 1)
+        expected = 0.5 * (1 - residual / (residual * np.exp(offset)))
+        assert torch.allclose(logvar.grad, expected, atol=1e-5)
+        assert torch.allclose(logvar.grad, torch.zeros(5), atol=1e-5) == stationary
+
+
 def test_two_observed_modalities_represent_and_generate_from_their_experts_mean():
     views = small_views(observed=("x1", "x2"), missing=())
     model = fitted(views)
@@ -226,13 +270,17 @@ def test_trains_on_embedded_mnist_and_returns_documented_shapes(request, check_t
 
 
 def test_bad_hyper_parameters_are_one_line_errors():
-    with pytest.raises(ValueError, match="^mmvae_elbo: objective: Input should be 'elbo', "
-                                         "'iwae' or 'dreg', got 'vimco'$"):
+    with pytest.raises(ValueError, match=r"^mmvae_elbo: objective: Input should be 'elbo', "
+                                         r"'iwae' or 'dreg', got 'vimco'$"):
         MMVAE(objective="vimco")
-    with pytest.raises(ValueError, match="^mmvae_elbo: looser: .* elbo objective"):
+    with pytest.raises(ValueError, match=r"^mmvae_elbo: looser: .* elbo objective"):
         MMVAE(objective="elbo", looser=True)
-    with pytest.raises(ValueError, match="^mmvae_elbo: likelihood_scale: .* greater than 0"):
+    with pytest.raises(ValueError, match=r"^mmvae_elbo: likelihood_scale: Input should be "
+                                         r"'shared' or 'input' or a number > 0, got 0.0$"):
         MMVAE(likelihood_scale=0.0)
+    with pytest.raises(ValueError, match=r"^mmvae_elbo: likelihood_scale: .* with likelihood "
+                                         r"'laplace'; .* set likelihood: modality"):
+        MMVAE(likelihood_scale="shared")
 
 
 def test_the_iwae_variant_is_the_elbo_config_with_other_defaults():

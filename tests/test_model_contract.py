@@ -105,8 +105,9 @@ def test_model_declares_its_hyper_parameters_in_a_documented_config(name):
 
 
 def test_mmbench_registers_its_models_through_entry_points():
-    assert builtin_models() == ["cca", "cmmd", "dcca", "dccae", "jmvae", "mmvae_elbo",
-                                "mmvae_iwae", "mmvae_plus", "mopoe", "mvae", "mxo", "vcca",
+    assert builtin_models() == ["cca", "cmmd", "dcca", "dccae", "jmvae", "mean_xm",
+                                "mmvae_elbo", "mmvae_iwae", "mmvae_plus", "mopoe", "mvae", "mxo",
+                                "raw_xo", "ridge_xo_xm", "vcca",
                                 "vcca_private"]
     assert set(builtin_models()) <= set(available_models())
 

@@ -84,7 +84,7 @@ def test_failed_run_keeps_its_error_and_is_redone_only_when_asked(tmp_path, regi
     register_model("failing", f"{__name__}:FailingModel")
     suite = dict(SLOW_SUITE, seeds=[0], train={"epochs": 2, "batch_size": 100, "lr": 1e-3},
                  models=[{"name": "failing", "params": {"hidden": [8]}},
-                         {"name": "mxo", "params": {"hidden": [8]}}])
+                         {"name": "mxo", "params": {"hidden": [8]}}], references=[])
     path = tmp_path / "failing.yaml"
     path.write_text(yaml.safe_dump(suite))
     results = tmp_path / "results"
@@ -114,7 +114,8 @@ def test_records_keep_provenance_and_posterior_statistics(tmp_path):
              "train": {"epochs": 2, "batch_size": 100, "lr": 1e-3},
              "models": [{"name": "cmmd", "params": {
                  "latent_dim": 3, "encoder_hidden": [8], "prior_hidden": [8],
-                 "decoder_hidden": [8], "classifier_hidden": [4]}}]}
+                 "decoder_hidden": [8], "classifier_hidden": [4]}}],
+             "references": []}
     path = tmp_path / "provenance.yaml"
     path.write_text(yaml.safe_dump(suite))
     results = tmp_path / "results"

@@ -25,7 +25,7 @@ TINY = {"name": "tiny", "seeds": [0],
         "data": {"name": "synthetic", "options": {"n_train": 200, "n_valid": 100, "n_test": 100}},
         "train": {"epochs": 2, "batch_size": 50, "lr": 1.0e-3},
         "resources": {"cpus": 2},
-        "models": [{"name": "mxo", "params": TINY_MXO}]}
+        "models": [{"name": "mxo", "params": TINY_MXO}], "references": []}
 STAMP = r"\d\d:\d\d:\d\d"
 
 
@@ -190,8 +190,8 @@ def test_own_data_is_found_beside_the_suite_and_its_content_is_in_the_run_ids(tm
 
 def test_data_sets_without_a_user_file_keep_their_run_ids():
     (run,) = load_suite(REPO / "suites" / "quickstart.yaml",
-                        ["seeds=[0]", "models=[{name: mxo}]", "tune=null"]
-                        ).runs()
+                        ["seeds=[0]", "models=[{name: mxo}]", "tune=null",
+                         "references=[]"]).runs()
     assert run.config.data.digest is None
     assert set(run.config.to_json()["data"]) == {"name", "options"}  # hashed as before
 

@@ -9,12 +9,12 @@ import yaml
 from typer.testing import CliRunner
 
 from mmbench.cli import app
+from mmbench.config import TrainConfig, TrainSettings
 from mmbench.data import available_datasets
 from mmbench.records import Coordinates, Resources
 from mmbench.registry import make_model, model_class
 from mmbench.runner import smoke_version
 from mmbench.suite import Suite, SuiteError, grid_values, load_suite
-from mmbench.config import TrainConfig, TrainSettings
 
 SUITES = Path(__file__).parents[1] / "suites"
 TINY_MXO = {"hidden": [8], "latent_dim": 4, "classifier_hidden": [4]}
@@ -31,15 +31,16 @@ def base(**changes) -> dict:
              "data": {"name": "synthetic",
                       "options": {"n_train": 120, "n_valid": 60, "n_test": 60}},
              "train": {"epochs": 2, "batch_size": 60, "lr": 1.0e-3},
-             "models": [{"name": "mxo", "params": TINY_MXO}]}
+             "models": [{"name": "mxo", "params": TINY_MXO}],
+             "references": []}  # the model runs only (reference rows: test_references.py)
     suite.update(changes)
     return suite
 
 
 @pytest.mark.parametrize("suite, expected", [
     (base(seedz=[1]), "seedz: unknown field; allowed: ['data', 'description', 'device', "
-                      "'display_names', 'downstream', 'models', 'name', 'resources', 'seed', "
-                      "'seeds', 'train', 'tune']"),
+                      "'display_names', 'downstream', 'models', 'name', 'references', "
+                      "'resources', 'seed', 'seeds', 'train', 'tune']"),
     (base(models=[{"name": "mxo", "parms": {}}]),
      "models.0.parms: unknown field; allowed: ['grid', 'grid_mode', 'label', 'name', 'params', "
      "'resources', 'search', 'train']"),
@@ -230,6 +231,8 @@ def test_shipped_suites_validate_and_expand(path):
     runs = suite.runs()
     blocks = {b.get("label", b["name"]) for b in raw["models"]}
     # a tuned suite's models run as studies (trials, then final runs), not as fixed runs
-    expanded = {r.label for r in runs} | {study.label for study in suite.studies()}
+    expanded = {r.label for r in runs if r.role == "model"} | {s.label for s in suite.studies()}
     assert expanded == blocks
+    assert {r.label for r in runs if r.role == "reference"} == {"raw xO", "mean xM",
+                                                                "ridge xO→xM"}
     assert len({r.run_id for r in runs}) == len(runs)

@@ -76,7 +76,7 @@ def known(register_model):
 
 def known_suite(tmp_path, objective="error_pct", trials=20, sampler="tpe", startup=8,
                 parallel=1, search=None, seeds=(0, 1)):
-    suite = {"name": "known", "seed": 0, "seeds": list(seeds),
+    suite = {"name": "known", "seed": 0, "seeds": list(seeds), "references": [],
              "data": {"name": "synthetic",
                       "options": {"n_train": 100, "n_valid": 200, "n_test": 100}},
              "tune": {"objective": objective, "trials": trials, "epochs": 1,

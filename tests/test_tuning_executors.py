@@ -18,7 +18,7 @@ from mmbench.store import RunStore
 # Four trials (two independent startup trials, then two asked from them) and two final runs of
 # M-xO; every fit runs a fixed number of epochs, so results do not depend on timing.
 STUDY = {
-    "name": "tuned-executors", "seeds": [0, 1],
+    "name": "tuned-executors", "seeds": [0, 1], "references": [],
     "data": {"name": "synthetic", "options": {"n_train": 1000, "n_valid": 200, "n_test": 200}},
     "train": {"batch_size": 100, "patience": None},
     "resources": {"cpus": 1},

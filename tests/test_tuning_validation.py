@@ -14,7 +14,7 @@ LR = {"loguniform": [1.0e-4, 1.0e-2]}
 
 
 def tuned(models=None, **changes) -> dict:
-    suite = {"name": "tuned", "seeds": [0, 1],
+    suite = {"name": "tuned", "seeds": [0, 1], "references": [],
              "data": {"name": "synthetic",
                       "options": {"n_train": 120, "n_valid": 60, "n_test": 60}},
              "train": {"batch_size": 60},

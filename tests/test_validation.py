@@ -74,6 +74,17 @@ def cmmd(**params):
      "use 1 to 100 letters, digits, '_', '.' or '-', not starting with '.'"),
     (dict(name="/tmp/absolute"), "name: suite name '/tmp/absolute' cannot be used in a file "
      "name"),
+    (dict(references=["raw_x0"]), "references: unknown reference row(s) ['raw_x0']; allowed: "
+     "['mean_xm', 'raw_xo', 'ridge_xo_xm'] ([] for none)"),
+    (dict(references="raw_xo"), "references: Input should be a valid list, got 'raw_xo'"),
+    (dict(models=cmmd(preset="oficial")), "models.0.params.preset: Input should be 'paper' or "
+     "'official', got 'oficial'"),
+    (dict(data={"name": "xrmb", "options": {"protocol": "folds", "fold": 1, "parts": ["trian"]}}),
+     "data.options: data set 'xrmb': parts[0]='trian' is not allowed (input should be 'train', "
+     "'tune' or 'test')"),
+    (dict(data={"name": "xrmb", "options": {"protocol": "speakers", "parts": ["test"]}}),
+     "data.options: data set 'xrmb': protocol speakers trains on the train part, which "
+     "parts=['test'] leaves out; add train"),
 ])
 def test_values_that_cannot_run_are_refused_at_load_with_field_value_and_allowed(
         tmp_path, changes, expected):
@@ -105,20 +116,22 @@ def test_a_grid_is_counted_before_it_is_expanded(tmp_path, monkeypatch):
 
 
 def test_a_suite_of_too_many_runs_needs_allow_large(tmp_path, monkeypatch):
-    # 3 data points x (2 + 1 model points) x 2 seeds = 18 runs, each grid within the limit
+    # 3 data points x (2 + 1 model points + 1 reference row) x 2 seeds = 24 runs, each grid
+    # within the limit
     monkeypatch.setattr(mmbench.suite, "MAX_RUNS", 10)
     changes = dict(data={"name": "synthetic", "grid": {"seed": [0, 1, 2]}},
-                   models=[{"name": "cmmd", "grid": {"omega": [0.1, 0.2]}}, {"name": "mxo"}])
+                   models=[{"name": "cmmd", "grid": {"omega": [0.1, 0.2]}}, {"name": "mxo"}],
+                   references=["raw_xo"])
     assert refused(tmp_path, **changes).startswith(
-        "(top level): 18 runs (data points x model points x seeds = 3 x (2 + 1) x 2), more than "
-        "the limit of 10;")
+        "(top level): 24 runs (data points x (model points + reference rows) x seeds = "
+        "3 x (2 + 1 + 1) x 2), more than the limit of 10;")
     path = suite_file(tmp_path, **changes)
-    assert len(load_suite(path, allow_large=True).runs()) == 18
+    assert len(load_suite(path, allow_large=True).runs()) == 24
     cli = CliRunner()
     result = cli.invoke(app, ["run", str(path), "--dry-run"])
     assert result.exit_code == 2 and "--allow-large" in result.output
     result = cli.invoke(app, ["run", str(path), "--dry-run", "--allow-large"])
-    assert result.exit_code == 0 and "18 runs: 18 pending" in result.output
+    assert result.exit_code == 0 and "24 runs: 24 pending" in result.output
 
 
 @pytest.mark.parametrize("options, message", [

@@ -6,8 +6,16 @@ Files (Wang et al.'s preprocessing, MATLAB v5 or v7.3):
 XTe2, the 112-D articulation, trainLabel / tuneLabel / testLabel (phone classes) and trainID /
 tuneID / testID (speakers).
 
-The frames of the three parts are pooled and split by speaker according to a protocol of the CMMD
-paper; a validation set is then carved (stratified by phone) from the training part.
+The frames of the train and test parts are pooled (``parts``; the tune part on request) and split
+by speaker according to a protocol of the CMMD paper; a validation set is then carved (stratified
+by phone) from the training frames.
+
+The defaults are the CMMD authors' loaders (``load_folds_xrmb``, ``load_xrmb_oneperson``): frames
+of the train and test parts only, neither view rescaled, so that rmse is in the files' units, the
+units of the paper's figures (Table 6, Fig. 3) that tables print beside ours. One deliberate
+difference: their loaders validate on the test frames (folds) or on the first 3,000 of them (one
+speaker); mmbench never selects on test frames, and validates on ``valid_fraction`` of the
+training frames instead. ``standardize`` z-scores views with training statistics.
 """
 from __future__ import annotations
 
@@ -94,8 +102,13 @@ def _speaker_frames(speakers: np.ndarray, wanted, what: str) -> np.ndarray:
 
 
 def _protocol_needs(options: dict) -> str | None:
-    """Rule of ``xrmb``: the speaker option as each protocol needs it."""
-    protocol, speaker = options["protocol"], options["speaker"]
+    """Rule of ``xrmb``: the speaker option and the parts as each protocol needs them."""
+    protocol, speaker, parts = options["protocol"], options["speaker"], options["parts"]
+    if len(set(parts)) != len(parts):
+        return f"parts={list(parts)} names a part twice"
+    if protocol == "speakers" and "train" not in parts:
+        return (f"protocol speakers trains on the train part, which parts={list(parts)} leaves "
+                "out; add train")
     if protocol == "speakers" and speaker is not None and speaker not in TEST_SPEAKERS:
         return f"speaker={speaker} is not one of the test speakers {list(TEST_SPEAKERS)}"
     if protocol == "per_speaker" and speaker is None:
@@ -120,33 +133,41 @@ def xrmb(seed: Seed = 0, data_dir: Path | None = None,
              "share of the training frames held out for validation"))] = 0.1,
          test_fraction: Annotated[Fraction, Field(description=(
              "share of the speaker's frames in the test split (per_speaker)"))] = 0.3,
+         parts: Annotated[tuple[Literal["train", "tune", "test"], ...], Field(
+             min_length=1, description="parts of the files whose frames are pooled (the "
+             "authors' loaders: train and test)")] = ("train", "test"),
          standardize: Annotated[tuple[Literal["acoustic", "articulatory"], ...], Field(
-             description="modalities z-scored with training statistics")] = (
-             "acoustic", "articulatory")) -> DataSplits:
-    """XRMB under one of the CMMD paper's protocols (frames of train, tune and test pooled first).
+             description="modalities z-scored with training statistics (the authors' loaders: "
+             "none)")] = ()) -> DataSplits:
+    """XRMB under one of the CMMD paper's protocols (the frames of ``parts`` pooled first).
 
     protocol:
       "folds": paper Table 1, 4-fold cross-validation over speaker pairs (1, 3), (43, 45),
           (10, 13), (27, 29); ``fold`` 1..4 picks the held-out pair (test). ``fold_train``:
           "folds" trains on the six speakers of the other three folds (the CMMD code), "rest"
-          on every other speaker in the files.
+          on every other speaker of the pooled parts.
       "speakers": paper Table 6, speaker-independent: train on the frames of the training part
           (the 35 training speakers), test on speakers 7, 16, 20, 21, 23, 28, 31, 35, or on
           ``speaker`` alone when given.
       "per_speaker": paper Sec. 4.4, speaker-dependent: the frames of ``speaker`` split at random
           (stratified by phone) into 1 - test_fraction training and test_fraction test frames.
     The validation split is ``valid_fraction`` of the training frames (stratified by phone).
-    standardize: modalities z-scored with training-split statistics (() for none).
+    parts: the parts of the files pooled before the split; the default, train and test, is the
+        authors' loaders (add "tune" for its frames too).
+    standardize: modalities z-scored with training-split statistics (default none, as the
+        authors' loaders: rmse in the files' units, as in the paper).
     Labels are phones 0..39; groups are speaker ids.
     """
-    frames, parts, offset = read_xrmb(data_dir)
+    frames, part_of_frame, offset = read_xrmb(data_dir)
+    pooled = np.isin(part_of_frame, [PARTS.index(part) for part in parts])
+    frames, part_of_frame = frames.subset(np.flatnonzero(pooled)), part_of_frame[pooled]
     rng = np.random.default_rng(seed)
-    train, test, details = _protocol_split(frames, parts, rng, protocol, fold, fold_train,
-                                           speaker, test_fraction)
+    train, test, details = _protocol_split(frames, part_of_frame, rng, protocol, fold,
+                                           fold_train, speaker, test_fraction)
     fit, valid = (train[p] for p in stratified_split(
         frames.labels[train], (1 - valid_fraction, valid_fraction), rng))
     info = {"protocol": protocol, **details, "seed": seed, "label_offset": offset,
-            "standardized": list(standardize),
+            "parts": list(parts), "standardized": list(standardize),
             "train_speakers": np.unique(frames.groups[fit]).tolist(),
             "test_speakers": np.unique(frames.groups[test]).tolist()}
     splits = DataSplits("xrmb", frames.subset(fit), frames.subset(valid), frames.subset(test),

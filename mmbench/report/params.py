@@ -14,8 +14,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from mmbench.records import MODEL_ROLE, Record
-from mmbench.report.runs import TRIAL_ROLE
+from mmbench.records import MODEL_ROLE, TRIAL_ROLE, Record
 from mmbench.report.style import model_rank
 
 # Training settings that are not hyper-parameters: the derived seed of the fit.

@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from mmbench.report.runs import REFERENCE_ROLE, TRIAL_ROLE, ReportError
+from mmbench.records import REFERENCE_ROLE, TRIAL_ROLE
+from mmbench.report.runs import ReportError
 
 ALPHA = 0.05
 MIN_MODELS = 3  # the Friedman test compares at least 3 (for 2, the table's paired test does)

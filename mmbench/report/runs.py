@@ -14,15 +14,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mmbench.records import Record
+from mmbench.records import REFERENCE_ROLE, TRIAL_ROLE, Record
 from mmbench.report.style import model_rank
 from mmbench.results import tidy
 from mmbench.store import RecordError, RunStore
 
 # Run roles (mmbench.records): tuning trials are not reported (only tuning views show them);
 # reference runs (computed from the data alone) are rows set apart from the models.
-TRIAL_ROLE = "trial"
-REFERENCE_ROLE = "reference"
 
 
 class ReportError(ValueError):

@@ -25,10 +25,11 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from mmbench.records import REFERENCE_ROLE, TRIAL_ROLE
 from mmbench.reference import PAPER_RESULTS_CSV
 from mmbench.report.names import DisplayNames
 from mmbench.report.params import Budget
-from mmbench.report.runs import REFERENCE_ROLE, TRIAL_ROLE, ReportError, ordered_series
+from mmbench.report.runs import ReportError, ordered_series
 from mmbench.report.significance import Comparison, Mark, mark_column
 from mmbench.report.suite_info import SuiteInfo
 
