@@ -8,6 +8,7 @@ hence the default ridge. The Pearson correlations of the canonical variates are 
 measured the same way (the regularised canonical correlations, which the ridge shrinks, are
 ``projection_.correlations``).
 """
+
 from __future__ import annotations
 
 import time
@@ -40,10 +41,14 @@ def side_by_side(arrays, names) -> np.ndarray:
 def view_pair(views: Views) -> tuple[torch.Tensor, torch.Tensor]:
     """(observed modalities concatenated, missing modalities concatenated) as float32 tensors."""
     if not views.missing:
-        raise ValueError("CCA-type models need at least one missing modality to correlate the "
-                         "observed ones with; the views have none")
-    return (torch.as_tensor(side_by_side(views.data, views.observed)),
-            torch.as_tensor(side_by_side(views.data, views.missing)))
+        raise ValueError(
+            "CCA-type models need at least one missing modality to correlate the "
+            "observed ones with; the views have none"
+        )
+    return (
+        torch.as_tensor(side_by_side(views.data, views.observed)),
+        torch.as_tensor(side_by_side(views.data, views.missing)),
+    )
 
 
 def observed_matrix(xO, names: tuple[str, ...], dims: tuple[int, ...]) -> np.ndarray:
@@ -68,10 +73,13 @@ class CCAConfig(ModelConfig):
     test_params: ClassVar[dict[str, Any]] = {"n_components": 6}
 
     n_components: PositiveInt = Field(
-        10, description="k, the canonical pairs kept (the representation is (n, k))")
+        10, description="k, the canonical pairs kept (the representation is (n, k))"
+    )
     reg1: NonNegativeReal = Field(
-        0.1, description="ridge added to the view-1 covariance (S11 + reg1 I), in the data's "
-                         "units squared")
+        0.1,
+        description="ridge added to the view-1 covariance (S11 + reg1 I), in the data's "
+        "units squared",
+    )
     reg2: NonNegativeReal = Field(0.1, description="ridge added to the view-2 covariance")
 
 
@@ -88,9 +96,15 @@ class CCA(MultimodalModel[CCAConfig]):
     capabilities = frozenset({"generate"})
     diagnostics = fitted_correlations
 
-    def fit(self, train: Views, valid: Views | None = None, *,
-            trainer: TrainConfig = TrainConfig(), n_classes: int | None = None,
-            on_epoch: EpochCallback | None = None) -> FitReport:
+    def fit(
+        self,
+        train: Views,
+        valid: Views | None = None,
+        *,
+        trainer: TrainConfig = TrainConfig(),
+        n_classes: int | None = None,
+        on_epoch: EpochCallback | None = None,
+    ) -> FitReport:
         """Closed form on the training split; ``trainer`` is unused (no iterations)."""
         start = time.perf_counter()
         x1, x2 = view_pair(train)
@@ -99,8 +113,9 @@ class CCA(MultimodalModel[CCAConfig]):
         self.missing_dims_ = {m: train.dim(m) for m in train.missing}
         stats = moments(x1, x2)
         config = self.config
-        self.projection_ = canonical_projection(stats, config.n_components, config.reg1,
-                                                config.reg2)
+        self.projection_ = canonical_projection(
+            stats, config.n_components, config.reg1, config.reg2
+        )
         self.regression_ = self._regression_on_variates(stats)
         self.train_correlations_ = self.projection_.variate_correlations(x1, x2).numpy()
         # One history row in the trainer's convention: the loss is minus the total correlation.

@@ -10,6 +10,7 @@ The correlations of that final projection's canonical variates are kept in-sampl
 ``train_correlations_`` and held out on the validation split in ``valid_correlations_``, both
 Pearson correlations (see :meth:`mmbench.correlation.CanonicalProjection.variate_correlations`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -48,13 +49,17 @@ class DCCAConfig(ModelConfig):
     latent_dim: PositiveInt = Field(10, description="output size L of each network")
     hidden: Layers = Field((1024, 1024, 1024), description="hidden layers of both networks")
     n_components: PositiveInt | None = Field(
-        None, description="canonical correlations summed in the objective and kept in the "
-                          "representation, at most latent_dim (None: all, the trace norm)")
+        None,
+        description="canonical correlations summed in the objective and kept in the "
+        "representation, at most latent_dim (None: all, the trace norm)",
+    )
     activation: Activation = Field("relu", description="activation of every hidden layer")
     dropout: Fraction = Field(0.0, description="dropout rate of every hidden layer")
     reg1: NonNegativeReal = Field(
-        1e-4, description="ridge added to the view-1 output covariance (S11 + reg1 I), in the "
-                          "objective and in the final linear CCA")
+        1e-4,
+        description="ridge added to the view-1 output covariance (S11 + reg1 I), in the "
+        "objective and in the final linear CCA",
+    )
     reg2: NonNegativeReal = Field(1e-4, description="ridge added to the view-2 output covariance")
 
     @field_validator("n_components")
@@ -62,13 +67,13 @@ class DCCAConfig(ModelConfig):
     def _at_most_latent_dim(cls, n_components: int | None, info: ValidationInfo) -> int | None:
         latent_dim = info.data.get("latent_dim")
         if n_components is not None and latent_dim is not None and n_components > latent_dim:
-            raise ValueError(f"Input should be at most latent_dim = {latent_dim} (or None for "
-                             "all)")
+            raise ValueError(f"Input should be at most latent_dim = {latent_dim} (or None for all)")
         return n_components
 
 
-def feedforward(in_dim: int, hidden: Sequence[int], out_dim: int, act: str,
-                dropout: float) -> nn.Sequential:
+def feedforward(
+    in_dim: int, hidden: Sequence[int], out_dim: int, act: str, dropout: float
+) -> nn.Sequential:
     """An :class:`MLP` and a linear output layer: in_dim -> hidden... -> out_dim."""
     body = MLP(in_dim, hidden, act, dropout)
     return nn.Sequential(body, nn.Linear(body.out_dim, out_dim))
@@ -82,18 +87,23 @@ class DCCANetwork(nn.Module):
         self.spec, self.config = spec, config
         latent = config.latent_dim
         self.n_components = check_components(config.n_components, latent, latent)
-        self.encoder1 = feedforward(spec.observed_dim, config.hidden, latent, config.activation,
-                                    config.dropout)
-        self.encoder2 = feedforward(spec.missing_dim, config.hidden, latent, config.activation,
-                                    config.dropout)
+        self.encoder1 = feedforward(
+            spec.observed_dim, config.hidden, latent, config.activation, config.dropout
+        )
+        self.encoder2 = feedforward(
+            spec.missing_dim, config.hidden, latent, config.activation, config.dropout
+        )
         self.register_buffer("cca_mean1", torch.zeros(latent, dtype=torch.float64))
-        self.register_buffer("cca_weights1", torch.zeros(latent, self.n_components,
-                                                         dtype=torch.float64))
+        self.register_buffer(
+            "cca_weights1", torch.zeros(latent, self.n_components, dtype=torch.float64)
+        )
 
     def encode(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         """(f1(x1), f2(x2)), each (b, latent_dim)."""
-        return (self.encoder1(concat(batch, self.spec.observed)),
-                self.encoder2(concat(batch, self.spec.missing)))
+        return (
+            self.encoder1(concat(batch, self.spec.observed)),
+            self.encoder2(concat(batch, self.spec.missing)),
+        )
 
     def correlation(self, h1: torch.Tensor, h2: torch.Tensor) -> torch.Tensor:
         """Sum of the top-k canonical correlations of the batch outputs (0-d, float64)."""
@@ -122,32 +132,43 @@ class DCCA(TorchModel[DCCAConfig, DCCANetwork]):
 
     def unsupported(self, spec: DataSpec) -> str | None:
         if not spec.missing:
-            return ("needs at least one missing modality to correlate the observed ones with; "
-                    "the data have none")
+            return (
+                "needs at least one missing modality to correlate the observed ones with; "
+                "the data have none"
+            )
         return None
 
-    def fit(self, train: Views, valid: Views | None = None, *,
-            trainer: TrainConfig = TrainConfig(), n_classes: int | None = None,
-            on_epoch: EpochCallback | None = None) -> FitReport:
+    def fit(
+        self,
+        train: Views,
+        valid: Views | None = None,
+        *,
+        trainer: TrainConfig = TrainConfig(),
+        n_classes: int | None = None,
+        on_epoch: EpochCallback | None = None,
+    ) -> FitReport:
         """Train the networks, then fit the final linear CCA on their training outputs and
         measure its canonical correlations on ``valid`` (``valid_correlations_``, (k,))."""
-        report = super().fit(train, valid, trainer=trainer, n_classes=n_classes,
-                             on_epoch=on_epoch)
+        report = super().fit(train, valid, trainer=trainer, n_classes=n_classes, on_epoch=on_epoch)
         outputs = self._outputs(train)
-        projection = canonical_projection(moments(*outputs), self.module_.n_components,
-                                          self.config.reg1, self.config.reg2)
+        projection = canonical_projection(
+            moments(*outputs), self.module_.n_components, self.config.reg1, self.config.reg2
+        )
         self.module_.set_projection(projection)
         self.train_correlations_ = projection.variate_correlations(*outputs).cpu().numpy()
         if valid is not None:
-            self.valid_correlations_ = projection.variate_correlations(
-                *self._outputs(valid)).cpu().numpy()
+            self.valid_correlations_ = (
+                projection.variate_correlations(*self._outputs(valid)).cpu().numpy()
+            )
         return report
 
     def _outputs(self, views: Views) -> tuple[torch.Tensor, torch.Tensor]:
         """(f1(x1), f2(x2)) for every point of ``views`` in evaluation mode, on the device."""
         out = self.batched(lambda b: dict(zip(("h1", "h2"), self.module_.encode(b))), views.data)
-        return (torch.as_tensor(out["h1"], device=self.device_),
-                torch.as_tensor(out["h2"], device=self.device_))
+        return (
+            torch.as_tensor(out["h1"], device=self.device_),
+            torch.as_tensor(out["h2"], device=self.device_),
+        )
 
     def represent(self, xO) -> np.ndarray:
         """f1(x1) on the top-k canonical directions of the final linear CCA, (n, k)."""

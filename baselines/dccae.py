@@ -9,16 +9,16 @@ output. The loss of a batch (minimised; the validation loss is the same objectiv
 with squared errors summed over features, as in Wang et al.'s Eq. 5. The representation is, as for
 DCCA, f1(x1) on the final linear CCA's top-k directions.
 """
+
 from __future__ import annotations
 
 from pydantic import Field
 
+from baselines.dcca import DCCA, DCCAConfig, DCCANetwork, feedforward
 from mmbench.config import Layers, NonNegativeReal
 from mmbench.model import DataSpec, concat
 from mmbench.nn import decoder_layers
 from mmbench.trainer import Progress
-
-from baselines.dcca import DCCA, DCCAConfig, DCCANetwork, feedforward
 
 
 class DCCAEConfig(DCCAConfig):
@@ -31,11 +31,15 @@ class DCCAEConfig(DCCAConfig):
     """
 
     reconstruction_weight: NonNegativeReal = Field(
-        0.1, description="lambda, the weight of the summed squared reconstruction errors (Wang "
-                         "et al. tune it on a log grid)")
+        0.1,
+        description="lambda, the weight of the summed squared reconstruction errors (Wang "
+        "et al. tune it on a log grid)",
+    )
     decoder_hidden: Layers | None = Field(
-        None, description="hidden layers of both decoders, whose output layer is linear "
-                          "(None: hidden reversed)")
+        None,
+        description="hidden layers of both decoders, whose output layer is linear "
+        "(None: hidden reversed)",
+    )
 
 
 class DCCAENetwork(DCCANetwork):
@@ -44,10 +48,12 @@ class DCCAENetwork(DCCANetwork):
     def __init__(self, spec: DataSpec, config: DCCAEConfig):
         super().__init__(spec, config)
         hidden = decoder_layers(config.hidden, config.decoder_hidden)
-        self.decoder1 = feedforward(config.latent_dim, hidden, spec.observed_dim,
-                                    config.activation, config.dropout)
-        self.decoder2 = feedforward(config.latent_dim, hidden, spec.missing_dim,
-                                    config.activation, config.dropout)
+        self.decoder1 = feedforward(
+            config.latent_dim, hidden, spec.observed_dim, config.activation, config.dropout
+        )
+        self.decoder2 = feedforward(
+            config.latent_dim, hidden, spec.missing_dim, config.activation, config.dropout
+        )
 
     def loss(self, batch, progress: Progress | None = None):
         x1, x2 = concat(batch, self.spec.observed), concat(batch, self.spec.missing)
@@ -55,10 +61,14 @@ class DCCAENetwork(DCCANetwork):
         correlation = self.correlation(h1, h2)
         reconstruction1 = (self.decoder1(h1) - x1).square().sum(1).mean()
         reconstruction2 = (self.decoder2(h2) - x2).square().sum(1).mean()
-        loss = -correlation + self.config.reconstruction_weight * (reconstruction1
-                                                                   + reconstruction2)
-        return loss, {"correlation": correlation, "reconstruction1": reconstruction1,
-                      "reconstruction2": reconstruction2}
+        loss = -correlation + self.config.reconstruction_weight * (
+            reconstruction1 + reconstruction2
+        )
+        return loss, {
+            "correlation": correlation,
+            "reconstruction1": reconstruction1,
+            "reconstruction2": reconstruction2,
+        }
 
 
 class DCCAE(DCCA):

@@ -26,6 +26,7 @@ Test time (no classifier of its own; scored by the suite's downstream protocol):
   modalities ("missing"), or the joint encoder q(z | X) ("joint"); the decoder log-variances of the
   Gaussian missing modalities at the mean of z|xO.
 """
+
 from __future__ import annotations
 
 from collections.abc import Collection
@@ -70,22 +71,31 @@ class JMVAEConfig(ModelConfig):
 
     latent_dim: PositiveInt = Field(64, description="size of z")
     hidden: Layers = Field(
-        (512, 512), description="hidden layers of the joint encoder and of every unimodal encoder")
+        (512, 512), description="hidden layers of the joint encoder and of every unimodal encoder"
+    )
     decoder_hidden: Layers | None = Field(
-        None, description="hidden layers of every decoder (None: hidden reversed)")
+        None, description="hidden layers of every decoder (None: hidden reversed)"
+    )
     activation: Activation = Field("relu", description="activation of every hidden layer")
     dropout: Fraction = Field(0.0, description="dropout rate of every hidden layer")
     alpha: NonNegativeReal = Field(
-        1.0, description="weight of the KL terms from the joint to each unimodal encoder (the "
-                         "authors' script: 1; 0: a joint VAE, the unimodal encoders untrained)")
+        1.0,
+        description="weight of the KL terms from the joint to each unimodal encoder (the "
+        "authors' script: 1; 0: a joint VAE, the unimodal encoders untrained)",
+    )
     decoder_variance: choice_or_number(Literal["input", "shared"], PositiveReal) = Field(
-        "shared", description='variance of Gaussian modalities: "shared" (one learned per '
-                              'feature), "input" (a function of z) or a fixed variance')
+        "shared",
+        description='variance of Gaussian modalities: "shared" (one learned per '
+        'feature), "input" (a function of z) or a fixed variance',
+    )
     likelihood_weights: per_modality(NonNegativeReal) | None = Field(
-        None, description="lambda_m, the weight of each modality's log-likelihood (None: 1)")
+        None, description="lambda_m, the weight of each modality's log-likelihood (None: 1)"
+    )
     z_given_xM: Literal["missing", "joint"] = Field(
-        "missing", description='the posterior reported as z|xM: from the "missing" modalities\' '
-                               'unimodal encoders, or the joint encoder q(z|X) ("joint")')
+        "missing",
+        description='the posterior reported as z|xM: from the "missing" modalities\' '
+        'unimodal encoders, or the joint encoder q(z|X) ("joint")',
+    )
 
 
 class JMVAENetwork(nn.Module):
@@ -99,32 +109,49 @@ class JMVAENetwork(nn.Module):
         def gaussian(width: int) -> GaussianHead:
             return GaussianHead(width, latent, "input")
 
-        self.joint_encoder = stochastic_mlp(sum(spec.dims.values()), config.hidden, gaussian,
-                                            act, drop)
-        self.encoders = nn.ModuleDict({
-            m: stochastic_mlp(spec.dims[m], config.hidden, gaussian, act, drop)
-            for m in self.names})
+        self.joint_encoder = stochastic_mlp(
+            sum(spec.dims.values()), config.hidden, gaussian, act, drop
+        )
+        self.encoders = nn.ModuleDict(
+            {
+                m: stochastic_mlp(spec.dims[m], config.hidden, gaussian, act, drop)
+                for m in self.names
+            }
+        )
         decoder_hidden = decoder_layers(config.hidden, config.decoder_hidden)
-        self.decoders = nn.ModuleDict({
-            m: stochastic_mlp(latent, decoder_hidden,
-                              lambda width, m=m: likelihood_head(
-                                  spec.likelihoods[m], width, spec.dims[m],
-                                  config.decoder_variance),
-                              act, drop)
-            for m in self.names})
+        self.decoders = nn.ModuleDict(
+            {
+                m: stochastic_mlp(
+                    latent,
+                    decoder_hidden,
+                    lambda width, m=m: likelihood_head(
+                        spec.likelihoods[m], width, spec.dims[m], config.decoder_variance
+                    ),
+                    act,
+                    drop,
+                )
+                for m in self.names
+            }
+        )
 
-    def loss(self, batch: Batch,
-             progress: Progress | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        joint = self.joint_encoder(concat(batch, self.names))              # q(z | X), batch (b,)
+    def loss(
+        self, batch: Batch, progress: Progress | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        joint = self.joint_encoder(concat(batch, self.names))  # q(z | X), batch (b,)
         z = joint.rsample()
         kl = kl_divergence(joint, standard_normal_like(z))
-        log_lik = torch.stack([self.weights[m] * self.decoders[m](z).log_prob(batch[m])
-                               for m in self.names]).sum(0)
-        kl_unimodal = torch.stack([kl_divergence(joint, self.encoders[m](batch[m]))
-                                   for m in self.names]).sum(0)
+        log_lik = torch.stack(
+            [self.weights[m] * self.decoders[m](z).log_prob(batch[m]) for m in self.names]
+        ).sum(0)
+        kl_unimodal = torch.stack(
+            [kl_divergence(joint, self.encoders[m](batch[m])) for m in self.names]
+        ).sum(0)
         loss = (-log_lik + kl + self.config.alpha * kl_unimodal).mean()
-        return loss, {"reconstruction": -log_lik.mean(), "kl": kl.mean(),
-                      "kl_unimodal": kl_unimodal.mean()}
+        return loss, {
+            "reconstruction": -log_lik.mean(),
+            "kl": kl.mean(),
+            "kl_unimodal": kl_unimodal.mean(),
+        }
 
     def posterior(self, batch: Batch, names: Collection[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, logvar), each (b, latent_dim), of z given the modalities ``names``: the joint
@@ -132,8 +159,11 @@ class JMVAENetwork(nn.Module):
         if set(names) == set(self.names):
             return gaussian_posterior(self.joint_encoder(concat(batch, self.names)))
         stats = [gaussian_posterior(self.encoders[m](batch[m])) for m in names]
-        return product_of_experts(torch.stack([s[0] for s in stats]),
-                                  torch.stack([s[1] for s in stats]), prior_expert=False)
+        return product_of_experts(
+            torch.stack([s[0] for s in stats]),
+            torch.stack([s[1] for s in stats]),
+            prior_expert=False,
+        )
 
     def decode_means(self, z: torch.Tensor, names: Collection[str]) -> dict[str, torch.Tensor]:
         return {m: self.decoders[m](z).mean for m in names}
@@ -151,8 +181,12 @@ class JMVAE(TorchModel[JMVAEConfig, JMVAENetwork]):
 
     def generate(self, xO: Arrays) -> dict[str, np.ndarray]:
         """Decoder means of the missing modalities at the mean of z given xO."""
-        return self.batched(lambda b: self.module_.decode_means(
-            self.module_.posterior(b, self.spec_.observed)[0], self.spec_.missing), xO)
+        return self.batched(
+            lambda b: self.module_.decode_means(
+                self.module_.posterior(b, self.spec_.observed)[0], self.spec_.missing
+            ),
+            xO,
+        )
 
     def batch_posteriors(self, batch: Batch) -> PosteriorTensors:
         """z|xO and z|xM (from the missing modalities or the joint encoder, see ``z_given_xM``;
@@ -163,7 +197,9 @@ class JMVAE(TorchModel[JMVAEConfig, JMVAENetwork]):
         z_given_xM = None
         if spec.missing:
             z_given_xM = network.posterior(
-                batch, spec.missing if self.config.z_given_xM == "missing" else spec.modalities)
+                batch, spec.missing if self.config.z_given_xM == "missing" else spec.modalities
+            )
         decoded = {m: network.decoders[m](z_given_xO[0]) for m in spec.gaussian_missing}
-        return PosteriorTensors(z_given_xO, z_given_xM,
-                                log_variances(decoded, spec.gaussian_missing))
+        return PosteriorTensors(
+            z_given_xO, z_given_xM, log_variances(decoded, spec.gaussian_missing)
+        )

@@ -43,6 +43,7 @@ Test time (no classifier of its own; scored by the suite's downstream protocol):
   (Laplace) or s^2 (Gaussian) with s = ``likelihood_scale``, or the learned variance at the
   observed experts' mixture mean.
 """
+
 from __future__ import annotations
 
 import math
@@ -93,55 +94,77 @@ class MMVAEConfig(ModelConfig):
     latent_dim: PositiveInt = Field(20, description="size D of z")
     hidden: Layers = Field((400,), description="hidden layers of every encoder")
     decoder_hidden: Layers | None = Field(
-        None, description="hidden layers of every decoder (None: hidden reversed)")
+        None, description="hidden layers of every decoder (None: hidden reversed)"
+    )
     activation: Activation = Field("relu", description="activation of every hidden layer")
     dropout: Fraction = Field(0.0, description="dropout rate of every hidden layer")
     objective: Literal["elbo", "iwae", "dreg"] = Field(
-        "elbo", description="the bound maximised (see the module's docstring)")
+        "elbo", description="the bound maximised (see the module's docstring)"
+    )
     K: PositiveInt = Field(
-        1, description="samples per expert (the MMVAE paper: 30 for IWAE/DReG; CMMD's: 10)")
+        1, description="samples per expert (the MMVAE paper: 30 for IWAE/DReG; CMMD's: 10)"
+    )
     looser: Flag = Field(
-        False, description="average the per-expert bounds (the iwae and dreg objectives only)")
+        False, description="average the per-expert bounds (the iwae and dreg objectives only)"
+    )
     likelihood: Literal["laplace", "modality"] = Field(
-        "laplace", description='"laplace" (the authors\') or "modality" (each modality\'s own '
-                               "family with the fixed scale likelihood_scale)")
+        "laplace",
+        description='"laplace" (the authors\') or "modality" (each modality\'s own '
+        "family with the fixed scale likelihood_scale)",
+    )
     likelihood_scale: choice_or_number(Literal["shared", "input"], PositiveReal) = Field(
-        0.75, description='the likelihoods\' fixed scale (the authors\': 0.75), or with '
-                          'likelihood "modality" a learned Gaussian variance: "shared" (one per '
-                          'feature) or "input" (a function of z)')
+        0.75,
+        description="the likelihoods' fixed scale (the authors': 0.75), or with "
+        'likelihood "modality" a learned Gaussian variance: "shared" (one per '
+        'feature) or "input" (a function of z)',
+    )
     likelihood_weights: per_modality(NonNegativeReal) | None = Field(
-        None, description="lambda_d, the weight of each modality's log-likelihood (None: 1; the "
-                          "authors up-weight MNIST by 3072/784 in MNIST-SVHN)")
+        None,
+        description="lambda_d, the weight of each modality's log-likelihood (None: 1; the "
+        "authors up-weight MNIST by 3072/784 in MNIST-SVHN)",
+    )
     learn_prior: Flag = Field(
-        True, description="learn the prior's scales (the authors' MNIST-SVHN setting)")
+        True, description="learn the prior's scales (the authors' MNIST-SVHN setting)"
+    )
     z_given_xM: Literal["missing", "joint"] = Field(
-        "missing", description='the posterior reported as z|xM: the mixture of the "missing" '
-                               'modalities\' experts or of all ("joint")')
+        "missing",
+        description='the posterior reported as z|xM: the mixture of the "missing" '
+        'modalities\' experts or of all ("joint")',
+    )
 
     @field_validator("likelihood_scale")
     @classmethod
-    def _learned_scales_are_gaussian_variances(cls, scale: float | str,
-                                               info: ValidationInfo) -> float | str:
+    def _learned_scales_are_gaussian_variances(
+        cls, scale: float | str, info: ValidationInfo
+    ) -> float | str:
         if isinstance(scale, str) and info.data.get("likelihood") == "laplace":
-            raise ValueError(f"Input should be a number with likelihood 'laplace'; a learned "
-                             f"scale ({scale!r}) is a Gaussian variance: set likelihood: "
-                             "modality")
+            raise ValueError(
+                f"Input should be a number with likelihood 'laplace'; a learned "
+                f"scale ({scale!r}) is a Gaussian variance: set likelihood: "
+                "modality"
+            )
         return scale
 
     @field_validator("looser")
     @classmethod
     def _looser_needs_a_multi_sample_bound(cls, looser: bool, info: ValidationInfo) -> bool:
         if looser and info.data.get("objective") == "elbo":
-            raise ValueError("Input should be false with the elbo objective: with the mixture "
-                             "in log w the ELBO has no looser variant")
+            raise ValueError(
+                "Input should be false with the elbo objective: with the mixture "
+                "in log w the ELBO has no looser variant"
+            )
         return looser
 
 
 MMVAEIWAEConfig = with_defaults(
-    MMVAEConfig, "MMVAEIWAEConfig", objective="dreg", K=10,
+    MMVAEConfig,
+    "MMVAEIWAEConfig",
+    objective="dreg",
+    K=10,
     test_params={**MMVAEConfig.test_params, "K": 3},
     doc="MMVAE's hyper-parameters with the importance-weighted bound and DReG gradients by "
-        "default, K = 10 (the CMMD paper's setting; the MMVAE paper used 30).")
+    "default, K = 10 (the CMMD paper's setting; the MMVAE paper used 30).",
+)
 
 
 def decoder_head(config: MMVAEConfig, likelihood: str, in_dim: int, out_dim: int) -> nn.Module:
@@ -164,15 +187,22 @@ class MMVAENetwork(nn.Module):
         self.encoders, self.decoders = nn.ModuleDict(), nn.ModuleDict()
         for m in spec.modalities:
             self.encoders[m] = stochastic_mlp(
-                spec.dims[m], config.hidden,
-                lambda width: LaplaceExpert(width, config.latent_dim), act, drop)
+                spec.dims[m],
+                config.hidden,
+                lambda width: LaplaceExpert(width, config.latent_dim),
+                act,
+                drop,
+            )
             self.decoders[m] = stochastic_mlp(
-                config.latent_dim, decoder_hidden,
-                lambda width, m=m: decoder_head(config, spec.likelihoods[m], width,
-                                                spec.dims[m]),
-                act, drop)
-        self.prior_raw_scale = nn.Parameter(torch.zeros(config.latent_dim),
-                                            requires_grad=config.learn_prior)
+                config.latent_dim,
+                decoder_hidden,
+                lambda width, m=m: decoder_head(config, spec.likelihoods[m], width, spec.dims[m]),
+                act,
+                drop,
+            )
+        self.prior_raw_scale = nn.Parameter(
+            torch.zeros(config.latent_dim), requires_grad=config.learn_prior
+        )
 
     def experts(self, batch, names) -> tuple[torch.Tensor, torch.Tensor]:
         """(loc, scale) of q(z | x_m) for the modalities ``names``, each (len(names), b, D)."""
@@ -186,16 +216,16 @@ class MMVAENetwork(nn.Module):
     def log_weights(self, batch, detach_posterior: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """(log w, z): K stratified samples z from every expert, (K, M, b, D), and their
         log-weights (K, M, b); the experts' parameters are detached in log q when asked (DReG)."""
-        loc, scale = self.experts(batch, self.spec.modalities)             # (M, b, D)
-        z = laplace(loc, scale).rsample((self.config.K,))                  # (K, M, b, D)
+        loc, scale = self.experts(batch, self.spec.modalities)  # (M, b, D)
+        z = laplace(loc, scale).rsample((self.config.K,))  # (K, M, b, D)
         if detach_posterior:
             loc, scale = loc.detach(), scale.detach()
         # log q(z | x_m') of every sample under every expert m': (K, M, M', b).
         log_q = laplace(loc, scale).log_prob(z.unsqueeze(2))
         log_w = self.prior().log_prob(z) - mixture_log_prob(log_q, dim=2)
-        flat = z.reshape(-1, *z.shape[2:])                                 # (K*M, b, D)
+        flat = z.reshape(-1, *z.shape[2:])  # (K*M, b, D)
         for m in self.spec.modalities:
-            log_lik = self.decoders[m](flat).log_prob(batch[m])            # (K*M, b)
+            log_lik = self.decoders[m](flat).log_prob(batch[m])  # (K*M, b)
             log_w = log_w + self.weights[m] * log_lik.reshape(log_w.shape)
         return log_w, z
 
@@ -238,7 +268,8 @@ class MMVAE(TorchModel[MMVAEConfig, MMVAENetwork]):
     def generate(self, xO) -> dict[str, np.ndarray]:
         """Decoder means of the missing modalities at the observed experts' mixture mean."""
         return self.batched(
-            lambda b: self.module_.decode_means(self._observed_mean(b), self.spec_.missing), xO)
+            lambda b: self.module_.decode_means(self._observed_mean(b), self.spec_.missing), xO
+        )
 
     def batch_posteriors(self, batch) -> PosteriorTensors:
         """Moment-matched Gaussians of the observed experts' mixture (z|xO) and of the missing
@@ -249,7 +280,7 @@ class MMVAE(TorchModel[MMVAEConfig, MMVAENetwork]):
 
         def moment_matched(names):
             loc, scale = self.module_.experts(batch, names)
-            mean, variance = mixture_moments(loc, 2 * scale ** 2)
+            mean, variance = mixture_moments(loc, 2 * scale**2)
             return mean, variance.log()
 
         z_given_xO = moment_matched(self.spec_.observed)
@@ -259,11 +290,17 @@ class MMVAE(TorchModel[MMVAEConfig, MMVAENetwork]):
             decoder_logvar = gaussian_logvars(decoded, gaussian)
         else:  # Laplace(mean, s): variance 2 s^2
             width = sum(self.spec_.missing[m] for m in gaussian)
-            decoder_logvar = z_given_xO[0].new_full(
-                (z_given_xO[0].shape[0], width),
-                math.log(2 * float(config.likelihood_scale) ** 2)) if width else None
-        return PosteriorTensors(z_given_xO, moment_matched(given_xM) if given_xM else None,
-                                decoder_logvar)
+            decoder_logvar = (
+                z_given_xO[0].new_full(
+                    (z_given_xO[0].shape[0], width),
+                    math.log(2 * float(config.likelihood_scale) ** 2),
+                )
+                if width
+                else None
+            )
+        return PosteriorTensors(
+            z_given_xO, moment_matched(given_xM) if given_xM else None, decoder_logvar
+        )
 
 
 class MMVAEIWAE(MMVAE):

@@ -44,6 +44,7 @@ Test time (no classifier of its own; scored by the suite's downstream protocol),
   ("missing") or of all ("joint") experts'; the decoder log-variances of the Gaussian missing
   modalities at that point.
 """
+
 from __future__ import annotations
 
 from collections.abc import Collection
@@ -88,35 +89,51 @@ class MMVAEPlusConfig(ModelConfig):
     32 each, beta 1, Laplace likelihoods of scale 0.75; Adam 1e-3 with amsgrad, batch 128, 150
     epochs; their networks are ResNets, these MLPs MMVAE's)."""
 
-    test_params: ClassVar[dict[str, Any]] = {"latent_dim": 6, "private_dim": 2, "hidden": (32,),
-                                             "K": 2}
+    test_params: ClassVar[dict[str, Any]] = {
+        "latent_dim": 6,
+        "private_dim": 2,
+        "hidden": (32,),
+        "K": 2,
+    }
 
     latent_dim: PositiveInt = Field(32, description="size of the shared latent z")
     private_dim: NonNegativeInt = Field(
-        32, description="size of every modality-specific latent w_m (0: MMVAE)")
+        32, description="size of every modality-specific latent w_m (0: MMVAE)"
+    )
     hidden: Layers = Field((400,), description="hidden layers of every encoder")
     decoder_hidden: Layers | None = Field(
-        None, description="hidden layers of every decoder (None: hidden reversed)")
+        None, description="hidden layers of every decoder (None: hidden reversed)"
+    )
     activation: Activation = Field("relu", description="activation of every hidden layer")
     dropout: Fraction = Field(0.0, description="dropout rate of every hidden layer")
     objective: Literal["iwae", "dreg"] = Field(
-        "dreg", description="the bound maximised (see the module's docstring)")
+        "dreg", description="the bound maximised (see the module's docstring)"
+    )
     K: PositiveInt = Field(
-        1, description="samples per expert (the authors' script: 1, the ELBO; more with dreg)")
+        1, description="samples per expert (the authors' script: 1, the ELBO; more with dreg)"
+    )
     looser: Flag = Field(
-        True, description="average the per-expert bounds over the modalities (the authors')")
+        True, description="average the per-expert bounds over the modalities (the authors')"
+    )
     beta: NonNegativeReal = Field(
-        1.0, description="weight of log p(z, w) - log q(z, w | x) in the log-weight (authors: 1)")
+        1.0, description="weight of log p(z, w) - log q(z, w | x) in the log-weight (authors: 1)"
+    )
     likelihood: Literal["laplace", "modality"] = Field(
-        "laplace", description='"laplace" (the authors\') or "modality" (each modality\'s own '
-                               "family with the fixed scale likelihood_scale)")
+        "laplace",
+        description='"laplace" (the authors\') or "modality" (each modality\'s own '
+        "family with the fixed scale likelihood_scale)",
+    )
     likelihood_scale: PositiveReal = Field(
-        0.75, description="the likelihoods' fixed scale (the authors': 0.75)")
+        0.75, description="the likelihoods' fixed scale (the authors': 0.75)"
+    )
     likelihood_weights: per_modality(NonNegativeReal) | None = Field(
-        None, description="lambda_d, the weight of each modality's log-likelihood (None: 1)")
+        None, description="lambda_d, the weight of each modality's log-likelihood (None: 1)"
+    )
     z_given_xM: Literal["missing", "joint"] = Field(
-        "missing", description='the posterior reported as z|xM: the mixture of the "missing" '
-                               'modalities\' experts or of all ("joint")')
+        "missing",
+        description='the posterior reported as z|xM: the mixture of the "missing" '
+        'modalities\' experts or of all ("joint")',
+    )
 
 
 class SharedPrivateExpert(LaplaceExpert):
@@ -147,15 +164,25 @@ class MMVAEPlusNetwork(nn.Module):
         self.encoders, self.decoders = nn.ModuleDict(), nn.ModuleDict()
         for m in self.names:
             self.encoders[m] = stochastic_mlp(
-                spec.dims[m], config.hidden,
+                spec.dims[m],
+                config.hidden,
                 lambda width: SharedPrivateExpert(width, config.latent_dim, config.private_dim),
-                act, drop)
+                act,
+                drop,
+            )
             self.decoders[m] = stochastic_mlp(
-                config.private_dim + config.latent_dim, decoder_hidden,
+                config.private_dim + config.latent_dim,
+                decoder_hidden,
                 lambda width, m=m: fixed_scale_likelihood(
-                    config.likelihood, spec.likelihoods[m], width, spec.dims[m],
-                    config.likelihood_scale),
-                act, drop)
+                    config.likelihood,
+                    spec.likelihoods[m],
+                    width,
+                    spec.dims[m],
+                    config.likelihood_scale,
+                ),
+                act,
+                drop,
+            )
         # rho_m of the auxiliary priors r_m(w_m), one row per modality
         self.auxiliary_raw_scale = nn.Parameter(torch.zeros(len(self.names), config.private_dim))
 
@@ -174,20 +201,21 @@ class MMVAEPlusNetwork(nn.Module):
         """(w, z) of latents laid out as the experts' (w's dimensions first)."""
         return u.split([self.config.private_dim, self.config.latent_dim], dim=-1)
 
-    def log_weights(self, batch: Batch,
-                    detach_posterior: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def log_weights(
+        self, batch: Batch, detach_posterior: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(log w, u): K stratified samples u = (w_r, z) from every expert r, (K, M, b, D_w + D),
         and their log-weights (K, M, b); the experts' parameters are detached in log q when asked
         (DReG)."""
         config, n = self.config, len(self.names)
-        loc, scale = self.experts(batch, self.names)                      # (M, b, D_w + D)
-        u = laplace(loc, scale).rsample((config.K,))                      # (K, M, b, D_w + D)
+        loc, scale = self.experts(batch, self.names)  # (M, b, D_w + D)
+        u = laplace(loc, scale).rsample((config.K,))  # (K, M, b, D_w + D)
         if detach_posterior:
             loc, scale = loc.detach(), scale.detach()
         (w, z), (loc_w, loc_z), (scale_w, scale_z) = map(self.split, (u, loc, scale))
         # log q(z | x_m') of every sample under every expert m': (K, M, M', b).
         log_q_z = mixture_log_prob(laplace(loc_z, scale_z).log_prob(z.unsqueeze(2)), dim=2)
-        log_q_w = laplace(loc_w, scale_w).log_prob(w)                     # each expert's own w_r
+        log_q_w = laplace(loc_w, scale_w).log_prob(w)  # each expert's own w_r
         log_prior = Independent(FixedScaleLaplace(u.new_zeros(u.shape[-1]), 1.0), 1).log_prob(u)
         log_w = config.beta * (log_prior - log_q_z - log_q_w)
         # w_d of the cross-modal reconstructions: (K, M, b, M_d, D_w), drawn from r_d
@@ -195,19 +223,19 @@ class MMVAEPlusNetwork(nn.Module):
         experts = torch.arange(n, device=u.device).view(1, n, 1, 1)
         for d, m in enumerate(self.names):
             w_d = torch.where(experts == d, w, auxiliary[..., d, :])
-            decoded = self.decoders[m](torch.cat([w_d, z], -1).flatten(0, 1))   # (K*M, b, .)
+            decoded = self.decoders[m](torch.cat([w_d, z], -1).flatten(0, 1))  # (K*M, b, .)
             log_w = log_w + self.weights[m] * decoded.log_prob(batch[m]).reshape(log_w.shape)
         return log_w, u
 
-    def loss(self, batch: Batch,
-             progress: Progress | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def loss(
+        self, batch: Batch, progress: Progress | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         objective, looser = self.config.objective, self.config.looser
         dreg = objective == "dreg" and self.training
         log_w, u = self.log_weights(batch, detach_posterior=dreg)
         # The samples a bound pools: each expert's K (looser, then a mean over M), or all M*K.
         samples = 0 if looser else (0, 1)
-        bound = (bounds.dreg_iwae(log_w, u, dim=samples) if dreg
-                 else bounds.iwae(log_w, dim=samples))
+        bound = bounds.dreg_iwae(log_w, u, dim=samples) if dreg else bounds.iwae(log_w, dim=samples)
         if looser:
             bound = bound.mean(0)
         return -bound.mean(), {objective: bound.mean().detach()}
@@ -238,9 +266,11 @@ class MMVAEPlus(TorchModel[MMVAEPlusConfig, MMVAEPlusNetwork]):
 
     def generate(self, xO: Arrays) -> dict[str, np.ndarray]:
         """Decoder means of the missing modalities at that mean, w at its prior mean."""
+
         def means(batch: Batch) -> dict[str, torch.Tensor]:
-            decoded = self.module_.decode(self.module_.shared_mean(batch, self.spec_.observed),
-                                          self.spec_.missing)
+            decoded = self.module_.decode(
+                self.module_.shared_mean(batch, self.spec_.observed), self.spec_.missing
+            )
             return {m: dist.mean for m, dist in decoded.items()}
 
         return self.batched(means, xO)
@@ -253,14 +283,16 @@ class MMVAEPlus(TorchModel[MMVAEPlusConfig, MMVAEPlusNetwork]):
 
         def moment_matched(names: Collection[str]) -> tuple[torch.Tensor, torch.Tensor]:
             (_, loc), (_, scale) = map(network.split, network.experts(batch, names))
-            mean, variance = mixture_moments(loc, 2 * scale ** 2)
+            mean, variance = mixture_moments(loc, 2 * scale**2)
             return mean, variance.log()
 
         z_given_xO = moment_matched(spec.observed)
         z_given_xM = None
         if spec.missing:
             z_given_xM = moment_matched(
-                spec.missing if self.config.z_given_xM == "missing" else spec.modalities)
+                spec.missing if self.config.z_given_xM == "missing" else spec.modalities
+            )
         decoded = network.decode(z_given_xO[0], spec.gaussian_missing)
-        return PosteriorTensors(z_given_xO, z_given_xM,
-                                log_variances(decoded, spec.gaussian_missing))
+        return PosteriorTensors(
+            z_given_xO, z_given_xM, log_variances(decoded, spec.gaussian_missing)
+        )

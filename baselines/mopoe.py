@@ -43,6 +43,7 @@ condition on a subset of modalities, through that subset's product:
   whole mixture q(z | X) (:func:`mmbench.experts.mixture_moments`); the decoder log-variances of
   the Gaussian missing modalities at the mean of z|xO.
 """
+
 from __future__ import annotations
 
 from collections.abc import Collection
@@ -89,30 +90,43 @@ class MoPoEConfig(ModelConfig):
     latent_dim: PositiveInt = Field(20, description="size of z")
     hidden: Layers = Field((400,), description="hidden layers of every encoder")
     decoder_hidden: Layers | None = Field(
-        None, description="hidden layers of every decoder (None: hidden reversed)")
+        None, description="hidden layers of every decoder (None: hidden reversed)"
+    )
     activation: Activation = Field("relu", description="activation of every hidden layer")
     dropout: Fraction = Field(0.0, description="dropout rate of every hidden layer")
     beta: NonNegativeReal = Field(
-        1.0, description="weight of the KL term (1: the ELBO; the authors' runs: 2.5)")
+        1.0, description="weight of the KL term (1: the ELBO; the authors' runs: 2.5)"
+    )
     kl: Literal["bound", "sampled"] = Field(
-        "bound", description='the KL term: "bound" (the authors\': the mean over subsets of '
-                             'KL(q_s || N(0, I))) or "sampled" (log q(z|X) - log p(z) at the '
-                             "sample, with the mixture density)")
+        "bound",
+        description='the KL term: "bound" (the authors\': the mean over subsets of '
+        'KL(q_s || N(0, I))) or "sampled" (log q(z|X) - log p(z) at the '
+        "sample, with the mixture density)",
+    )
     prior_expert: Literal["joint", "none", "all"] = Field(
-        "joint", description='which products include the N(0, I) expert: the product of all '
-                             'modalities only ("joint", the authors\' code), "none" or "all"')
+        "joint",
+        description="which products include the N(0, I) expert: the product of all "
+        'modalities only ("joint", the authors\' code), "none" or "all"',
+    )
     likelihood: Literal["laplace", "modality"] = Field(
-        "laplace", description='"laplace" (the authors\') or "modality" (each modality\'s own '
-                               "family with the fixed scale likelihood_scale)")
+        "laplace",
+        description='"laplace" (the authors\') or "modality" (each modality\'s own '
+        "family with the fixed scale likelihood_scale)",
+    )
     likelihood_scale: PositiveReal = Field(
-        0.75, description="the likelihoods' fixed scale (the authors': 0.75)")
+        0.75, description="the likelihoods' fixed scale (the authors': 0.75)"
+    )
     likelihood_weights: per_modality(NonNegativeReal) | None = Field(
-        None, description="lambda_m, the weight of each modality's log-likelihood (None: 1; the "
-                          "authors weigh a modality by 3072 / its size in MNIST-SVHN-Text)")
+        None,
+        description="lambda_m, the weight of each modality's log-likelihood (None: 1; the "
+        "authors weigh a modality by 3072 / its size in MNIST-SVHN-Text)",
+    )
     z_given_xM: Literal["missing", "joint"] = Field(
-        "missing", description='the posterior reported as z|xM: the product of the "missing" '
-                               'modalities\' experts, or the moment-matched mixture q(z|X) '
-                               '("joint")')
+        "missing",
+        description='the posterior reported as z|xM: the product of the "missing" '
+        "modalities' experts, or the moment-matched mixture q(z|X) "
+        '("joint")',
+    )
 
 
 class MoPoENetwork(nn.Module):
@@ -124,18 +138,37 @@ class MoPoENetwork(nn.Module):
         self.names = spec.modalities
         self.weights = spec.per_modality(config.likelihood_weights, 1.0, "likelihood_weights")
         latent, act, drop = config.latent_dim, config.activation, config.dropout
-        self.encoders = nn.ModuleDict({
-            m: stochastic_mlp(spec.dims[m], config.hidden,
-                              lambda width: GaussianHead(width, latent, "input"), act, drop)
-            for m in self.names})
+        self.encoders = nn.ModuleDict(
+            {
+                m: stochastic_mlp(
+                    spec.dims[m],
+                    config.hidden,
+                    lambda width: GaussianHead(width, latent, "input"),
+                    act,
+                    drop,
+                )
+                for m in self.names
+            }
+        )
         decoder_hidden = decoder_layers(config.hidden, config.decoder_hidden)
-        self.decoders = nn.ModuleDict({
-            m: stochastic_mlp(latent, decoder_hidden,
-                              lambda width, m=m: fixed_scale_likelihood(
-                                  config.likelihood, spec.likelihoods[m], width, spec.dims[m],
-                                  config.likelihood_scale),
-                              act, drop)
-            for m in self.names})
+        self.decoders = nn.ModuleDict(
+            {
+                m: stochastic_mlp(
+                    latent,
+                    decoder_hidden,
+                    lambda width, m=m: fixed_scale_likelihood(
+                        config.likelihood,
+                        spec.likelihoods[m],
+                        width,
+                        spec.dims[m],
+                        config.likelihood_scale,
+                    ),
+                    act,
+                    drop,
+                )
+                for m in self.names
+            }
+        )
         # Not saved: a function of the number of modalities.
         self.register_buffer("subsets", nonempty_subsets(len(self.names)), persistent=False)
 
@@ -145,24 +178,30 @@ class MoPoENetwork(nn.Module):
         stats = [gaussian_posterior(self.encoders[m](batch[m])) for m in names]
         return torch.stack([s[0] for s in stats]), torch.stack([s[1] for s in stats])
 
-    def products(self, mean: torch.Tensor, logvar: torch.Tensor,
-                 mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def products(
+        self, mean: torch.Tensor, logvar: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, logvar), each (S, b, latent_dim), of the products of the experts ``mean``,
         ``logvar`` ((n, b, latent_dim), n <= M) over the subsets ``mask`` (S, n), with the prior
         expert N(0, I) where ``prior_expert`` puts it: every product ("all"), none ("none"), or
         ("joint") the products of all M modalities."""
         rule = self.config.prior_expert
         members = mask.sum(1, keepdim=True)
-        with_prior = (members == len(self.names) if rule == "joint" else
-                      torch.full_like(members, rule == "all", dtype=torch.bool))
+        with_prior = (
+            members == len(self.names)
+            if rule == "joint"
+            else torch.full_like(members, rule == "all", dtype=torch.bool)
+        )
         # The prior expert is one more expert, N(0, I), taking part where with_prior says.
         mean = torch.cat([mean, torch.zeros_like(mean[:1])])
         logvar = torch.cat([logvar, torch.zeros_like(logvar[:1])])
-        return product_of_experts(mean, logvar, torch.cat([mask, with_prior.to(mask.dtype)], 1),
-                                  prior_expert=False)
+        return product_of_experts(
+            mean, logvar, torch.cat([mask, with_prior.to(mask.dtype)], 1), prior_expert=False
+        )
 
-    def subset_posterior(self, batch: Batch,
-                         names: Collection[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    def subset_posterior(
+        self, batch: Batch, names: Collection[str]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, logvar) of q_s(z | X_s) for the subset ``names``, each (b, latent_dim)."""
         mean, logvar = self.experts(batch, names)
         mask = torch.ones(1, len(names), device=mean.device)
@@ -179,28 +218,29 @@ class MoPoENetwork(nn.Module):
         products (batch shape (S, b)): (b,)."""
         return mixture_log_prob(posteriors.log_prob(z), dim=0)
 
-    def loss(self, batch: Batch,
-             progress: Progress | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        posteriors = self.subset_posteriors(batch)                       # batch (S, b)
+    def loss(
+        self, batch: Batch, progress: Progress | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        posteriors = self.subset_posteriors(batch)  # batch (S, b)
         mean, std = posteriors.base_dist.loc, posteriors.base_dist.scale  # (S, b, d)
         n_subsets, size = mean.shape[:2]
         points = torch.arange(size, device=mean.device)
-        share = points * n_subsets // size          # the subset each point draws from, in order
-        z = mean[share, points] + std[share, points] * torch.randn_like(mean[0])   # (b, d)
+        share = points * n_subsets // size  # the subset each point draws from, in order
+        z = mean[share, points] + std[share, points] * torch.randn_like(mean[0])  # (b, d)
         if self.config.kl == "bound":
             kl = kl_divergence(posteriors, standard_normal_like(mean)).mean(0)
         else:
             kl = self.mixture_log_prob(z, posteriors) - standard_normal_like(z).log_prob(z)
-        log_lik = torch.stack([self.weights[m] * self.decoders[m](z).log_prob(batch[m])
-                               for m in self.names]).sum(0)
+        log_lik = torch.stack(
+            [self.weights[m] * self.decoders[m](z).log_prob(batch[m]) for m in self.names]
+        ).sum(0)
         loss = (-log_lik + self.config.beta * kl).mean()
         return loss, {"reconstruction": -log_lik.mean(), "kl": kl.mean()}
 
     def joint_moments(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, logvar) of the Gaussian with the mean and variance of q(z | X), (b, d) each."""
         posteriors = self.subset_posteriors(batch)
-        mean, variance = mixture_moments(posteriors.base_dist.loc,
-                                         posteriors.base_dist.scale ** 2)
+        mean, variance = mixture_moments(posteriors.base_dist.loc, posteriors.base_dist.scale**2)
         return mean, variance.log()
 
     def decode_means(self, z: torch.Tensor, names: Collection[str]) -> dict[str, torch.Tensor]:
@@ -215,13 +255,16 @@ class MoPoE(TorchModel[MoPoEConfig, MoPoENetwork]):
 
     def represent(self, xO: Arrays) -> np.ndarray:
         """Mean of q_O(z | xO), the product of the observed experts, (n, latent_dim)."""
-        return self.batched(
-            lambda b: self.module_.subset_posterior(b, self.spec_.observed)[0], xO)
+        return self.batched(lambda b: self.module_.subset_posterior(b, self.spec_.observed)[0], xO)
 
     def generate(self, xO: Arrays) -> dict[str, np.ndarray]:
         """Decoder means of the missing modalities at the mean of q_O(z | xO)."""
-        return self.batched(lambda b: self.module_.decode_means(
-            self.module_.subset_posterior(b, self.spec_.observed)[0], self.spec_.missing), xO)
+        return self.batched(
+            lambda b: self.module_.decode_means(
+                self.module_.subset_posterior(b, self.spec_.observed)[0], self.spec_.missing
+            ),
+            xO,
+        )
 
     def batch_posteriors(self, batch: Batch) -> PosteriorTensors:
         """z|xO: q_O(z | xO); z|xM: q_M(z | xM) or the moment-matched q(z | X) (see
@@ -231,8 +274,12 @@ class MoPoE(TorchModel[MoPoEConfig, MoPoENetwork]):
         z_given_xO = network.subset_posterior(batch, spec.observed)
         z_given_xM = None
         if spec.missing:
-            z_given_xM = (network.subset_posterior(batch, spec.missing)
-                          if self.config.z_given_xM == "missing" else network.joint_moments(batch))
+            z_given_xM = (
+                network.subset_posterior(batch, spec.missing)
+                if self.config.z_given_xM == "missing"
+                else network.joint_moments(batch)
+            )
         decoded = {m: network.decoders[m](z_given_xO[0]) for m in spec.gaussian_missing}
-        return PosteriorTensors(z_given_xO, z_given_xM,
-                                log_variances(decoded, spec.gaussian_missing))
+        return PosteriorTensors(
+            z_given_xO, z_given_xM, log_variances(decoded, spec.gaussian_missing)
+        )

@@ -31,6 +31,7 @@ Test time (no classifier of its own; scored by the suite's downstream protocol):
   their divergence, which rules out one distribution for both. ``z_given_xM="joint"`` takes the
   product of all modalities instead.
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -40,14 +41,29 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from mmbench.config import (Activation, Fraction, Layers, ModelConfig, NonNegativeInt,
-                            NonNegativeReal, PositiveInt, PositiveReal, choice_or_number,
-                            per_modality)
+from mmbench.config import (
+    Activation,
+    Fraction,
+    Layers,
+    ModelConfig,
+    NonNegativeInt,
+    NonNegativeReal,
+    PositiveInt,
+    PositiveReal,
+    choice_or_number,
+    per_modality,
+)
 from mmbench.divergences import gaussian_kl_per_dim
 from mmbench.experts import product_of_experts
 from mmbench.model import DataSpec, PosteriorTensors, TorchModel
-from mmbench.nn import (GaussianHead, decoder_layers, gaussian_logvars, gaussian_posterior,
-                        likelihood_head, stochastic_mlp)
+from mmbench.nn import (
+    GaussianHead,
+    decoder_layers,
+    gaussian_logvars,
+    gaussian_posterior,
+    likelihood_head,
+    stochastic_mlp,
+)
 from mmbench.trainer import Progress
 
 
@@ -59,23 +75,33 @@ class MVAEConfig(ModelConfig):
     latent_dim: PositiveInt = Field(64, description="size of z")
     hidden: Layers = Field((512, 512), description="hidden layers of every encoder")
     decoder_hidden: Layers | None = Field(
-        None, description="hidden layers of every decoder (None: hidden reversed)")
+        None, description="hidden layers of every decoder (None: hidden reversed)"
+    )
     activation: Activation = Field(
-        "silu", description='activation of every hidden layer ("silu" is the authors\' Swish)')
+        "silu", description='activation of every hidden layer ("silu" is the authors\' Swish)'
+    )
     dropout: Fraction = Field(0.0, description="dropout rate of every hidden layer")
     decoder_variance: choice_or_number(Literal["input", "shared"], PositiveReal) = Field(
-        "shared", description='variance of Gaussian modalities: "shared" (one learned per '
-                              'feature), "input" (a function of z) or a fixed variance')
+        "shared",
+        description='variance of Gaussian modalities: "shared" (one learned per '
+        'feature), "input" (a function of z) or a fixed variance',
+    )
     annealing_epochs: NonNegativeInt = Field(
-        200, description="epochs over which the KL weight rises linearly to 1 (authors: 200 of "
-                         "500; 0: no annealing)")
+        200,
+        description="epochs over which the KL weight rises linearly to 1 (authors: 200 of "
+        "500; 0: no annealing)",
+    )
     n_random_subsets: NonNegativeInt = Field(
-        2, description="random subsets of modalities per batch, for more than 2 modalities")
+        2, description="random subsets of modalities per batch, for more than 2 modalities"
+    )
     likelihood_weights: per_modality(NonNegativeReal) | None = Field(
-        None, description="lambda_m, the weight of each modality's log-likelihood (None: 1)")
+        None, description="lambda_m, the weight of each modality's log-likelihood (None: 1)"
+    )
     z_given_xM: Literal["missing", "joint"] = Field(
-        "missing", description='the posterior reported as z|xM: "missing" (the product of the '
-                               'missing modalities\' experts and the prior) or "joint" (of all)')
+        "missing",
+        description='the posterior reported as z|xM: "missing" (the product of the '
+        'missing modalities\' experts and the prior) or "joint" (of all)',
+    )
 
 
 class MVAENetwork(nn.Module):
@@ -85,17 +111,33 @@ class MVAENetwork(nn.Module):
         self.names = spec.modalities
         self.weights = spec.per_modality(config.likelihood_weights, 1.0, "likelihood_weights")
         latent, act, drop = config.latent_dim, config.activation, config.dropout
-        self.encoders = nn.ModuleDict({
-            m: stochastic_mlp(spec.dims[m], config.hidden,
-                              lambda w: GaussianHead(w, latent, "input"), act, drop)
-            for m in self.names})
+        self.encoders = nn.ModuleDict(
+            {
+                m: stochastic_mlp(
+                    spec.dims[m],
+                    config.hidden,
+                    lambda w: GaussianHead(w, latent, "input"),
+                    act,
+                    drop,
+                )
+                for m in self.names
+            }
+        )
         decoder_hidden = decoder_layers(config.hidden, config.decoder_hidden)
-        self.decoders = nn.ModuleDict({
-            m: stochastic_mlp(latent, decoder_hidden,
-                              lambda w, m=m: likelihood_head(spec.likelihoods[m], w, spec.dims[m],
-                                                             config.decoder_variance),
-                              act, drop)
-            for m in self.names})
+        self.decoders = nn.ModuleDict(
+            {
+                m: stochastic_mlp(
+                    latent,
+                    decoder_hidden,
+                    lambda w, m=m: likelihood_head(
+                        spec.likelihoods[m], w, spec.dims[m], config.decoder_variance
+                    ),
+                    act,
+                    drop,
+                )
+                for m in self.names
+            }
+        )
         # The fixed subsets: all modalities, then each one alone.
         n = len(self.names)
         self.fixed_subsets = [tuple(range(n))] + ([(j,) for j in range(n)] if n > 1 else [])
@@ -122,34 +164,41 @@ class MVAENetwork(nn.Module):
             return 1.0
         return min((progress.step + 1) / (epochs * progress.steps_per_epoch), 1.0)
 
-    def subset_indices(self, subsets, device: torch.device) -> tuple[torch.Tensor,
-                                                                      list[torch.Tensor]]:
+    def subset_indices(
+        self, subsets, device: torch.device
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The (S, M) membership mask of the subsets and, per modality, the indices of the
         subsets that contain it, on ``device``. Built on the host and copied without waiting for
         the device's queue (a blocking copy would be a sync per step on a GPU)."""
-        mask = torch.tensor([[float(j in subset) for j in range(len(self.names))]
-                             for subset in subsets])
-        rows = [torch.tensor([s for s, subset in enumerate(subsets) if j in subset])
-                for j in range(len(self.names))]
-        return (mask.to(device, non_blocking=True),
-                [r.to(device, non_blocking=True) for r in rows])
+        mask = torch.tensor(
+            [[float(j in subset) for j in range(len(self.names))] for subset in subsets]
+        )
+        rows = [
+            torch.tensor([s for s, subset in enumerate(subsets) if j in subset])
+            for j in range(len(self.names))
+        ]
+        return (mask.to(device, non_blocking=True), [r.to(device, non_blocking=True) for r in rows])
 
     def loss(self, batch, progress: Progress | None = None):
         subsets = self.fixed_subsets + self.random_subsets()
         mask, rows_of = self.subset_indices(subsets, batch[self.names[0]].device)
         mean, logvar = product_of_experts(*self.experts(batch, self.names), mask)
-        z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)           # (S, b, d)
+        z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)  # (S, b, d)
         zeros = torch.zeros_like(mean)
-        kl = gaussian_kl_per_dim(mean, logvar, zeros, zeros).sum(-1)          # (S, b)
+        kl = gaussian_kl_per_dim(mean, logvar, zeros, zeros).sum(-1)  # (S, b)
         log_lik = torch.zeros_like(kl)
         for m, rows in zip(self.names, rows_of):
-            decoded = self.decoders[m](z.index_select(0, rows))               # batch (S_m, b)
+            decoded = self.decoders[m](z.index_select(0, rows))  # batch (S_m, b)
             log_lik = log_lik.index_add(0, rows, self.weights[m] * decoded.log_prob(batch[m]))
         # A 0-d tensor filled on the device (no host-to-device copy), float32 like the KL.
         beta = kl.new_full((), self.kl_weight(progress))
         loss = (-log_lik + beta * kl).mean(1).sum()
-        return loss, {"reconstruction": -log_lik.mean(1).sum(), "kl": kl.mean(1).sum(),
-                      "kl_weight": beta, "joint_negative_elbo": (kl[0] - log_lik[0]).mean()}
+        return loss, {
+            "reconstruction": -log_lik.mean(1).sum(),
+            "kl": kl.mean(1).sum(),
+            "kl_weight": beta,
+            "joint_negative_elbo": (kl[0] - log_lik[0]).mean(),
+        }
 
     def decode_means(self, z: torch.Tensor, names) -> dict[str, torch.Tensor]:
         return {m: self.decoders[m](z).mean for m in names}
@@ -170,18 +219,25 @@ class MVAE(TorchModel[MVAEConfig, MVAENetwork]):
 
     def generate(self, xO) -> dict[str, np.ndarray]:
         """Decoder means of the missing modalities at the posterior mean given xO."""
-        return self.batched(lambda b: self.module_.decode_means(
-            self._posterior(b, self.spec_.observed)[0], self.spec_.missing), xO)
+        return self.batched(
+            lambda b: self.module_.decode_means(
+                self._posterior(b, self.spec_.observed)[0], self.spec_.missing
+            ),
+            xO,
+        )
 
     def batch_posteriors(self, batch) -> PosteriorTensors:
         """z|xO: product posterior given xO; z|xM: given xM (or all, see ``z_given_xM``; None
         when the data have no missing modality); decoder log-variances of the Gaussian missing
         modalities at the mean of z|xO."""
-        given_xM = (self.spec_.missing if self.config.z_given_xM == "missing"
-                    else self.spec_.modalities)
+        given_xM = (
+            self.spec_.missing if self.config.z_given_xM == "missing" else self.spec_.modalities
+        )
         mean, logvar = self._posterior(batch, self.spec_.observed)
         gaussian_missing = self.spec_.gaussian_missing
         decoded = {m: self.module_.decoders[m](mean) for m in gaussian_missing}
-        return PosteriorTensors((mean, logvar),
-                                self._posterior(batch, given_xM) if given_xM else None,
-                                gaussian_logvars(decoded, gaussian_missing))
+        return PosteriorTensors(
+            (mean, logvar),
+            self._posterior(batch, given_xM) if given_xM else None,
+            gaussian_logvars(decoded, gaussian_missing),
+        )

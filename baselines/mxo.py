@@ -3,6 +3,7 @@
 Its capacity matches CMMD's test-time path: the conditional prior's MLP and a linear layer to the
 latent size (the representation), then the classifier's MLP.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,8 +21,9 @@ class MxOConfig(ModelConfig):
 
     test_params = {"hidden": (32,), "latent_dim": 6, "classifier_hidden": (16,)}
 
-    hidden: Layers = Field((1024, 1024, 1024),
-                           description="hidden layers on xO (CMMD's prior_hidden)")
+    hidden: Layers = Field(
+        (1024, 1024, 1024), description="hidden layers on xO (CMMD's prior_hidden)"
+    )
     latent_dim: PositiveInt = Field(50, description="size of the representation")
     classifier_hidden: Layers = Field((50, 50), description="hidden layers of the classifier")
     activation: Activation = Field("softplus", description="activation of every hidden layer")
@@ -35,9 +37,12 @@ class MxONetwork(nn.Module):
         body = MLP(spec.observed_dim, config.hidden, config.activation, config.dropout)
         self.encoder = nn.Sequential(body, nn.Linear(body.out_dim, config.latent_dim))
         self.classifier = stochastic_mlp(
-            config.latent_dim, config.classifier_hidden,
+            config.latent_dim,
+            config.classifier_hidden,
             lambda width: CategoricalHead(width, spec.n_classes, spec.multilabel),
-            config.activation, config.dropout)
+            config.activation,
+            config.dropout,
+        )
 
     def predict(self, batch):
         return self.classifier(self.encoder(concat(batch, self.spec.observed)))

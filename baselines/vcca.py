@@ -22,9 +22,11 @@ Test time (no classifier of its own; scored by the suite's downstream protocol o
   missing modalities at z = E[z | x1] and, for VCCA-private, h2 = E[h2 | x2] -- the paper notes
   that its VCCA decoder variances are "generated using the modality xM".
 """
+
 from __future__ import annotations
 
-from typing import Literal, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Literal
 
 import numpy as np
 import torch
@@ -32,12 +34,28 @@ from pydantic import Field
 from torch import nn
 from torch.distributions import kl_divergence
 
-from mmbench.config import (Activation, Fraction, Layers, ModelConfig, PositiveInt, PositiveReal,
-                            choice_or_number, per_modality)
+from mmbench.config import (
+    Activation,
+    Fraction,
+    Layers,
+    ModelConfig,
+    PositiveInt,
+    PositiveReal,
+    choice_or_number,
+    per_modality,
+)
 from mmbench.model import DataSpec, PosteriorTensors, TorchModel, concat
-from mmbench.nn import (MLP, Dropout, GaussianHead, decoder_layers, gaussian_logvars,
-                        gaussian_posterior, likelihood_head, standard_normal_like,
-                        stochastic_mlp)
+from mmbench.nn import (
+    MLP,
+    Dropout,
+    GaussianHead,
+    decoder_layers,
+    gaussian_logvars,
+    gaussian_posterior,
+    likelihood_head,
+    standard_normal_like,
+    stochastic_mlp,
+)
 from mmbench.trainer import Progress
 
 
@@ -49,18 +67,24 @@ class VCCAConfig(ModelConfig):
     latent_dim: PositiveInt = Field(40, description="size of the shared latent z")
     hidden: Layers = Field((1024, 1024, 1024), description="hidden layers of every encoder")
     decoder_hidden: Layers | None = Field(
-        None, description="hidden layers of every decoder (None: hidden reversed)")
+        None, description="hidden layers of every decoder (None: hidden reversed)"
+    )
     activation: Activation = Field("relu", description="activation of every hidden layer")
     dropout: Fraction = Field(
-        0.2, description="dropout rate of every hidden layer (the paper tunes 0-0.4)")
+        0.2, description="dropout rate of every hidden layer (the paper tunes 0-0.4)"
+    )
     latent_dropout: Fraction = Field(
-        0.0, description="dropout rate on the sampled latents fed to the decoders")
-    decoder_variance: per_modality(choice_or_number(Literal["input", "shared"],
-                                                    PositiveReal)) = Field(
-        "shared", description='variance of Gaussian modalities: "shared" (learned, one per '
-                              'feature; the paper\'s MNIST view 2), "input" (a function of the '
-                              "code) or a fixed variance; per modality e.g. XRMB's fixed stds "
-                              "1.0 and 0.1: {x1: 1.0, x2: 0.01}")
+        0.0, description="dropout rate on the sampled latents fed to the decoders"
+    )
+    decoder_variance: per_modality(choice_or_number(Literal["input", "shared"], PositiveReal)) = (
+        Field(
+            "shared",
+            description='variance of Gaussian modalities: "shared" (learned, one per '
+            'feature; the paper\'s MNIST view 2), "input" (a function of the '
+            "code) or a fixed variance; per modality e.g. XRMB's fixed stds "
+            "1.0 and 0.1: {x1: 1.0, x2: 0.01}",
+        )
+    )
 
 
 class VCCAPrivateConfig(VCCAConfig):
@@ -71,21 +95,33 @@ class VCCAPrivateConfig(VCCAConfig):
 
     private_dim: PositiveInt = Field(30, description="size of each private latent h1, h2")
     representation: Literal["shared", "shared+private"] = Field(
-        "shared", description='what represent returns: "shared" (E[z | x1], the paper\'s choice) '
-                              'or "shared+private" ([E[z | x1], E[h1 | x1]])')
+        "shared",
+        description='what represent returns: "shared" (E[z | x1], the paper\'s choice) '
+        'or "shared+private" ([E[z | x1], E[h1 | x1]])',
+    )
 
 
 class ViewDecoder(nn.Module):
     """p(x_m | code) for the modalities of one view: a shared MLP and a head per modality."""
 
-    def __init__(self, code_dim: int, hidden: Sequence[int], dims: Mapping[str, int],
-                 likelihoods: Mapping[str, str], variances: Mapping[str, str | float],
-                 act: str, dropout: float):
+    def __init__(
+        self,
+        code_dim: int,
+        hidden: Sequence[int],
+        dims: Mapping[str, int],
+        likelihoods: Mapping[str, str],
+        variances: Mapping[str, str | float],
+        act: str,
+        dropout: float,
+    ):
         super().__init__()
         self.body = MLP(code_dim, hidden, act, dropout)
-        self.heads = nn.ModuleDict({
-            m: likelihood_head(likelihoods[m], self.body.out_dim, dim, variances[m])
-            for m, dim in dims.items()})
+        self.heads = nn.ModuleDict(
+            {
+                m: likelihood_head(likelihoods[m], self.body.out_dim, dim, variances[m])
+                for m, dim in dims.items()
+            }
+        )
 
     def forward(self, code: torch.Tensor) -> dict[str, torch.distributions.Distribution]:
         h = self.body(code)
@@ -96,8 +132,7 @@ class VCCANetwork(nn.Module):
     def __init__(self, spec: DataSpec, config: VCCAConfig):
         super().__init__()
         self.spec = spec
-        self.private_dim = (config.private_dim if isinstance(config, VCCAPrivateConfig)
-                            else 0)
+        self.private_dim = config.private_dim if isinstance(config, VCCAPrivateConfig) else 0
         act, drop = config.activation, config.dropout
         decoder_hidden = decoder_layers(config.hidden, config.decoder_hidden)
         variances = spec.per_modality(config.decoder_variance, "shared", "decoder_variance")
@@ -107,18 +142,36 @@ class VCCANetwork(nn.Module):
         def gaussian(latent):
             return lambda width: GaussianHead(width, latent, "input")
 
-        self.shared_encoder = stochastic_mlp(spec.observed_dim, config.hidden,
-                                             gaussian(config.latent_dim), act, drop)
+        self.shared_encoder = stochastic_mlp(
+            spec.observed_dim, config.hidden, gaussian(config.latent_dim), act, drop
+        )
         if self.private_dim:
-            self.private_encoders = nn.ModuleDict({
-                view: stochastic_mlp(sum(spec.dims[m] for m in names), config.hidden,
-                                     gaussian(self.private_dim), act, drop)
-                for view, names in self.views.items()})
-        self.decoders = nn.ModuleDict({
-            view: ViewDecoder(config.latent_dim + self.private_dim, decoder_hidden,
-                              {m: spec.dims[m] for m in names}, spec.likelihoods, variances,
-                              act, drop)
-            for view, names in self.views.items()})
+            self.private_encoders = nn.ModuleDict(
+                {
+                    view: stochastic_mlp(
+                        sum(spec.dims[m] for m in names),
+                        config.hidden,
+                        gaussian(self.private_dim),
+                        act,
+                        drop,
+                    )
+                    for view, names in self.views.items()
+                }
+            )
+        self.decoders = nn.ModuleDict(
+            {
+                view: ViewDecoder(
+                    config.latent_dim + self.private_dim,
+                    decoder_hidden,
+                    {m: spec.dims[m] for m in names},
+                    spec.likelihoods,
+                    variances,
+                    act,
+                    drop,
+                )
+                for view, names in self.views.items()
+            }
+        )
         self.latent_dropout = Dropout(config.latent_dropout)
 
     def shared_posterior(self, batch):
@@ -170,9 +223,11 @@ class VCCA(TorchModel[VCCAConfig, VCCANetwork]):
 
     def generate(self, xO) -> dict[str, np.ndarray]:
         """Means of p(x2 | z = E[z | x1], h2 = 0) per missing modality."""
+
         def decode_means(batch):
             decoded = self.module_.decode_missing(self._shared_mean(batch))
             return {m: d.mean for m, d in decoded.items()}
+
         return self.batched(decode_means, xO)
 
     def batch_posteriors(self, batch) -> PosteriorTensors:
@@ -183,8 +238,9 @@ class VCCA(TorchModel[VCCAConfig, VCCANetwork]):
         if self.module_.private_dim and self.spec_.missing:
             private = gaussian_posterior(self.module_.private_posterior(batch, "x2"))
         decoded = self.module_.decode_missing(mean, None if private is None else private[0])
-        return PosteriorTensors((mean, logvar), private,
-                                gaussian_logvars(decoded, self.spec_.gaussian_missing))
+        return PosteriorTensors(
+            (mean, logvar), private, gaussian_logvars(decoded, self.spec_.gaussian_missing)
+        )
 
 
 class VCCAPrivate(VCCA):
@@ -198,5 +254,9 @@ class VCCAPrivate(VCCA):
         """E[z | x1], (n, latent_dim), or [E[z | x1], E[h1 | x1]], (n, latent_dim + private_dim)."""
         if self.config.representation == "shared":
             return super().represent(xO)
-        return self.batched(lambda b: torch.cat(
-            [self._shared_mean(b), self.module_.private_posterior(b, "x1").base_dist.loc], 1), xO)
+        return self.batched(
+            lambda b: torch.cat(
+                [self._shared_mean(b), self.module_.private_posterior(b, "x1").base_dist.loc], 1
+            ),
+            xO,
+        )

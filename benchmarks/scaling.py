@@ -37,6 +37,7 @@ Outputs in ``--out`` (default benchmarks/results), named
         --sweep-rows 300 --repeats 1 --models mvae,cca --suites suites/quickstart.yaml \\
         --min-seconds 0.1 --out /tmp/scaling-smoke                     # plumbing check
 """
+
 from __future__ import annotations
 
 import argparse
@@ -99,6 +100,7 @@ class SuiteRow:
 
 # --- sweeps -------------------------------------------------------------------------------------
 
+
 def suite_settings(suite_path: str) -> dict[str, tuple[dict[str, Any], TrainSettings]]:
     """Model name -> (params, train settings) of its first block in a suite file."""
     suite = load_suite(ROOT / suite_path)
@@ -109,8 +111,9 @@ def suite_settings(suite_path: str) -> dict[str, tuple[dict[str, Any], TrainSett
     return out
 
 
-def fit_rate(name: str, params: dict[str, Any], train: TrainSettings, spec: DataSpec, rows: int,
-             repeats: int) -> float:
+def fit_rate(
+    name: str, params: dict[str, Any], train: TrainSettings, spec: DataSpec, rows: int, repeats: int
+) -> float:
     """Training samples (rows fitted, for closed forms) per second of one fit on ``rows``
     random rows: the median epoch of 2..1 + repeats, or of ``repeats`` closed-form fits."""
     views = random_views(spec, rows)
@@ -135,8 +138,12 @@ def with_modalities(spec: DataSpec, count: int) -> DataSpec:
     name = next(iter(spec.observed))
     dim, likelihood = spec.observed[name], spec.likelihoods[name]
     names = [f"m{i + 1}" for i in range(count)]
-    return replace(spec, observed={names[0]: dim}, missing={m: dim for m in names[1:]},
-                   likelihoods={m: likelihood for m in names})
+    return replace(
+        spec,
+        observed={names[0]: dim},
+        missing={m: dim for m in names[1:]},
+        likelihoods={m: likelihood for m in names},
+    )
 
 
 def sweeps(args: argparse.Namespace, console: Console) -> list[Point]:
@@ -144,8 +151,9 @@ def sweeps(args: argparse.Namespace, console: Console) -> list[Point]:
     settings = suite_settings(suite)
     points: list[Point] = []
 
-    def measure(sweep: str, name: str, x: int, rows: int, params: dict[str, Any],
-                point_spec: DataSpec) -> None:
+    def measure(
+        sweep: str, name: str, x: int, rows: int, params: dict[str, Any], point_spec: DataSpec
+    ) -> None:
         rate = fit_rate(name, params, settings[name][1], point_spec, rows, args.repeats)
         points.append(Point(sweep, name, x, rows, rate))
         console.print(f"{sweep} {name} {x}: {rate:,.0f} samples/s", style="dim")
@@ -160,13 +168,20 @@ def sweeps(args: argparse.Namespace, console: Console) -> list[Point]:
                 measure("rows", name, rows, rows, settings[name][0], spec)
     if "K" in parts and "mmvae_iwae" in settings:
         for k in parse_ints(args.K):
-            measure("K", "mmvae_iwae", k, args.sweep_rows,
-                    {**settings["mmvae_iwae"][0], "K": k}, spec)
+            measure(
+                "K", "mmvae_iwae", k, args.sweep_rows, {**settings["mmvae_iwae"][0], "K": k}, spec
+            )
     if "modalities" in parts:
         for name in (m for m in MODALITY_MODELS if m in settings):
             for count in parse_ints(args.modalities):
-                measure("modalities", name, count, args.sweep_rows, settings[name][0],
-                        with_modalities(spec, count))
+                measure(
+                    "modalities",
+                    name,
+                    count,
+                    args.sweep_rows,
+                    settings[name][0],
+                    with_modalities(spec, count),
+                )
     return points
 
 
@@ -176,14 +191,18 @@ def parse_ints(text: str) -> list[int]:
 
 def figure(points: list[Point], path: Path, title: str) -> None:
     """Three panels: samples/s against rows (log-log), K (log-log) and modalities."""
-    panels = [("rows", "training rows n", "log"), ("K", "MMVAE-IWAE samples per expert K", "log"),
-              ("modalities", "modalities M", "linear")]
+    panels = [
+        ("rows", "training rows n", "log"),
+        ("K", "MMVAE-IWAE samples per expert K", "log"),
+        ("modalities", "modalities M", "linear"),
+    ]
     shown = [p for p in panels if any(pt.sweep == p[0] for pt in points)]
     fig, axes = plt.subplots(1, len(shown), figsize=(5 * len(shown), 4), squeeze=False)
     for ax, (sweep, label, scale) in zip(axes[0], shown):
         for model in dict.fromkeys(pt.model for pt in points if pt.sweep == sweep):
-            xy = sorted((pt.x, pt.samples_per_s) for pt in points
-                        if pt.sweep == sweep and pt.model == model)
+            xy = sorted(
+                (pt.x, pt.samples_per_s) for pt in points if pt.sweep == sweep and pt.model == model
+            )
             ax.plot(*zip(*xy), marker="o", label=model)
         ax.set_xscale(scale)
         ax.set_yscale("log")
@@ -203,14 +222,21 @@ def figure(points: list[Point], path: Path, title: str) -> None:
 
 # --- suite estimates ----------------------------------------------------------------------------
 
+
 def mnist_spec(observed: dict[str, int], missing: dict[str, int]) -> DataSpec:
     dims = {**observed, **missing}
-    return DataSpec(observed=observed, missing=missing,
-                    likelihoods=dict.fromkeys(dims, "bernoulli"), n_classes=10, multilabel=False)
+    return DataSpec(
+        observed=observed,
+        missing=missing,
+        likelihoods=dict.fromkeys(dims, "bernoulli"),
+        n_classes=10,
+        multilabel=False,
+    )
 
 
-def data_rows(name: str, options: dict[str, Any], frames_per_speaker: int
-              ) -> tuple[DataSpec, int, int]:
+def data_rows(
+    name: str, options: dict[str, Any], frames_per_speaker: int
+) -> tuple[DataSpec, int, int]:
     """(shapes, training rows, validation rows) of a suite's data set; see DATA_ROWS."""
     if name == "mnist_embedded":
         valid, test = options.get("valid_fraction", 0.2), options.get("test_fraction", 0.2)
@@ -218,14 +244,21 @@ def data_rows(name: str, options: dict[str, Any], frames_per_speaker: int
     if name == "mnist_noisy":
         return CONFIGS["mnist"][1], 50_000, 10_000
     if name == "mnist_svhn":
-        return (mnist_spec({"mnist": 784}, {"svhn": 3072}), options.get("n_train", 80_000),
-                options.get("n_valid", 10_000))
+        return (
+            mnist_spec({"mnist": 784}, {"svhn": 3072}),
+            options.get("n_train", 80_000),
+            options.get("n_valid", 10_000),
+        )
     if name == "mnist3":
         dims = {"mnist": 784, "mnist_rotated": 784, "svhn": 3072}
         observed = tuple(options.get("observed", ("mnist",)))
-        return (mnist_spec({m: dims[m] for m in observed},
-                           {m: d for m, d in dims.items() if m not in observed}),
-                options.get("n_train", 30_000), options.get("n_valid", 3_000))
+        return (
+            mnist_spec(
+                {m: dims[m] for m in observed}, {m: d for m, d in dims.items() if m not in observed}
+            ),
+            options.get("n_train", 30_000),
+            options.get("n_valid", 3_000),
+        )
     if name == "flickr":
         return CONFIGS["flickr"][1], 10_000, 5_000
     if name == "xrmb":
@@ -256,14 +289,17 @@ def suite_estimates(args: argparse.Namespace, console: Console) -> list[SuiteRow
             for label in dict.fromkeys(run.label for run in runs):
                 block = [run for run in runs if run.label == label]
                 first = block[0].config
-                spec, n_train, n_valid = data_rows(first.data.name, dict(first.data.options),
-                                                   args.xrmb_frames_per_speaker)
-                train = TrainSettings(**{k: v for k, v in first.train.items()
-                                         if k in TrainSettings.model_fields})
+                spec, n_train, n_valid = data_rows(
+                    first.data.name, dict(first.data.options), args.xrmb_frames_per_speaker
+                )
+                train = TrainSettings(
+                    **{k: v for k, v in first.train.items() if k in TrainSettings.model_fields}
+                )
                 key = repr((first.model.name, first.model.params, spec, train.batch_size))
                 if key not in measured:
-                    measured[key] = block_rate(first.model.name, first.model.params, spec,
-                                               train, n_train, args)
+                    measured[key] = block_rate(
+                        first.model.name, first.model.params, spec, train, n_train, args
+                    )
                 rate = measured[key]
                 model = make_model(first.model.name, first.model.params)
                 if isinstance(model, TorchModel):
@@ -272,47 +308,104 @@ def suite_estimates(args: argparse.Namespace, console: Console) -> list[SuiteRow
                 else:
                     epoch, epochs = n_train / rate, 1
                 hours = epoch * epochs / 3600
-                rows.append(SuiteRow(suite.name, label, first.model.name, len(block), epochs,
-                                     train.batch_size, n_train, n_valid, rate, hours,
-                                     hours * len(block)))
-                console.print(f"{suite.name} {label}: {rate:,.0f} samples/s, {len(block)} runs, "
-                              f"{hours * len(block):,.1f} h", style="dim")
+                rows.append(
+                    SuiteRow(
+                        suite.name,
+                        label,
+                        first.model.name,
+                        len(block),
+                        epochs,
+                        train.batch_size,
+                        n_train,
+                        n_valid,
+                        rate,
+                        hours,
+                        hours * len(block),
+                    )
+                )
+                console.print(
+                    f"{suite.name} {label}: {rate:,.0f} samples/s, {len(block)} runs, "
+                    f"{hours * len(block):,.1f} h",
+                    style="dim",
+                )
     return rows
 
 
-def block_rate(name: str, params: dict[str, Any], spec: DataSpec, train: TrainSettings,
-               n_train: int, args: argparse.Namespace) -> float:
+def block_rate(
+    name: str,
+    params: dict[str, Any],
+    spec: DataSpec,
+    train: TrainSettings,
+    n_train: int,
+    args: argparse.Namespace,
+) -> float:
     """Training samples/s of one block's model (throughput.py's measurements)."""
     model = make_model(name, params)
-    options = Namespace(batch_size=train.batch_size, min_seconds=args.min_seconds,
-                        repeats=args.repeats, cca_rows=min(n_train, CCA_ROWS))
+    options = Namespace(
+        batch_size=train.batch_size,
+        min_seconds=args.min_seconds,
+        repeats=args.repeats,
+        cca_rows=min(n_train, CCA_ROWS),
+    )
     if not isinstance(model, TorchModel):
         return measure_cca(model, spec, options)[0]
     model.device_ = torch.device("cpu")
-    return measure_training(model, {"amsgrad": train.amsgrad}, spec, options,
-                            torch.device("cpu"))[0]
+    return measure_training(model, {"amsgrad": train.amsgrad}, spec, options, torch.device("cpu"))[
+        0
+    ]
 
 
 def print_suites(rows: list[SuiteRow], console: Console, threads: int) -> None:
-    table = Table(title=f"Estimated training wall time of each suite on this CPU, {threads} "
-                        "thread(s), runs one after another")
-    for column in ("suite", "model", "runs", "epochs", "batch", "train rows", "samples/s",
-                   "h / run", "h"):
+    table = Table(
+        title=f"Estimated training wall time of each suite on this CPU, {threads} "
+        "thread(s), runs one after another"
+    )
+    for column in (
+        "suite",
+        "model",
+        "runs",
+        "epochs",
+        "batch",
+        "train rows",
+        "samples/s",
+        "h / run",
+        "h",
+    ):
         table.add_column(column, justify="left" if column in ("suite", "model") else "right")
     for suite in dict.fromkeys(r.suite for r in rows):
         block = [r for r in rows if r.suite == suite]
         for r in block:
-            table.add_row(r.suite, r.label, str(r.runs), str(r.epochs), str(r.batch_size),
-                          f"{r.n_train:,}", f"{r.samples_per_s:,.0f}", f"{r.hours_per_run:,.2f}",
-                          f"{r.hours:,.1f}")
+            table.add_row(
+                r.suite,
+                r.label,
+                str(r.runs),
+                str(r.epochs),
+                str(r.batch_size),
+                f"{r.n_train:,}",
+                f"{r.samples_per_s:,.0f}",
+                f"{r.hours_per_run:,.2f}",
+                f"{r.hours:,.1f}",
+            )
         total = sum(r.hours for r in block)
-        table.add_row(suite, "[b]total[/b]", str(sum(r.runs for r in block)), "", "", "", "", "",
-                      f"[b]{total:,.1f}[/b] ({total / 24:,.1f} d)", end_section=True)
+        table.add_row(
+            suite,
+            "[b]total[/b]",
+            str(sum(r.runs for r in block)),
+            "",
+            "",
+            "",
+            "",
+            "",
+            f"[b]{total:,.1f}[/b] ({total / 24:,.1f} d)",
+            end_section=True,
+        )
     console.print(table)
-    console.print("Every run to its epoch cap (early stopping not counted: an upper bound where a "
-                  "suite sets patience); evaluation, downstream classifiers and data loading not "
-                  "counted; one epoch = n_train / samples/s + n_valid / (3 samples/s); "
-                  + DATA_ROWS.replace("\n", " "))
+    console.print(
+        "Every run to its epoch cap (early stopping not counted: an upper bound where a "
+        "suite sets patience); evaluation, downstream classifiers and data loading not "
+        "counted; one epoch = n_train / samples/s + n_valid / (3 samples/s); "
+        + DATA_ROWS.replace("\n", " ")
+    )
 
 
 def write_csv(path: Path, rows: list) -> None:
@@ -325,26 +418,51 @@ def write_csv(path: Path, rows: list) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, required=True, help="torch threads")
-    parser.add_argument("--parts", default="rows,K,modalities,suites",
-                        help="comma-separated: rows, K, modalities, suites")
-    parser.add_argument("--config", default="quickstart", choices=sorted(CONFIGS),
-                        help="the architecture and data shapes of the sweeps")
-    parser.add_argument("--models", default="cmmd,mxo,cca,dcca,dccae,vcca,vcca_private,mvae,"
-                                            "mmvae_elbo,mmvae_iwae",
-                        help="models of the rows sweep")
+    parser.add_argument(
+        "--parts",
+        default="rows,K,modalities,suites",
+        help="comma-separated: rows, K, modalities, suites",
+    )
+    parser.add_argument(
+        "--config",
+        default="quickstart",
+        choices=sorted(CONFIGS),
+        help="the architecture and data shapes of the sweeps",
+    )
+    parser.add_argument(
+        "--models",
+        default="cmmd,mxo,cca,dcca,dccae,vcca,vcca_private,mvae,mmvae_elbo,mmvae_iwae",
+        help="models of the rows sweep",
+    )
     parser.add_argument("--rows", default="1000,2000,5000,10000,20000,50000")
     parser.add_argument("--K", default="1,5,10,30")
     parser.add_argument("--modalities", default="2,3,5")
-    parser.add_argument("--sweep-rows", type=int, default=4000,
-                        help="training rows of the K and modalities sweeps")
-    parser.add_argument("--repeats", type=int, default=2,
-                        help="timed epochs (or fits) per point; the median (suites: fastest)")
-    parser.add_argument("--suites", default="suites/*.yaml",
-                        help="comma-separated suite files or globs (relative to the checkout)")
-    parser.add_argument("--xrmb-frames-per-speaker", type=int, default=55_000,
-                        help="assumed XRMB frames per speaker (the files are not read)")
-    parser.add_argument("--min-seconds", type=float, default=1.0,
-                        help="least duration of one timed epoch of a suite estimate")
+    parser.add_argument(
+        "--sweep-rows", type=int, default=4000, help="training rows of the K and modalities sweeps"
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=2,
+        help="timed epochs (or fits) per point; the median (suites: fastest)",
+    )
+    parser.add_argument(
+        "--suites",
+        default="suites/*.yaml",
+        help="comma-separated suite files or globs (relative to the checkout)",
+    )
+    parser.add_argument(
+        "--xrmb-frames-per-speaker",
+        type=int,
+        default=55_000,
+        help="assumed XRMB frames per speaker (the files are not read)",
+    )
+    parser.add_argument(
+        "--min-seconds",
+        type=float,
+        default=1.0,
+        help="least duration of one timed epoch of a suite estimate",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
     unknown = set(args.parts.split(",")) - {"rows", "K", "modalities", "suites"}
@@ -358,8 +476,12 @@ def main(argv: list[str] | None = None) -> int:
     points = sweeps(args, console)
     if points:
         write_csv(stem.with_suffix(".csv"), points)
-        figure(points, stem, f"Training samples/s on {args.config} shapes, cpu, {args.threads} "
-                             f"thread(s), batch as in suites/{args.config}")
+        figure(
+            points,
+            stem,
+            f"Training samples/s on {args.config} shapes, cpu, {args.threads} "
+            f"thread(s), batch as in suites/{args.config}",
+        )
         table = Table(title=f"Training samples/s ({args.config} architecture)")
         for column in ("sweep", "model", "x", "rows", "samples/s"):
             table.add_column(column, justify="left" if column in ("sweep", "model") else "right")

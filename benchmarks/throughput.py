@@ -22,6 +22,7 @@ lists only as an optional (commented-out) row is measured with that row.
     python benchmarks/throughput.py                                   # every model and config
     python benchmarks/throughput.py --models cmmd --configs mnist --repeats 5 --csv out.csv
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,19 +46,34 @@ from mmbench.trainer import TrainConfig, make_optimizer, train_epoch
 from mmbench.views import Modality, Views
 
 ROOT = Path(__file__).resolve().parent.parent
-MNIST = DataSpec(observed={"x1": 784}, missing={"x2": 784},
-                 likelihoods={"x1": "bernoulli", "x2": "gaussian"}, n_classes=10, multilabel=False)
-XRMB = DataSpec(observed={"acoustic": 273}, missing={"articulatory": 112},
-                likelihoods={"acoustic": "gaussian", "articulatory": "gaussian"}, n_classes=40,
-                multilabel=False)
-FLICKR = DataSpec(observed={"image": 3857}, missing={"tags": 2000},
-                  likelihoods={"image": "gaussian", "tags": "bernoulli"}, n_classes=38,
-                  multilabel=True)
+MNIST = DataSpec(
+    observed={"x1": 784},
+    missing={"x2": 784},
+    likelihoods={"x1": "bernoulli", "x2": "gaussian"},
+    n_classes=10,
+    multilabel=False,
+)
+XRMB = DataSpec(
+    observed={"acoustic": 273},
+    missing={"articulatory": 112},
+    likelihoods={"acoustic": "gaussian", "articulatory": "gaussian"},
+    n_classes=40,
+    multilabel=False,
+)
+FLICKR = DataSpec(
+    observed={"image": 3857},
+    missing={"tags": 2000},
+    likelihoods={"image": "gaussian", "tags": "bernoulli"},
+    n_classes=38,
+    multilabel=True,
+)
 # config name -> (the suite whose model blocks give the hyper-parameters, the data's shapes)
-CONFIGS = {"quickstart": ("suites/quickstart.yaml", MNIST),
-           "mnist": ("suites/mnist_noisy.yaml", MNIST),
-           "xrmb": ("suites/xrmb_folds.yaml", XRMB),
-           "flickr": ("suites/flickr.yaml", FLICKR)}
+CONFIGS = {
+    "quickstart": ("suites/quickstart.yaml", MNIST),
+    "mnist": ("suites/mnist_noisy.yaml", MNIST),
+    "xrmb": ("suites/xrmb_folds.yaml", XRMB),
+    "flickr": ("suites/flickr.yaml", FLICKR),
+}
 MATMULS = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default}
 
 
@@ -96,16 +112,17 @@ def optional_rows(text: str) -> list[dict]:
     ("# - name: ...") to the last commented line, each read as it would be uncommented (the "# "
     after its indentation removed)."""
     lines = text.splitlines()
-    marker = next((i for i, line in enumerate(lines)
-                   if line.lstrip().startswith("# Optional rows")), None)
+    marker = next(
+        (i for i, line in enumerate(lines) if line.lstrip().startswith("# Optional rows")), None
+    )
     if marker is None:
         return []
     rows: list[str] = []
-    for line in lines[marker + 1:]:
+    for line in lines[marker + 1 :]:
         indent = len(line) - len(line.lstrip())
         if not line[indent:].startswith("#"):
             break
-        uncommented = line[indent + 2:]
+        uncommented = line[indent + 2 :]
         if rows or uncommented.startswith("- "):
             rows.append(line[:indent] + uncommented)
     return yaml.safe_load("\n".join(rows)) or []
@@ -117,12 +134,26 @@ def random_views(spec: DataSpec, n: int, seed: int = 0) -> Views:
     indicators for multi-label data."""
     rng = np.random.default_rng(seed)
     dims = spec.dims
-    data = {m: (rng.random((n, d)) if spec.likelihoods[m] == "bernoulli"
-                else rng.standard_normal((n, d))).astype(np.float32) for m, d in dims.items()}
-    labels = ((rng.random((n, spec.n_classes)) < 0.1).astype(np.int64) if spec.multilabel
-              else rng.integers(0, spec.n_classes, n))
-    return Views(data, tuple(spec.observed), tuple(spec.missing), labels,
-                 modalities={m: Modality(spec.likelihoods[m]) for m in dims})
+    data = {
+        m: (
+            rng.random((n, d))
+            if spec.likelihoods[m] == "bernoulli"
+            else rng.standard_normal((n, d))
+        ).astype(np.float32)
+        for m, d in dims.items()
+    }
+    labels = (
+        (rng.random((n, spec.n_classes)) < 0.1).astype(np.int64)
+        if spec.multilabel
+        else rng.integers(0, spec.n_classes, n)
+    )
+    return Views(
+        data,
+        tuple(spec.observed),
+        tuple(spec.missing),
+        labels,
+        modalities={m: Modality(spec.likelihoods[m]) for m in dims},
+    )
 
 
 def synchronize(device: torch.device) -> None:
@@ -180,8 +211,9 @@ def product_flops(a: tuple, b: tuple) -> int:
     return 2 * math.prod(a) * b[-1]
 
 
-def matmul_rate(products: list[tuple], device: torch.device, repeats: int,
-                min_seconds: float) -> float:
+def matmul_rate(
+    products: list[tuple], device: torch.device, repeats: int, min_seconds: float
+) -> float:
     """GFLOP/s of ``products`` (from :class:`MatmulRecorder`) each timed alone: total FLOPs over
     total time."""
     flops = seconds = 0.0
@@ -199,7 +231,7 @@ def matmul_rate(products: list[tuple], device: torch.device, repeats: int,
 def square_rate(size: int, device: torch.device, repeats: int, min_seconds: float) -> float:
     """GFLOP/s of a float32 (size x size) @ (size x size) product."""
     a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
-    return 2 * size ** 3 / best_seconds(lambda: torch.mm(a, b), device, repeats, min_seconds) / 1e9
+    return 2 * size**3 / best_seconds(lambda: torch.mm(a, b), device, repeats, min_seconds) / 1e9
 
 
 def count_step(module: torch.nn.Module, batch: dict) -> tuple[float, list[tuple]]:
@@ -211,8 +243,9 @@ def count_step(module: torch.nn.Module, batch: dict) -> tuple[float, list[tuple]
     return counter.get_total_flops(), recorder.products
 
 
-def measure_training(model: TorchModel, train: dict, spec: DataSpec, args,
-                     device: torch.device) -> tuple[float, float, list[tuple]]:
+def measure_training(
+    model: TorchModel, train: dict, spec: DataSpec, args, device: torch.device
+) -> tuple[float, float, list[tuple]]:
     """(samples per second, FLOPs per sample, the products of one step) of ``model``."""
     torch.manual_seed(0)
     module = model.build(spec).to(device)
@@ -254,22 +287,33 @@ def measure_cca(model, spec: DataSpec, args) -> tuple[float, float]:
 
 def main(argv: list[str] | None = None) -> list[Row]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", default=",".join(available_models()),
-                        help="comma-separated registered model names (default: all)")
-    parser.add_argument("--configs", default=",".join(CONFIGS),
-                        help=f"comma-separated architectures from {sorted(CONFIGS)}")
+    parser.add_argument(
+        "--models",
+        default=",".join(available_models()),
+        help="comma-separated registered model names (default: all)",
+    )
+    parser.add_argument(
+        "--configs",
+        default=",".join(CONFIGS),
+        help=f"comma-separated architectures from {sorted(CONFIGS)}",
+    )
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's)"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats; the best is kept")
-    parser.add_argument("--min-seconds", type=float, default=1.0,
-                        help="least duration of one timed repeat")
+    parser.add_argument(
+        "--min-seconds", type=float, default=1.0, help="least duration of one timed repeat"
+    )
     parser.add_argument("--square", default="2048,4096", help="square matmul sizes for the limit")
     parser.add_argument("--cca-rows", type=int, default=10000, help="rows of the CCA fit")
     parser.add_argument("--csv", type=Path, default=None, help="write the rows to this CSV file")
     args = parser.parse_args(argv)
-    for option, given, known in (("--models", args.models, available_models()),
-                                 ("--configs", args.configs, list(CONFIGS))):
+    for option, given, known in (
+        ("--models", args.models, available_models()),
+        ("--configs", args.configs, list(CONFIGS)),
+    ):
         unknown = sorted(set(given.split(",")) - set(known))
         if unknown:
             parser.error(f"{option}: unknown {unknown}; choose from {sorted(known)}")
@@ -280,10 +324,14 @@ def main(argv: list[str] | None = None) -> list[Row]:
     threads = torch.get_num_threads()
     torch.set_flush_denormal(True)  # as the trainer does
     console = Console(width=max(Console().width, 110))
-    square = {int(s): square_rate(int(s), device, args.repeats, args.min_seconds)
-              for s in args.square.split(",")}
-    console.print(f"float32 torch.mm on {device} with {threads} threads: "
-                  + ", ".join(f"{s}x{s} {r:.1f} GFLOP/s" for s, r in square.items()))
+    square = {
+        int(s): square_rate(int(s), device, args.repeats, args.min_seconds)
+        for s in args.square.split(",")
+    }
+    console.print(
+        f"float32 torch.mm on {device} with {threads} threads: "
+        + ", ".join(f"{s}x{s} {r:.1f} GFLOP/s" for s, r in square.items())
+    )
 
     rows, skipped = [], []
     for config in args.configs.split(","):
@@ -297,29 +345,68 @@ def main(argv: list[str] | None = None) -> list[Row]:
             console.print(f"{name} / {config} ...", style="dim")
             if isinstance(model, TorchModel):
                 model.device_ = device
-                samples, flops, products = measure_training(model, blocks[name].get("train", {}),
-                                                            spec, args, device)
+                samples, flops, products = measure_training(
+                    model, blocks[name].get("train", {}), spec, args, device
+                )
                 layer = matmul_rate(products, device, args.repeats, args.min_seconds / 10)
                 row_device, measure, batch_size = str(device), "train step", args.batch_size
             else:
                 samples, flops = measure_cca(model, spec, args)
-                layer, row_device, measure, batch_size = math.nan, "cpu", "closed-form fit", args.cca_rows
+                layer, row_device, measure, batch_size = (
+                    math.nan,
+                    "cpu",
+                    "closed-form fit",
+                    args.cca_rows,
+                )
             limit = max(*square.values(), 0.0 if math.isnan(layer) else layer)
             gflops = samples * flops / 1e9
-            rows.append(Row(name, config, batch_size, row_device, threads, samples, flops, gflops,
-                            limit, gflops / limit, layer, measure))
+            rows.append(
+                Row(
+                    name,
+                    config,
+                    batch_size,
+                    row_device,
+                    threads,
+                    samples,
+                    flops,
+                    gflops,
+                    limit,
+                    gflops / limit,
+                    layer,
+                    measure,
+                )
+            )
 
-    table = Table(title=f"Training throughput, batch {args.batch_size}, {device}, {threads} threads "
-                        f"(best of {args.repeats}); limit = best float32 matmul GFLOP/s")
-    for column in ("model", "config", "measure", "samples/s", "MFLOP/sample", "GFLOP/s",
-                   "layer GEMM", "limit", "of limit"):
-        table.add_column(column, justify="left" if column in ("model", "config", "measure")
-                         else "right")
+    table = Table(
+        title=f"Training throughput, batch {args.batch_size}, {device}, {threads} threads "
+        f"(best of {args.repeats}); limit = best float32 matmul GFLOP/s"
+    )
+    for column in (
+        "model",
+        "config",
+        "measure",
+        "samples/s",
+        "MFLOP/sample",
+        "GFLOP/s",
+        "layer GEMM",
+        "limit",
+        "of limit",
+    ):
+        table.add_column(
+            column, justify="left" if column in ("model", "config", "measure") else "right"
+        )
     for r in rows:
-        table.add_row(r.model, r.config, r.measure, f"{r.samples_per_s:,.0f}",
-                      f"{r.flops_per_sample / 1e6:,.1f}", f"{r.gflops:.1f}",
-                      f"{r.layer_matmul_gflops:.1f}", f"{r.matmul_gflops:.1f}",
-                      f"{100 * r.fraction_of_limit:.0f}%")
+        table.add_row(
+            r.model,
+            r.config,
+            r.measure,
+            f"{r.samples_per_s:,.0f}",
+            f"{r.flops_per_sample / 1e6:,.1f}",
+            f"{r.gflops:.1f}",
+            f"{r.layer_matmul_gflops:.1f}",
+            f"{r.matmul_gflops:.1f}",
+            f"{100 * r.fraction_of_limit:.0f}%",
+        )
     console.print(table)
     for name, config, reason in skipped:
         console.print(f"skipped {name} / {config}: {reason}")

@@ -27,6 +27,7 @@ Two presets name complete recipes (``preset``; parameters given explicitly overr
   standard deviation). The decoder is trained on posterior samples z_q in both. One difference
   is left: the authors' classifier has no dropout; ours applies ``dropout`` to its hidden layers.
 """
+
 from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
@@ -64,10 +65,20 @@ from mmbench.nn import (
 from mmbench.trainer import Progress
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "paper": {"kl": "paper", "class_loss": "mean", "classifier_input": "prior_sample",
-              "decoder_variance": "input", "init_std": None},
-    "official": {"kl": "official", "class_loss": "sum", "classifier_input": "prior_mean",
-                 "decoder_variance": "input", "init_std": 0.001},
+    "paper": {
+        "kl": "paper",
+        "class_loss": "mean",
+        "classifier_input": "prior_sample",
+        "decoder_variance": "input",
+        "init_std": None,
+    },
+    "official": {
+        "kl": "official",
+        "class_loss": "sum",
+        "classifier_input": "prior_mean",
+        "decoder_variance": "input",
+        "init_std": 0.001,
+    },
 }
 """The fields each preset sets (see the module's docstring); the fields' defaults are "paper"."""
 
@@ -76,51 +87,75 @@ class CMMDConfig(ModelConfig):
     """CMMD's hyper-parameters; the defaults are the paper's (Eq. 5; App. C, MNIST)."""
 
     test_params: ClassVar[dict[str, Any]] = {
-        "latent_dim": 6, "encoder_hidden": (32,), "prior_hidden": (32,), "decoder_hidden": (32,),
-        "classifier_hidden": (16,)}
+        "latent_dim": 6,
+        "encoder_hidden": (32,),
+        "prior_hidden": (32,),
+        "decoder_hidden": (32,),
+        "classifier_hidden": (16,),
+    }
 
     preset: Literal["paper", "official"] = Field(
-        "paper", description='"paper" (Eq. 5 exactly) or "official" (the authors\' code): '
-                             "fills kl, class_loss, classifier_input, decoder_variance and "
-                             "init_std where they are not given")
+        "paper",
+        description='"paper" (Eq. 5 exactly) or "official" (the authors\' code): '
+        "fills kl, class_loss, classifier_input, decoder_variance and "
+        "init_std where they are not given",
+    )
     omega: Probability = Field(
-        0.5, description="weight of the term-by-term KL; 1 - omega weights the MMD")
+        0.5, description="weight of the term-by-term KL; 1 - omega weights the MMD"
+    )
     alpha: NonNegativeReal = Field(
-        10.0, description="weight of the classification log-likelihood (paper: 10)")
+        10.0, description="weight of the classification log-likelihood (paper: 10)"
+    )
     lambda_mmd: NonNegativeReal = Field(1000.0, description="scale of the MMD term (paper: 1000)")
     latent_dim: PositiveInt = Field(50, description="size of z")
-    encoder_hidden: Layers = Field((2500, 2500, 2500),
-                                   description="hidden layers of the encoder q(z|xO,xM,y)")
-    prior_hidden: Layers = Field((1024, 1024, 1024),
-                                 description="hidden layers of the conditional prior p(z|xO)")
-    decoder_hidden: Layers = Field((1024, 1024, 1024),
-                                   description="hidden layers of the decoder p(xM|xO,z)")
-    classifier_hidden: Layers = Field((50, 50),
-                                      description="hidden layers of the classifier p(y|z)")
+    encoder_hidden: Layers = Field(
+        (2500, 2500, 2500), description="hidden layers of the encoder q(z|xO,xM,y)"
+    )
+    prior_hidden: Layers = Field(
+        (1024, 1024, 1024), description="hidden layers of the conditional prior p(z|xO)"
+    )
+    decoder_hidden: Layers = Field(
+        (1024, 1024, 1024), description="hidden layers of the decoder p(xM|xO,z)"
+    )
+    classifier_hidden: Layers = Field(
+        (50, 50), description="hidden layers of the classifier p(y|z)"
+    )
     activation: Activation = Field("softplus", description="activation of every hidden layer")
     dropout: Fraction = Field(0.2, description="dropout rate of every hidden layer")
     decoder_variance: choice_or_number(Literal["input", "shared"], PositiveReal) = Field(
-        "input", description='variance of Gaussian decoders: "input" (a function of xO and z: '
-                             'paper Eq. 6 and the official code), "shared" (one learned per '
-                             'output dimension) or a fixed variance (e.g. 0.01, Sec. 4.4)')
+        "input",
+        description='variance of Gaussian decoders: "input" (a function of xO and z: '
+        'paper Eq. 6 and the official code), "shared" (one learned per '
+        "output dimension) or a fixed variance (e.g. 0.01, Sec. 4.4)",
+    )
     kl: Literal["paper", "official"] = Field(
-        "paper", description='"paper" (exact Gaussian KL) or "official" (the official code\'s, '
-                             "d/2 when q = p)")
+        "paper",
+        description='"paper" (exact Gaussian KL) or "official" (the official code\'s, '
+        "d/2 when q = p)",
+    )
     class_loss: Literal["mean", "sum"] = Field(
-        "mean", description='classification loss over the batch: "mean" (paper) or "sum" '
-                            "(official: alpha x batch size in effect)")
+        "mean",
+        description='classification loss over the batch: "mean" (paper) or "sum" '
+        "(official: alpha x batch size in effect)",
+    )
     classifier_input: Literal["prior_sample", "prior_mean", "posterior"] = Field(
-        "prior_sample", description='z fed to the classifier in training: "prior_sample" '
-                                    '(z ~ p(z|xO), Fig. 1), "prior_mean" (E[z|xO], the official '
-                                    'code, as at test) or "posterior" (z ~ q, the plain ELBO of '
-                                    "Eq. 1)")
+        "prior_sample",
+        description='z fed to the classifier in training: "prior_sample" '
+        '(z ~ p(z|xO), Fig. 1), "prior_mean" (E[z|xO], the official '
+        'code, as at test) or "posterior" (z ~ q, the plain ELBO of '
+        "Eq. 1)",
+    )
     shared_noise: Flag = Field(
-        True, description="prior and posterior samples share one noise draw (official code)")
+        True, description="prior and posterior samples share one noise draw (official code)"
+    )
     mmd_bandwidth: PositiveReal | None = Field(
-        None, description="Gaussian kernel scale of the MMD; None: latent_dim^2 (official code)")
+        None, description="Gaussian kernel scale of the MMD; None: latent_dim^2 (official code)"
+    )
     init_std: PositiveReal | None = Field(
-        None, description="initial weights of every linear layer ~ N(0, init_std^2), biases 0 "
-                          "(official code: 0.001); None: PyTorch's default initialisation")
+        None,
+        description="initial weights of every linear layer ~ N(0, init_std^2), biases 0 "
+        "(official code: 0.001); None: PyTorch's default initialisation",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -142,18 +177,32 @@ class CMMDNetwork(nn.Module):
         def gaussian(width: int) -> GaussianHead:
             return GaussianHead(width, latent, "input")
 
-        self.encoder = stochastic_mlp(spec.observed_dim + spec.missing_dim + spec.n_classes,
-                                      config.encoder_hidden, gaussian, act, drop)
-        self.conditional_prior = stochastic_mlp(spec.observed_dim, config.prior_hidden, gaussian,
-                                                act, drop)
+        self.encoder = stochastic_mlp(
+            spec.observed_dim + spec.missing_dim + spec.n_classes,
+            config.encoder_hidden,
+            gaussian,
+            act,
+            drop,
+        )
+        self.conditional_prior = stochastic_mlp(
+            spec.observed_dim, config.prior_hidden, gaussian, act, drop
+        )
         self.decoder_body = MLP(spec.observed_dim + latent, config.decoder_hidden, act, drop)
-        self.decoder_heads = nn.ModuleDict({
-            m: likelihood_head(spec.likelihoods[m], self.decoder_body.out_dim, dim,
-                               config.decoder_variance)
-            for m, dim in spec.missing.items()})
+        self.decoder_heads = nn.ModuleDict(
+            {
+                m: likelihood_head(
+                    spec.likelihoods[m], self.decoder_body.out_dim, dim, config.decoder_variance
+                )
+                for m, dim in spec.missing.items()
+            }
+        )
         self.classifier = stochastic_mlp(
-            latent, config.classifier_hidden,
-            lambda width: CategoricalHead(width, spec.n_classes, spec.multilabel), act, drop)
+            latent,
+            config.classifier_hidden,
+            lambda width: CategoricalHead(width, spec.n_classes, spec.multilabel),
+            act,
+            drop,
+        )
         if config.init_std is not None:
             for layer in self.modules():
                 if isinstance(layer, nn.Linear):
@@ -194,10 +243,18 @@ class CMMDNetwork(nn.Module):
         mmd_qp = mmd(z_q, z_p, config.mmd_bandwidth)
 
         classification = log_py.sum() if config.class_loss == "sum" else log_py.mean()
-        loss = (-log_lik.mean() - config.alpha * classification + config.omega * kl.mean()
-                + (1 - config.omega) * config.lambda_mmd * mmd_qp)
-        return loss, {"reconstruction": -log_lik.mean(), "classification": -log_py.mean(),
-                      "kl": kl.mean(), "mmd": mmd_qp}
+        loss = (
+            -log_lik.mean()
+            - config.alpha * classification
+            + config.omega * kl.mean()
+            + (1 - config.omega) * config.lambda_mmd * mmd_qp
+        )
+        return loss, {
+            "reconstruction": -log_lik.mean(),
+            "classification": -log_py.mean(),
+            "kl": kl.mean(),
+            "mmd": mmd_qp,
+        }
 
 
 class CMMD(TorchModel[CMMDConfig, CMMDNetwork]):
@@ -217,14 +274,18 @@ class CMMD(TorchModel[CMMDConfig, CMMDNetwork]):
     def predict_proba(self, xO) -> np.ndarray:
         """p(y | z = E[z | xO]), (n, n_classes)."""
         return self.batched(
-            lambda b: class_probabilities(self.module_.classifier(self._prior_mean(b))), xO)
+            lambda b: class_probabilities(self.module_.classifier(self._prior_mean(b))), xO
+        )
 
     def generate(self, xO) -> dict[str, np.ndarray]:
         """Mean of p(xM | xO, z = E[z | xO]) per missing modality."""
+
         def decode_means(batch):
-            decoded = self.module_.decode(concat(batch, self.spec_.observed),
-                                          self._prior_mean(batch))
+            decoded = self.module_.decode(
+                concat(batch, self.spec_.observed), self._prior_mean(batch)
+            )
             return {m: d.mean for m, d in decoded.items()}
+
         return self.batched(decode_means, xO)
 
     def batch_posteriors(self, batch) -> PosteriorTensors:
@@ -233,6 +294,8 @@ class CMMD(TorchModel[CMMDConfig, CMMDNetwork]):
         x_observed = concat(batch, self.spec_.observed)
         prior_mean, prior_logvar = gaussian_posterior(self.module_.conditional_prior(x_observed))
         decoded = self.module_.decode(x_observed, prior_mean)
-        return PosteriorTensors((prior_mean, prior_logvar),
-                                gaussian_posterior(self.module_.posterior(batch)),
-                                gaussian_logvars(decoded, self.spec_.gaussian_missing))
+        return PosteriorTensors(
+            (prior_mean, prior_logvar),
+            gaussian_posterior(self.module_.posterior(batch)),
+            gaussian_logvars(decoded, self.spec_.gaussian_missing),
+        )

@@ -16,6 +16,7 @@ scikit-learn):
   :class:`~mmbench.views.Views`).
 - ``Views``, ``DataSplits``, ``TrainConfig``, ``available_models()``, ``available_datasets()``.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -39,9 +40,22 @@ _LAZY = {
     "Record": "mmbench.records",
 }
 
-__all__ = ["DataSplits", "Record", "Results", "Suite", "TrainConfig", "Views", "__version__",
-           "available_datasets", "available_models", "load_dataset", "load_results", "load_suite",
-           "make_model", "run_suite"]
+__all__ = [
+    "DataSplits",
+    "Record",
+    "Results",
+    "Suite",
+    "TrainConfig",
+    "Views",
+    "__version__",
+    "available_datasets",
+    "available_models",
+    "load_dataset",
+    "load_results",
+    "load_suite",
+    "make_model",
+    "run_suite",
+]
 
 if TYPE_CHECKING:
     from mmbench.api import Results, load_results, run_suite
@@ -58,6 +72,7 @@ def make_model(name: str, **params: Any) -> MultimodalModel:
     """An unfitted model ``name`` (see ``mmbench models``) with hyper-parameters ``params``,
     validated by its config (a bad name or value is an error that lists what is allowed)."""
     from mmbench.registry import make_model as make
+
     return make(name, params)
 
 

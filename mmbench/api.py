@@ -7,6 +7,7 @@ configuration of the pending runs loads (:func:`preflight`: a problem raises
 pending runs with an executor under a progress display, and rebuild ``results.csv``.
 :func:`load_results` reads a results directory back as records and one tidy table.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,8 @@ if TYPE_CHECKING:
 
     from mmbench.executors import Executor, Start
     from mmbench.progress import SuiteProgress
-    from mmbench.tuning import StudyState
     from mmbench.tracking import Tracker
+    from mmbench.tuning import StudyState
 
 EXECUTORS = ("local", "process", "ray")
 SUITE_JSON = "suite.json"
@@ -80,6 +81,7 @@ class Results:
         out), one row per model label and grid point."""
         from mmbench.records import TRIAL_ROLE
         from mmbench.results import summarize
+
         return summarize(self.frame[self.frame["role"] != TRIAL_ROLE])
 
 
@@ -87,9 +89,12 @@ def load_results(results: str | os.PathLike) -> Results:
     """The records and tidy table of the results directory ``results`` (needs no torch)."""
     from mmbench.results import tidy
     from mmbench.store import RunStore
+
     if not (Path(results) / "runs").is_dir():
-        raise FileNotFoundError(f"{results}: not a results directory (it has no runs/ folder); "
-                                "`mmbench run SUITE --results DIR` writes one")
+        raise FileNotFoundError(
+            f"{results}: not a results directory (it has no runs/ folder); "
+            "`mmbench run SUITE --results DIR` writes one"
+        )
     records = RunStore(results).records()
     return Results(records, tidy(records))
 
@@ -100,8 +105,13 @@ def as_suite(suite: Suite | dict | str | os.PathLike, overrides: Sequence[str] =
     if isinstance(suite, Suite):
         if not overrides:
             return suite
-        return validate_suite(suite.model_dump(), suite.file or "suite",
-                              [*suite.overrides, *overrides], suite.base_dir, suite.file)
+        return validate_suite(
+            suite.model_dump(),
+            suite.file or "suite",
+            [*suite.overrides, *overrides],
+            suite.base_dir,
+            suite.file,
+        )
     if isinstance(suite, dict):
         return validate_suite(suite, "suite", overrides)
     return load_suite(suite, overrides)
@@ -110,18 +120,24 @@ def as_suite(suite: Suite | dict | str | os.PathLike, overrides: Sequence[str] =
 def default_results_dir(suite: Suite, smoke: bool = False) -> Path:
     """``results/<suite name>``, or ``results/<suite name>-smoke`` for smoke runs."""
     from mmbench.paths import inside
+
     name = suite.name + ("-smoke" if smoke else "")
     inside("results", name)  # the suite's name is a safe name: this never fails
     return Path("results") / name
 
 
-def select_runs(suite: Suite, models: Sequence[str] | None = None,
-                seeds: Sequence[int] | None = None, smoke: bool = False,
-                data_dir: str | os.PathLike | None = None) -> list[Run]:
+def select_runs(
+    suite: Suite,
+    models: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+    smoke: bool = False,
+    data_dir: str | os.PathLike | None = None,
+) -> list[Run]:
     """The suite's runs of the ``models`` (names or labels) and replicate ``seeds`` asked for
     (None: all), on the smoke budget with ``smoke``. ``data_dir`` is the last place a relative
     path of a user's data file is looked for (its content digest is part of the run ids)."""
     from mmbench.runner import smoke_version
+
     runs = suite.runs(data_dir)
     if models:
         # a tuned suite's model blocks have no runs before their studies are planned
@@ -129,20 +145,23 @@ def select_runs(suite: Suite, models: Sequence[str] | None = None,
         labels = {r.label for r in runs} | {block.display_label for block in suite.models}
         unknown = sorted(set(models) - names - labels)
         if unknown:
-            raise RunError(f"models {unknown} not in suite {suite.name!r} (it has "
-                           f"{sorted(names | labels)})")
+            raise RunError(
+                f"models {unknown} not in suite {suite.name!r} (it has {sorted(names | labels)})"
+            )
         runs = [r for r in runs if r.coordinates.model in models or r.label in models]
     if seeds:
         unknown_seeds = sorted(set(seeds) - set(suite.seeds))
         if unknown_seeds:
-            raise RunError(f"seeds {unknown_seeds} not in suite {suite.name!r} (it has "
-                           f"{suite.seeds})")
+            raise RunError(
+                f"seeds {unknown_seeds} not in suite {suite.name!r} (it has {suite.seeds})"
+            )
         runs = [r for r in runs if r.coordinates.seed in seeds]
     return [smoke_version(r) for r in runs] if smoke else runs
 
 
-def check_executor_options(executor: str, jobs: int | None, address: str | None,
-                           threads: int | None) -> None:
+def check_executor_options(
+    executor: str, jobs: int | None, address: str | None, threads: int | None
+) -> None:
     """Raise a :class:`RunError` for options that do not apply to ``executor``."""
     if executor not in EXECUTORS:
         raise RunError(f"executor {executor!r}; allowed: {', '.join(EXECUTORS)}")
@@ -155,14 +174,21 @@ def check_executor_options(executor: str, jobs: int | None, address: str | None,
     if address is not None and executor != "ray":
         raise RunError("--address needs --executor ray")
     if address is not None and jobs is not None:
-        raise RunError("--jobs sizes a local Ray cluster; with --address the cluster's resources "
-                       "decide")
+        raise RunError(
+            "--jobs sizes a local Ray cluster; with --address the cluster's resources decide"
+        )
 
 
-def make_executor(executor: str, jobs: int | None = None, address: str | None = None,
-                  threads: int | None = None, on_start: Start | None = None) -> Executor:
+def make_executor(
+    executor: str,
+    jobs: int | None = None,
+    address: str | None = None,
+    threads: int | None = None,
+    on_start: Start | None = None,
+) -> Executor:
     """The executor named ``executor`` (see :mod:`mmbench.executors`)."""
     from mmbench.executors import LocalExecutor, ProcessExecutor, RayExecutor
+
     if executor == "local":
         return LocalExecutor(on_start, threads)
     if executor == "process":
@@ -182,31 +208,43 @@ def check_device(device: str, where: str = "--device") -> None:
     """Raise a :class:`PreflightError` unless torch can use ``device`` (``where``: the flag or
     field that set it)."""
     import torch
+
     try:
         chosen = torch.device(device)
     except RuntimeError:
-        raise PreflightError(f"{where} {device!r} is not a device; use cpu, cuda or cuda:N, "
-                             "or mps") from None
-    fix = ("run with --device cpu" if where == "--device"
-           else "set device: cpu in the suite, or run with --device cpu")
+        raise PreflightError(
+            f"{where} {device!r} is not a device; use cpu, cuda or cuda:N, or mps"
+        ) from None
+    fix = (
+        "run with --device cpu"
+        if where == "--device"
+        else "set device: cpu in the suite, or run with --device cpu"
+    )
     if chosen.type == "cuda":
         if not torch.cuda.is_available():
-            why = ("this torch is built without CUDA" if torch.version.cuda is None
-                   else "no GPU is visible (check the driver and CUDA_VISIBLE_DEVICES)")
-            raise PreflightError(f"{where} {device}: torch {torch.__version__} sees no CUDA "
-                                 f"device ({why}); {fix}")
+            why = (
+                "this torch is built without CUDA"
+                if torch.version.cuda is None
+                else "no GPU is visible (check the driver and CUDA_VISIBLE_DEVICES)"
+            )
+            raise PreflightError(
+                f"{where} {device}: torch {torch.__version__} sees no CUDA device ({why}); {fix}"
+            )
         count = torch.cuda.device_count()
         if chosen.index is not None and chosen.index >= count:
-            raise PreflightError(f"{where} {device}: torch sees {count} CUDA device(s), "
-                                 f"cuda:0..cuda:{count - 1}; {fix}")
+            raise PreflightError(
+                f"{where} {device}: torch sees {count} CUDA device(s), "
+                f"cuda:0..cuda:{count - 1}; {fix}"
+            )
     elif chosen.type == "mps" and not torch.backends.mps.is_available():
         raise PreflightError(f"{where} {device}: torch sees no Apple MPS device; {fix}")
     elif chosen.type not in ("cpu", "cuda", "mps"):
         raise PreflightError(f"{where} {device}: mmbench runs on cpu, cuda or mps; {fix}")
 
 
-def check_data(runs: Sequence[Run], data_dir: str | os.PathLike | None = None,
-               keep: bool = True) -> None:
+def check_data(
+    runs: Sequence[Run], data_dir: str | os.PathLike | None = None, keep: bool = True
+) -> None:
     """Load every distinct data configuration of ``runs`` once; the first problem raises a
     :class:`PreflightError` that names the data configuration and the runs it would fail.
 
@@ -215,6 +253,7 @@ def check_data(runs: Sequence[Run], data_dir: str | os.PathLike | None = None,
     is emptied (workers load their own).
     """
     from mmbench.runner import forget_loaded_data, load_run_data
+
     distinct: dict[str, list[Run]] = {}
     for run in runs:
         key = json.dumps([run.config.data.to_json(), run.base_dir], sort_keys=True)
@@ -222,22 +261,33 @@ def check_data(runs: Sequence[Run], data_dir: str | os.PathLike | None = None,
     for group in distinct.values():
         data = group[0].config.data
         try:
-            load_run_data(group[0].config, None if data_dir is None else str(data_dir),
-                          group[0].base_dir)
+            load_run_data(
+                group[0].config, None if data_dir is None else str(data_dir), group[0].base_dir
+            )
         except Exception as error:  # whatever stops the load would fail each of these runs
             from mmbench.data.errors import DataError
-            reason = str(error) if isinstance(error, DataError) else \
-                f"{type(error).__name__}: {error}"
+
+            reason = (
+                str(error) if isinstance(error, DataError) else f"{type(error).__name__}: {error}"
+            )
             options = ", ".join(f"{k}={v}" for k, v in data.options.items())
-            raise PreflightError(f"data set {data.name}{f' ({options})' if options else ''}, "
-                                 f"needed by {len(group)} of the {len(runs)} pending run(s), "
-                                 f"cannot be loaded: {reason}") from None
+            raise PreflightError(
+                f"data set {data.name}{f' ({options})' if options else ''}, "
+                f"needed by {len(group)} of the {len(runs)} pending run(s), "
+                f"cannot be loaded: {reason}"
+            ) from None
     if not keep:
         forget_loaded_data()
 
 
-def preflight(runs: Sequence[Run], device: str, data_dir: str | os.PathLike | None = None,
-              *, device_from: str = "--device", keep_data: bool = True) -> None:
+def preflight(
+    runs: Sequence[Run],
+    device: str,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    device_from: str = "--device",
+    keep_data: bool = True,
+) -> None:
     """Check the ``device`` and the data of ``runs`` before any of them starts (see
     :func:`check_device` and :func:`check_data`)."""
     if runs:
@@ -250,21 +300,33 @@ def write_suite_json(suite: Suite, results: str | os.PathLike) -> Path:
     ``suite_file``, ``overrides`` and ``written`` (ISO 8601); written atomically."""
     path = Path(results) / SUITE_JSON
     path.parent.mkdir(parents=True, exist_ok=True)
-    content = {**suite.model_dump(mode="json"), "suite_file": suite.file,
-               "overrides": list(suite.overrides),
-               "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    content = {
+        **suite.model_dump(mode="json"),
+        "suite_file": suite.file,
+        "overrides": list(suite.overrides),
+        "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
     staging = path.with_name(f".{SUITE_JSON}.{os.getpid()}.tmp")
     staging.write_text(json.dumps(content, indent=1))
     os.replace(staging, path)
     return path
 
 
-def execute_runs(suite: Suite, runs: Sequence[Run], results: str | os.PathLike, *,
-                 device: str | None = None, data_dir: str | os.PathLike | None = None,
-                 executor: str = "local", jobs: int | None = None, address: str | None = None,
-                 threads: int | None = None, retry_failed: bool = False,
-                 progress: SuiteProgress | None = None,
-                 tracker: Tracker | None = None) -> SuiteOutcome:
+def execute_runs(
+    suite: Suite,
+    runs: Sequence[Run],
+    results: str | os.PathLike,
+    *,
+    device: str | None = None,
+    data_dir: str | os.PathLike | None = None,
+    executor: str = "local",
+    jobs: int | None = None,
+    address: str | None = None,
+    threads: int | None = None,
+    retry_failed: bool = False,
+    progress: SuiteProgress | None = None,
+    tracker: Tracker | None = None,
+) -> SuiteOutcome:
     """Run the pending ``runs`` of ``suite`` into ``results`` (runs with a record are skipped;
     failed ones too unless ``retry_failed``).
 
@@ -278,6 +340,7 @@ def execute_runs(suite: Suite, runs: Sequence[Run], results: str | os.PathLike, 
     from mmbench.progress import Silent
     from mmbench.results import write_tidy
     from mmbench.store import RunStore
+
     check_executor_options(executor, jobs, address, threads)
     shown = progress or Silent()
     chosen = make_executor(executor, jobs, address, threads, shown.start)  # e.g. ray missing
@@ -300,8 +363,14 @@ def execute_runs(suite: Suite, runs: Sequence[Run], results: str | os.PathLike, 
     shown.begin(suite.name, len(runs), len(todo), Path(results))
     try:
         if todo:
-            chosen.execute(todo, results, device, None if data_dir is None else str(data_dir),
-                           on_done, shown.skipped)
+            chosen.execute(
+                todo,
+                results,
+                device,
+                None if data_dir is None else str(data_dir),
+                on_done,
+                shown.skipped,
+            )
     finally:
         shown.end()
     tidy_path = write_tidy(Path(results))
@@ -319,25 +388,40 @@ class TunedSelection:
     seeds: Sequence[int] | None = None
 
 
-def tuning_states(suite: Suite, results: str | os.PathLike, selection: TunedSelection,
-                  data_dir: str | os.PathLike | None = None,
-                  redo: Callable[[Record], bool] | None = None) -> list[StudyState]:
+def tuning_states(
+    suite: Suite,
+    results: str | os.PathLike,
+    selection: TunedSelection,
+    data_dir: str | os.PathLike | None = None,
+    redo: Callable[[Record], bool] | None = None,
+) -> list[StudyState]:
     """Where each selected tuning study of ``suite`` stands, from the records in ``results``
     (``redo``: records to treat as absent). See :func:`mmbench.tuning.plan`."""
     from mmbench import tuning
     from mmbench.store import RunStore
-    return tuning.plan(suite, RunStore(results), selection.smoke,
-                       None if selection.seeds is None else list(selection.seeds),
-                       None if selection.models is None else list(selection.models), redo,
-                       None if data_dir is None else str(data_dir))
+
+    return tuning.plan(
+        suite,
+        RunStore(results),
+        selection.smoke,
+        None if selection.seeds is None else list(selection.seeds),
+        None if selection.models is None else list(selection.models),
+        redo,
+        None if data_dir is None else str(data_dir),
+    )
 
 
-def check_objective(suite: Suite, states: Sequence[StudyState],
-                    data_dir: str | os.PathLike | None = None, keep: bool = True) -> None:
+def check_objective(
+    suite: Suite,
+    states: Sequence[StudyState],
+    data_dir: str | os.PathLike | None = None,
+    keep: bool = True,
+) -> None:
     """Raise a :class:`PreflightError` when a data point cannot give the suite's tune objective
     (e.g. mAP on single-label data). Data that do not load are left to :func:`check_data`."""
     from mmbench import tuning
     from mmbench.runner import forget_loaded_data, load_run_data
+
     assert suite.tune is not None
     checked: set[str] = set()
     for state in states:
@@ -347,27 +431,39 @@ def check_objective(suite: Suite, states: Sequence[StudyState],
             continue
         checked.add(point)
         try:
-            splits = load_run_data(run.config, None if data_dir is None else str(data_dir),
-                                   run.base_dir)
+            splits = load_run_data(
+                run.config, None if data_dir is None else str(data_dir), run.base_dir
+            )
         except Exception:  # check_data reports it in full
             continue
         problem = tuning.objective_problem(suite.tune.objective, splits)
         if problem is not None:
             where = f" at data point {state.study.data_point}" if state.study.data_point else ""
-            raise PreflightError(f"{suite.name}: tune.objective {suite.tune.objective}: "
-                                 f"{problem}{where}")
+            raise PreflightError(
+                f"{suite.name}: tune.objective {suite.tune.objective}: {problem}{where}"
+            )
     if not keep:
         forget_loaded_data()
 
 
-def execute_tuned_suite(suite: Suite, fixed: Sequence[Run], results: str | os.PathLike,
-                        selection: TunedSelection = TunedSelection(), *,
-                        only: Sequence[Run] | None = None, device: str | None = None,
-                        data_dir: str | os.PathLike | None = None, executor: str = "local",
-                        jobs: int | None = None, address: str | None = None,
-                        threads: int | None = None, retry_failed: bool = False,
-                        progress: SuiteProgress | None = None, tracker: Tracker | None = None,
-                        on_round: Callable[[list[Run]], None] | None = None) -> SuiteOutcome:
+def execute_tuned_suite(
+    suite: Suite,
+    fixed: Sequence[Run],
+    results: str | os.PathLike,
+    selection: TunedSelection = TunedSelection(),
+    *,
+    only: Sequence[Run] | None = None,
+    device: str | None = None,
+    data_dir: str | os.PathLike | None = None,
+    executor: str = "local",
+    jobs: int | None = None,
+    address: str | None = None,
+    threads: int | None = None,
+    retry_failed: bool = False,
+    progress: SuiteProgress | None = None,
+    tracker: Tracker | None = None,
+    on_round: Callable[[list[Run]], None] | None = None,
+) -> SuiteOutcome:
     """Run a tuned suite in rounds: each round (one :func:`execute_runs`) runs every trial that
     can be asked and every final run of a finished study, with the suite's ``fixed`` runs (those
     not tuned, e.g. reference rows) in the first, until none is left. A run done in this call is
@@ -377,17 +473,22 @@ def execute_tuned_suite(suite: Suite, fixed: Sequence[Run], results: str | os.Pa
     from mmbench import tuning
     from mmbench.results import write_tidy
     from mmbench.store import RunStore
+
     store = RunStore(results)
     done: set[str] = set()  # run ids run by this call
 
     def current(retry: bool = False) -> list[StudyState]:
         def redo(record: Record) -> bool:  # a failed run this call has not run again yet
             return retry and not record.ok and record.run_id not in done
+
         return tuning_states(suite, results, selection, data_dir, redo)
 
     def next_runs() -> list[Run]:
-        wanted = (store.pending(only, retry_failed) if only is not None
-                  else store.pending(fixed, retry_failed) + tuning.runnable(current(retry_failed)))
+        wanted = (
+            store.pending(only, retry_failed)
+            if only is not None
+            else store.pending(fixed, retry_failed) + tuning.runnable(current(retry_failed))
+        )
         return [r for r in wanted if r.run_id not in done]
 
     lost: dict[str, str] = {}
@@ -397,35 +498,65 @@ def execute_tuned_suite(suite: Suite, fixed: Sequence[Run], results: str | os.Pa
     while todo:
         if on_round is not None:
             on_round(todo)
-        outcome = execute_runs(suite, todo, results, device=device, data_dir=data_dir,
-                               executor=executor, jobs=jobs, address=address, threads=threads,
-                               retry_failed=retry_failed, progress=progress, tracker=tracker)
+        outcome = execute_runs(
+            suite,
+            todo,
+            results,
+            device=device,
+            data_dir=data_dir,
+            executor=executor,
+            jobs=jobs,
+            address=address,
+            threads=threads,
+            retry_failed=retry_failed,
+            progress=progress,
+            tracker=tracker,
+        )
         done.update(r.run_id for r in todo)
         lost.update(outcome.lost)
-        tuning.write_summary(results, suite, tuning.plan(suite, store, selection.smoke,
-                                                         data_dir=None if data_dir is None
-                                                         else str(data_dir)))
+        tuning.write_summary(
+            results,
+            suite,
+            tuning.plan(
+                suite, store, selection.smoke, data_dir=None if data_dir is None else str(data_dir)
+            ),
+        )
         todo = [] if lost else next_runs()
     states = current()
     tidy_path = write_tidy(Path(results))
     reported = [*fixed, *(f.run for state in states for f in state.finals or ())]
     found = [store.record(run.run_id) for run in reported]
     return SuiteOutcome(reported, [r for r in found if r is not None], lost, tidy_path, states)
+
+
 def _track(tracker: Tracker, record: Record, folder: Path) -> None:
     from mmbench.tracking import TrackingError
+
     try:
         tracker.log(record, folder)
     except TrackingError as error:
         log.warning("tracking: %s", error)
 
 
-def run_suite(suite: Suite | dict | str | os.PathLike, results: str | os.PathLike | None = None,
-              *, overrides: Sequence[str] = (), models: Sequence[str] | None = None,
-              seeds: Sequence[int] | None = None, smoke: bool = False, device: str | None = None,
-              data_dir: str | os.PathLike | None = None, executor: str = "local",
-              jobs: int | None = None, address: str | None = None, threads: int | None = None,
-              retry_failed: bool = False, progress: bool | SuiteProgress = True,
-              track: str | None = None, track_uri: str | None = None) -> list[Record]:
+def run_suite(
+    suite: Suite | dict | str | os.PathLike,
+    results: str | os.PathLike | None = None,
+    *,
+    overrides: Sequence[str] = (),
+    models: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+    smoke: bool = False,
+    device: str | None = None,
+    data_dir: str | os.PathLike | None = None,
+    executor: str = "local",
+    jobs: int | None = None,
+    address: str | None = None,
+    threads: int | None = None,
+    retry_failed: bool = False,
+    progress: bool | SuiteProgress = True,
+    track: str | None = None,
+    track_uri: str | None = None,
+) -> list[Record]:
     """Run a suite as ``mmbench run`` does and return the records of its selected runs, in the
     suite's order (runs finished earlier are skipped and their records returned too); a tuned
     suite runs its trials, then the final runs, whose records are returned.
@@ -446,25 +577,37 @@ def run_suite(suite: Suite | dict | str | os.PathLike, results: str | os.PathLik
     record (call again to redo it).
     """
     from mmbench.progress import Silent, suite_progress
+
     chosen = as_suite(suite, overrides)
     runs = select_runs(chosen, models, seeds, smoke, data_dir)
     results = results or default_results_dir(chosen, smoke)
     tracker = None
     if track is not None:
         from mmbench.tracking import open_tracker
+
         tracker = open_tracker(track, track_uri, chosen.name)
     shown: Any = progress
     if progress is True:
         from rich.console import Console
+
         shown = suite_progress(Console(), executor, concurrency(executor, jobs, threads))
     elif progress is False:
         shown = Silent()
-    options: dict[str, Any] = dict(device=device, data_dir=data_dir, executor=executor, jobs=jobs,
-                                   address=address, threads=threads, retry_failed=retry_failed,
-                                   progress=shown, tracker=tracker)
+    options: dict[str, Any] = dict(
+        device=device,
+        data_dir=data_dir,
+        executor=executor,
+        jobs=jobs,
+        address=address,
+        threads=threads,
+        retry_failed=retry_failed,
+        progress=shown,
+        tracker=tracker,
+    )
     if chosen.tune is not None:
-        outcome = execute_tuned_suite(chosen, runs, results,
-                                      TunedSelection(smoke, models, seeds), **options)
+        outcome = execute_tuned_suite(
+            chosen, runs, results, TunedSelection(smoke, models, seeds), **options
+        )
     else:
         outcome = execute_runs(chosen, runs, results, **options)
     return outcome.records

@@ -6,6 +6,7 @@ data point laid along ``dim`` (an int or a tuple of dims, e.g. (K, batch) or (K,
     elbo  = mean_k log w_k                       (Kingma & Welling)
     iwae  = log (1/K) sum_k w_k  >= elbo         (Burda et al. 2016), -> log p(x) as K grows
 """
+
 from __future__ import annotations
 
 import math

@@ -12,6 +12,7 @@ runs; on any host, when its heartbeat is older than :data:`STALE_SECONDS` (so th
 must agree to within a few minutes, as NTP keeps them). Taking over is itself serialised by a
 short-lived ``<run_id>.break`` file, so two processes that find one stale claim cannot both win.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -71,8 +72,7 @@ class Claims:
         self._held: dict[str, Path] = {}
         self._lock = threading.Lock()
         self._closed = threading.Event()
-        self._heartbeat = threading.Thread(target=self._beat, name="mmbench-claims",
-                                           daemon=True)
+        self._heartbeat = threading.Thread(target=self._beat, name="mmbench-claims", daemon=True)
 
     def __enter__(self) -> Claims:
         self._heartbeat.start()
@@ -114,8 +114,15 @@ class Claims:
     def _create(self, run_id: str) -> bool:
         """Create the claim file atomically; False when it exists."""
         path = self.path(run_id)
-        if not _link_new(path, {"host": self.me.host, "pid": self.me.pid,
-                                "token": uuid.uuid4().hex, "claimed": time.time()}):
+        if not _link_new(
+            path,
+            {
+                "host": self.me.host,
+                "pid": self.me.pid,
+                "token": uuid.uuid4().hex,
+                "claimed": time.time(),
+            },
+        ):
             return False
         with self._lock:
             self._held[run_id] = path

@@ -16,6 +16,7 @@ Numbers come from YAML: PyYAML reads ``1e-4`` (no dot) as a string, so a :data:`
 string that spells a number; it rejects booleans and other strings. An int field is strict: 4.5,
 4.0, True and "4" are errors, not silently converted.
 """
+
 from __future__ import annotations
 
 import types
@@ -24,8 +25,17 @@ from dataclasses import dataclass, replace
 from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union
 
 import annotated_types
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, Strict,
-                      TypeAdapter, ValidationError, create_model)
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    Strict,
+    TypeAdapter,
+    ValidationError,
+    create_model,
+)
 from pydantic.fields import FieldInfo
 
 
@@ -81,8 +91,9 @@ def choice_or_number(choices: Any, number: Any) -> Any:
         except ValidationError:
             raise ValueError(f"Input should be {expected}") from None
 
-    return Annotated[Union[choices, number], PlainValidator(validate),
-                     Alternatives(allowed, number)]
+    return Annotated[
+        choices | number, PlainValidator(validate), Alternatives(allowed, number)
+    ]
 
 
 @dataclass(frozen=True)
@@ -104,7 +115,7 @@ def per_modality(value: Any) -> Any:
             return _validated(value_type, setting, "")
         return {name: _validated(value_type, v, f"{name}: ") for name, v in setting.items()}
 
-    return Annotated[Union[value, dict[str, value]], PlainValidator(validate), PerModality(value)]
+    return Annotated[value | dict[str, value], PlainValidator(validate), PerModality(value)]
 
 
 def _validated(adapter: TypeAdapter, value: Any, prefix: str) -> Any:
@@ -128,8 +139,14 @@ class ModelConfig(BaseModel):
 Config = TypeVar("Config", bound=ModelConfig)
 
 
-def with_defaults(base: type[Config], name: str, doc: str, *,
-                  test_params: dict[str, Any] | None = None, **defaults: Any) -> type[Config]:
+def with_defaults(
+    base: type[Config],
+    name: str,
+    doc: str,
+    *,
+    test_params: dict[str, Any] | None = None,
+    **defaults: Any,
+) -> type[Config]:
     """A config class with the fields of ``base`` and other defaults for some of them (a variant
     of a model, e.g. MMVAE with the IWAE bound); their types, ranges and docs stay ``base``'s.
     ``test_params``: the variant's own (default: ``base``'s)."""
@@ -137,11 +154,13 @@ def with_defaults(base: type[Config], name: str, doc: str, *,
     if unknown:
         raise TypeError(f"{base.__name__} has no field(s) {unknown}")
     fields: dict[str, Any] = {
-        field: (base.model_fields[field].annotation,
-                FieldInfo.merge_field_infos(base.model_fields[field], default=value))
-        for field, value in defaults.items()}
-    variant = create_model(name, __base__=base, __doc__=doc, __module__=base.__module__,
-                           **fields)
+        field: (
+            base.model_fields[field].annotation,
+            FieldInfo.merge_field_infos(base.model_fields[field], default=value),
+        )
+        for field, value in defaults.items()
+    }
+    variant = create_model(name, __base__=base, __doc__=doc, __module__=base.__module__, **fields)
     if test_params is not None:
         variant.test_params = test_params
     variant()  # the new defaults are valid
@@ -172,8 +191,9 @@ class ConfigError(ValueError):
         super().__init__("\n".join(f"{owner}: {problem}" for problem in problems))
 
 
-def build_config(config_class: type[ModelConfig], params: dict[str, Any],
-                 owner: str) -> ModelConfig:
+def build_config(
+    config_class: type[ModelConfig], params: dict[str, Any], owner: str
+) -> ModelConfig:
     """``config_class(**params)``; a :class:`ConfigError` naming ``owner`` when it fails."""
     try:
         return config_class(**params)
@@ -218,8 +238,10 @@ class Bounds:
 
     def __str__(self) -> str:
         if self.low is not None and self.high is not None:
-            return (f"{'(' if self.low_open else '['}{self.low:g}, "
-                    f"{self.high:g}{')' if self.high_open else ']'}")
+            return (
+                f"{'(' if self.low_open else '['}{self.low:g}, "
+                f"{self.high:g}{')' if self.high_open else ']'}"
+            )
         if self.low is not None:
             return f"{'>' if self.low_open else '>='} {self.low:g}"
         if self.high is not None:
@@ -276,10 +298,15 @@ class FieldDoc:
 def describe(config_class: type[BaseModel]) -> list[FieldDoc]:
     """The fields of ``config_class`` (a model's config, or :class:`TrainSettings`) in declaration
     order: kind, default, allowed values, doc."""
-    return [replace(_describe_type(info.annotation, info.metadata), name=name,
-                    default=info.get_default(call_default_factory=True),
-                    doc=info.description or "")
-            for name, info in config_class.model_fields.items()]
+    return [
+        replace(
+            _describe_type(info.annotation, info.metadata),
+            name=name,
+            default=info.get_default(call_default_factory=True),
+            doc=info.description or "",
+        )
+        for name, info in config_class.model_fields.items()
+    ]
 
 
 def _describe_type(annotation: Any, metadata: list[Any] | None = None) -> FieldDoc:
@@ -290,8 +317,9 @@ def _describe_type(annotation: Any, metadata: list[Any] | None = None) -> FieldD
         return _describe_type(args[0], [*metadata, *annotation.__metadata__])
     for marker in metadata:
         if isinstance(marker, Alternatives):
-            return FieldDoc("", "choice", bounds=_describe_type(marker.number).bounds,
-                            choices=marker.choices)
+            return FieldDoc(
+                "", "choice", bounds=_describe_type(marker.number).bounds, choices=marker.choices
+            )
         if isinstance(marker, PerModality):
             return replace(_describe_type(marker.value), per_modality=True)
     if origin in (Union, types.UnionType):
@@ -341,12 +369,16 @@ class TrainSettings(BaseModel):
     lr: PositiveReal = Field(1e-4, description="Adam's learning rate")
     amsgrad: Flag = Field(False, description="Adam's AMSGrad variant (MMVAE's authors use it)")
     patience: PositiveInt | None = Field(
-        20, description="stop after this many epochs without a better validation loss and "
-                        "restore the best epoch's parameters (None: never stop early)")
+        20,
+        description="stop after this many epochs without a better validation loss and "
+        "restore the best epoch's parameters (None: never stop early)",
+    )
     max_seconds: PositiveReal | None = Field(
-        None, description="wall-clock budget for training in seconds (None: unlimited)")
+        None, description="wall-clock budget for training in seconds (None: unlimited)"
+    )
     eval_batch_size: PositiveInt = Field(
-        4096, description="samples per forward pass when evaluating (no autograd)")
+        4096, description="samples per forward pass when evaluating (no autograd)"
+    )
 
 
 class TrainConfig(TrainSettings):

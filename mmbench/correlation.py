@@ -9,6 +9,7 @@ factor S = L L^T (T = L1^-1 S12 L2^-T) because its gradient, unlike that of an e
 has no 1 / (lambda_i - lambda_j) terms that blow up when eigenvalues coincide (as they do for
 the ridge-only directions of dead units). Everything is computed in float64.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -40,18 +41,20 @@ def moments(h1: torch.Tensor, h2: torch.Tensor, chunk_rows: int = CHUNK_ROWS) ->
     so float32 data of any size is never copied whole into float64.
     """
     if h1.ndim != 2 or h2.ndim != 2 or h1.shape[0] != h2.shape[0]:
-        raise ValueError(f"views must be (n, d1) and (n, d2) with the same n; got "
-                         f"{tuple(h1.shape)} and {tuple(h2.shape)}")
+        raise ValueError(
+            f"views must be (n, d1) and (n, d2) with the same n; got "
+            f"{tuple(h1.shape)} and {tuple(h2.shape)}"
+        )
     n = h1.shape[0]
     if n == 0:
         raise ValueError("covariances of an empty batch (n = 0)")
     starts = range(0, n, chunk_rows)
-    mean1 = sum(h1[s:s + chunk_rows].double().sum(0) for s in starts) / n
-    mean2 = sum(h2[s:s + chunk_rows].double().sum(0) for s in starts) / n
+    mean1 = sum(h1[s : s + chunk_rows].double().sum(0) for s in starts) / n
+    mean2 = sum(h2[s : s + chunk_rows].double().sum(0) for s in starts) / n
     cov11 = cov22 = cov12 = 0
     for s in starts:
-        a = h1[s:s + chunk_rows].double() - mean1
-        b = h2[s:s + chunk_rows].double() - mean2
+        a = h1[s : s + chunk_rows].double() - mean1
+        b = h2[s : s + chunk_rows].double() - mean2
         cov11 = cov11 + a.T @ a
         cov22 = cov22 + b.T @ b
         cov12 = cov12 + a.T @ b
@@ -61,21 +64,25 @@ def moments(h1: torch.Tensor, h2: torch.Tensor, chunk_rows: int = CHUNK_ROWS) ->
     return Moments(mean1, mean2, cov11 / dof, cov22 / dof, cov12 / dof, n)
 
 
-def whitened_cross_covariance(m: Moments, reg1: float, reg2: float
-                              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def whitened_cross_covariance(
+    m: Moments, reg1: float, reg2: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """T = L1^-1 S12 L2^-T (d1, d2) and the Cholesky factors L1, L2 of S11 + r1 I, S22 + r2 I.
 
     The singular values of T are the canonical correlations of the regularised problem.
     """
     t, chol1, chol2, singular = _whitened(m, reg1, reg2)
     if singular.item():
-        raise ValueError("a view's covariance is singular (constant or collinear features); "
-                         "use a ridge > 0 (reg1 / reg2)")
+        raise ValueError(
+            "a view's covariance is singular (constant or collinear features); "
+            "use a ridge > 0 (reg1 / reg2)"
+        )
     return t, chol1, chol2
 
 
-def _whitened(m: Moments, reg1: float, reg2: float
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _whitened(
+    m: Moments, reg1: float, reg2: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """:func:`whitened_cross_covariance` and whether a factorisation failed (a 0-d bool tensor,
     not read: T is then meaningless)."""
     if reg1 < 0 or reg2 < 0:
@@ -100,8 +107,13 @@ def check_components(n_components: int | None, d1: int, d2: int) -> int:
     return n_components
 
 
-def total_correlation(h1: torch.Tensor, h2: torch.Tensor, n_components: int | None = None,
-                      reg1: float = 1e-4, reg2: float = 1e-4) -> torch.Tensor:
+def total_correlation(
+    h1: torch.Tensor,
+    h2: torch.Tensor,
+    n_components: int | None = None,
+    reg1: float = 1e-4,
+    reg2: float = 1e-4,
+) -> torch.Tensor:
     """Andrew et al.'s DCCA objective: the sum of the top ``n_components`` canonical
     correlations of h1 (n, d1) and h2 (n, d2) (all of them, the trace norm of T, when None).
 
@@ -114,8 +126,9 @@ def total_correlation(h1: torch.Tensor, h2: torch.Tensor, n_components: int | No
     t, _, _, singular = _whitened(moments(h1, h2), reg1, reg2)
     correlations = torch.linalg.svdvals(torch.where(singular, torch.zeros_like(t), t))
     k = check_components(n_components, *t.shape)
-    return torch.where(singular, torch.full_like(correlations[0], float("nan")),
-                       correlations[:k].sum())
+    return torch.where(
+        singular, torch.full_like(correlations[0], float("nan")), correlations[:k].sum()
+    )
 
 
 @dataclass(frozen=True)
@@ -130,10 +143,10 @@ class CanonicalProjection:
     the variates measured one way on any data with :meth:`variate_correlations`.
     """
 
-    mean1: torch.Tensor      # (d1,)
-    mean2: torch.Tensor      # (d2,)
-    weights1: torch.Tensor   # (d1, k)
-    weights2: torch.Tensor   # (d2, k)
+    mean1: torch.Tensor  # (d1,)
+    mean2: torch.Tensor  # (d2,)
+    weights1: torch.Tensor  # (d1, k)
+    weights2: torch.Tensor  # (d2, k)
     correlations: torch.Tensor  # (k,)
 
     def project1(self, x1: torch.Tensor) -> torch.Tensor:
@@ -153,8 +166,9 @@ class CanonicalProjection:
         return columnwise_correlation(self.project1(x1), self.project2(x2))
 
 
-def canonical_projection(m: Moments, n_components: int | None, reg1: float,
-                         reg2: float) -> CanonicalProjection:
+def canonical_projection(
+    m: Moments, n_components: int | None, reg1: float, reg2: float
+) -> CanonicalProjection:
     """Closed-form regularised CCA from the moments: whitening, then the SVD T = U S V^T;
     weights1 = L1^-T U_k, weights2 = L2^-T V_k, correlations = the top-k singular values."""
     t, chol1, chol2 = whitened_cross_covariance(m, reg1, reg2)

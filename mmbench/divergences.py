@@ -4,6 +4,7 @@ KL divergences are those registered with ``torch.distributions.kl_divergence``; 
 the per-dimension Gaussian KL used by the collapse analysis (numpy, on stored statistics), the
 variant of the official CMMD code, and the kernel MMD.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,8 +22,9 @@ def gaussian_kl_per_dim(mu_q, logvar_q, mu_p, logvar_p):
     return 0.5 * (var_ratio + mahalanobis - 1.0 - (logvar_q - logvar_p))
 
 
-def official_cmmd_kl(q: torch.distributions.Independent,
-                     p: torch.distributions.Independent) -> torch.Tensor:
+def official_cmmd_kl(
+    q: torch.distributions.Independent, p: torch.distributions.Independent
+) -> torch.Tensor:
     """The KL of the official CMMD (Theano) code, summed over the last dimension, shape (batch,).
 
     It omits the 1/2 on the variance-ratio term, so it equals d/2 (not 0) when q = p. Offered only
@@ -31,8 +33,12 @@ def official_cmmd_kl(q: torch.distributions.Independent,
     logvar_q = 2 * q.base_dist.scale.log()
     logvar_p = 2 * p.base_dist.scale.log()
     mean_q, mean_p = q.base_dist.loc, p.base_dist.loc
-    per_dim = (torch.exp(logvar_q - logvar_p) + 0.5 * (mean_q - mean_p) ** 2 / torch.exp(logvar_p)
-               - 0.5 - 0.5 * (logvar_q - logvar_p))
+    per_dim = (
+        torch.exp(logvar_q - logvar_p)
+        + 0.5 * (mean_q - mean_p) ** 2 / torch.exp(logvar_p)
+        - 0.5
+        - 0.5 * (logvar_q - logvar_p)
+    )
     return per_dim.sum(-1)
 
 
@@ -52,5 +58,8 @@ def mmd(x: torch.Tensor, y: torch.Tensor, bandwidth: float | None = None) -> tor
     """
     if bandwidth is None:
         bandwidth = float(x.shape[1] ** 2)
-    return (gaussian_kernel(x, x, bandwidth).mean() + gaussian_kernel(y, y, bandwidth).mean()
-            - 2 * gaussian_kernel(x, y, bandwidth).mean())
+    return (
+        gaussian_kernel(x, x, bandwidth).mean()
+        + gaussian_kernel(y, y, bandwidth).mean()
+        - 2 * gaussian_kernel(x, y, bandwidth).mean()
+    )

@@ -3,6 +3,7 @@ modalities, for models with no classifier of their own (Wang et al.'s linear SVM
 regression, or an MLP). Hyper-parameters are chosen on the validation split only; features are
 standardised with training statistics.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -46,14 +47,19 @@ def _scores(classifier, features: np.ndarray) -> np.ndarray:
 
 @dataclass
 class DownstreamResult:
-    scores: np.ndarray | None   # (n_test, K) scores on the test representation (None: no test)
-    params: dict[str, Any]      # the hyper-parameters chosen on the validation split
-    valid_scores: np.ndarray    # (n_valid, K) the chosen classifier's scores on validation
+    scores: np.ndarray | None  # (n_test, K) scores on the test representation (None: no test)
+    params: dict[str, Any]  # the hyper-parameters chosen on the validation split
+    valid_scores: np.ndarray  # (n_valid, K) the chosen classifier's scores on validation
 
 
-def fit_downstream(kind: str, train: tuple[np.ndarray, np.ndarray],
-                   valid: tuple[np.ndarray, np.ndarray], test_features: np.ndarray | None,
-                   grid: dict[str, list] | None = None, seed: int = 0) -> DownstreamResult:
+def fit_downstream(
+    kind: str,
+    train: tuple[np.ndarray, np.ndarray],
+    valid: tuple[np.ndarray, np.ndarray],
+    test_features: np.ndarray | None,
+    grid: dict[str, list] | None = None,
+    seed: int = 0,
+) -> DownstreamResult:
     """Train one classifier per grid point on ``train`` = (features, labels), keep the one with
     the best validation metric on ``valid``, and score ``test_features`` with it (None: no test
     scores, e.g. for a tuning trial, which never looks at the test split).

@@ -1,4 +1,5 @@
 """The evaluation protocol of a fitted model on a data set's validation and test splits."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -38,9 +39,14 @@ class Evaluation:
     metrics_by_group: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
-def evaluate(model: MultimodalModel, splits: DataSplits,
-             downstream: DownstreamSettings = DownstreamSettings(), seed: int = 0, *,
-             test: bool = True) -> Evaluation:
+def evaluate(
+    model: MultimodalModel,
+    splits: DataSplits,
+    downstream: DownstreamSettings = DownstreamSettings(),
+    seed: int = 0,
+    *,
+    test: bool = True,
+) -> Evaluation:
     """Classification (the model's own classifier, else the downstream protocol), rmse of the
     generated missing modalities, and the posterior statistics, on the validation and the test
     splits; with ``test=False`` (a tuning trial) the test split is not looked at at all.
@@ -66,14 +72,22 @@ def evaluate(model: MultimodalModel, splits: DataSplits,
         if downstream.max_train and train.n > downstream.max_train:
             rng = np.random.default_rng(seed)
             train = train.subset(np.sort(rng.choice(train.n, downstream.max_train, replace=False)))
-        chosen = fit_downstream(downstream.classifier,
-                                (model.represent(train.xO), train.labels),
-                                (valid_representation, valid.labels),
-                                representation, downstream.grid, seed)
+        chosen = fit_downstream(
+            downstream.classifier,
+            (model.represent(train.xO), train.labels),
+            (valid_representation, valid.labels),
+            representation,
+            downstream.grid,
+            seed,
+        )
         scores, valid_scores, downstream_params = chosen.scores, chosen.valid_scores, chosen.params
     generates = "generate" in model.capabilities and bool(valid.missing)
-    metrics = {VALID_PREFIX + name: value for name, value in split_metrics(
-        valid, valid_scores, model.generate(valid.xO) if generates else None).items()}
+    metrics = {
+        VALID_PREFIX + name: value
+        for name, value in split_metrics(
+            valid, valid_scores, model.generate(valid.xO) if generates else None
+        ).items()
+    }
     result = Evaluation(metrics, representation, downstream_params)
     if not test:
         return result
@@ -85,8 +99,10 @@ def evaluate(model: MultimodalModel, splits: DataSplits,
         for group in np.unique(test_views.groups):
             mask = test_views.groups == group
             result.metrics_by_group[str(group)] = split_metrics(
-                test_views.subset(mask), None if scores is None else scores[mask],
-                None if generated is None else {m: g[mask] for m, g in generated.items()})
+                test_views.subset(mask),
+                None if scores is None else scores[mask],
+                None if generated is None else {m: g[mask] for m, g in generated.items()},
+            )
     if "posteriors" in model.capabilities:
         result.posteriors = model.posteriors(test_views)
     return result
@@ -105,19 +121,27 @@ def kept_generations(test: Views, generated: dict[str, np.ndarray]) -> Generatio
         generated={m: generated[m][kept] for m in test.missing},
         truth={m: test.data[m][kept] for m in test.missing},
         observed={m: test.data[m][kept] for m in test.observed},
-        vocabulary={m: np.array(test.modality(m).vocabulary) for m in test.data
-                    if test.modality(m).vocabulary},
-        index=kept, labels=labels)
+        vocabulary={
+            m: np.array(test.modality(m).vocabulary)
+            for m in test.data
+            if test.modality(m).vocabulary
+        },
+        index=kept,
+        labels=labels,
+    )
 
 
-def split_metrics(views: Views, scores: np.ndarray | None,
-                  generated: dict[str, np.ndarray] | None) -> dict[str, float]:
+def split_metrics(
+    views: Views, scores: np.ndarray | None, generated: dict[str, np.ndarray] | None
+) -> dict[str, float]:
     """The metrics of class ``scores`` ((n, K), or None) and of ``generated`` missing modalities
     ({name: (n, d)}, or None) against the labels and data of ``views``."""
     metrics: dict[str, float] = {}
     if scores is not None and views.multilabel:
-        metrics = {"map_micro_pct": map_pct(views.labels, scores, "micro"),
-                   "map_macro_pct": map_pct(views.labels, scores, "macro")}
+        metrics = {
+            "map_micro_pct": map_pct(views.labels, scores, "micro"),
+            "map_macro_pct": map_pct(views.labels, scores, "macro"),
+        }
     elif scores is not None:
         metrics = {"error_pct": error_pct(views.labels, scores)}
     if generated is not None:

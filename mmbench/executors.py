@@ -31,6 +31,7 @@ there).
 Ctrl-C stops every executor with KeyboardInterrupt in the calling thread: spawned workers ignore
 SIGINT (their parent ends them) and exit when their parent dies, even by SIGKILL.
 """
+
 from __future__ import annotations
 
 import logging
@@ -64,8 +65,15 @@ class ExecutorError(RuntimeError):
 class Executor(Protocol):
     """The contract every executor keeps (see the module's docstring)."""
 
-    def execute(self, runs: list[Run], results_dir: str | os.PathLike, device: str,
-                data_dir: str | None, on_done: Done, on_skipped: Skipped | None = None) -> None: ...
+    def execute(
+        self,
+        runs: list[Run],
+        results_dir: str | os.PathLike,
+        device: str,
+        data_dir: str | None,
+        on_done: Done,
+        on_skipped: Skipped | None = None,
+    ) -> None: ...
 
 
 class Claimer:
@@ -109,8 +117,14 @@ class Claimer:
         self.claims.release(run.run_id)
 
 
-def run_in_worker(run: Run, results_dir: str, device: str, data_dir: str | None,
-                  threads: int, on_epoch: EpochCallback | None = None) -> Record:
+def run_in_worker(
+    run: Run,
+    results_dir: str,
+    device: str,
+    data_dir: str | None,
+    threads: int,
+    on_epoch: EpochCallback | None = None,
+) -> Record:
     """A worker's entry point (a spawned process or a Ray task): run ``run`` with ``threads``
     torch threads, write its record and return it."""
     return execute_run(run, results_dir, device, data_dir, on_epoch, threads)
@@ -122,8 +136,14 @@ def run_threads(run: Run, threads: int | None, default: int | None) -> int | Non
     return threads or run.resources.cpus or default
 
 
-def run_in_process(run: Run, results_dir: str, device: str, data_dir: str | None,
-                   threads: int, on_epoch: EpochCallback | None = None) -> Record:
+def run_in_process(
+    run: Run,
+    results_dir: str,
+    device: str,
+    data_dir: str | None,
+    threads: int,
+    on_epoch: EpochCallback | None = None,
+) -> Record:
     """A spawned worker process's entry point: :func:`run_in_worker` in a process that ignores
     Ctrl-C (its parent ends it) and exits when its parent dies."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -144,8 +164,8 @@ def _exit_with_parent() -> None:
     def watch() -> None:
         wait([sentinel])
         os._exit(1)
-    threading.Thread(target=watch, name="mmbench-exit-with-parent", daemon=True).start()
 
+    threading.Thread(target=watch, name="mmbench-exit-with-parent", daemon=True).start()
 
 
 class LocalExecutor:
@@ -155,16 +175,29 @@ class LocalExecutor:
     def __init__(self, on_start: Start | None = None, threads: int | None = None):
         self.on_start, self.threads = on_start, threads
 
-    def execute(self, runs: list[Run], results_dir: str | os.PathLike, device: str,
-                data_dir: str | None, on_done: Done, on_skipped: Skipped | None = None) -> None:
+    def execute(
+        self,
+        runs: list[Run],
+        results_dir: str | os.PathLike,
+        device: str,
+        data_dir: str | None,
+        on_done: Done,
+        on_skipped: Skipped | None = None,
+    ) -> None:
         with Claimer(results_dir, on_skipped) as claimer:
             for run in runs:
                 if not claimer.claim(run):
                     continue
                 try:
                     on_epoch = self.on_start(run) if self.on_start else None
-                    record = execute_run(run, results_dir, device, data_dir, on_epoch,
-                                         run_threads(run, self.threads, None))
+                    record = execute_run(
+                        run,
+                        results_dir,
+                        device,
+                        data_dir,
+                        on_epoch,
+                        run_threads(run, self.threads, None),
+                    )
                 finally:
                     claimer.release(run)
                 on_done(run, record, None)
@@ -180,8 +213,15 @@ class ProcessExecutor:
     def __init__(self, jobs: int, threads: int | None = None, on_start: Start | None = None):
         self.jobs, self.threads, self.on_start = jobs, threads, on_start
 
-    def execute(self, runs: list[Run], results_dir: str | os.PathLike, device: str,
-                data_dir: str | None, on_done: Done, on_skipped: Skipped | None = None) -> None:
+    def execute(
+        self,
+        runs: list[Run],
+        results_dir: str | os.PathLike,
+        device: str,
+        data_dir: str | None,
+        on_done: Done,
+        on_skipped: Skipped | None = None,
+    ) -> None:
         context = multiprocessing.get_context("spawn")
         store = RunStore(results_dir)
         default_threads = max(1, (os.cpu_count() or 1) // self.jobs)
@@ -197,9 +237,17 @@ class ProcessExecutor:
                         threads = run_threads(run, self.threads, default_threads)
                         on_epoch = self.on_start(run) if self.on_start else None
                         process = context.Process(
-                            target=run_in_process, name=f"mmbench-{run.run_id}",
-                            args=(run, _absolute(results_dir), device, _absolute(data_dir),
-                                  threads, on_epoch))
+                            target=run_in_process,
+                            name=f"mmbench-{run.run_id}",
+                            args=(
+                                run,
+                                _absolute(results_dir),
+                                device,
+                                _absolute(data_dir),
+                                threads,
+                                on_epoch,
+                            ),
+                        )
                         with sigint_deferred():
                             process.start()
                             alive[process.sentinel] = (process, run)
@@ -224,8 +272,9 @@ def sigint_deferred() -> Iterator[None]:
     only once the block is over (not in the middle of a start, which would leave a worker
     without its instructions). Outside the main thread, or without POSIX signal masks, the block
     just runs."""
-    if threading.current_thread() is not threading.main_thread() or \
-            not hasattr(signal, "pthread_sigmask"):
+    if threading.current_thread() is not threading.main_thread() or not hasattr(
+        signal, "pthread_sigmask"
+    ):
         yield
         return
     caught: list[int] = []
@@ -253,8 +302,13 @@ class RayExecutor:
     threads (``threads``, else ``resources.cpus``, else 1) and ``resources.gpus`` (default 1 on a
     cuda device, else 0). Workers import mmbench, so every node needs it installed."""
 
-    def __init__(self, jobs: int | None = None, address: str | None = None,
-                 threads: int | None = None, on_start: Start | None = None):
+    def __init__(
+        self,
+        jobs: int | None = None,
+        address: str | None = None,
+        threads: int | None = None,
+        on_start: Start | None = None,
+    ):
         try:
             import ray
         except ImportError:
@@ -262,13 +316,27 @@ class RayExecutor:
         self.ray, self.jobs, self.address = ray, jobs, address
         self.threads, self.on_start = threads, on_start
 
-    def execute(self, runs: list[Run], results_dir: str | os.PathLike, device: str,
-                data_dir: str | None, on_done: Done, on_skipped: Skipped | None = None) -> None:
+    def execute(
+        self,
+        runs: list[Run],
+        results_dir: str | os.PathLike,
+        device: str,
+        data_dir: str | None,
+        on_done: Done,
+        on_skipped: Skipped | None = None,
+    ) -> None:
         with Claimer(results_dir, on_skipped) as claimer:
             self._execute(runs, results_dir, device, data_dir, on_done, claimer)
 
-    def _execute(self, runs: list[Run], results_dir: str | os.PathLike, device: str,
-                 data_dir: str | None, on_done: Done, claimer: Claimer) -> None:
+    def _execute(
+        self,
+        runs: list[Run],
+        results_dir: str | os.PathLike,
+        device: str,
+        data_dir: str | None,
+        on_done: Done,
+        claimer: Claimer,
+    ) -> None:
         """Every run is claimed when its task is submitted (Ray then starts it when resources
         free up); its claim is released when the task ends."""
         ray = self.ray
@@ -287,7 +355,8 @@ class RayExecutor:
                     gpus = 1 if device.startswith("cuda") else 0
                 on_epoch = self.on_start(run) if self.on_start else None
                 ref = task.options(num_cpus=cpus, num_gpus=gpus).remote(
-                    run, _absolute(results_dir), device, _absolute(data_dir), cpus, on_epoch)
+                    run, _absolute(results_dir), device, _absolute(data_dir), cpus, on_epoch
+                )
                 tasks[ref] = run
             while tasks:
                 (ref,), _ = ray.wait(list(tasks), num_returns=1)
@@ -306,14 +375,16 @@ class RayExecutor:
 
     def _start(self) -> None:
         if self.address is None:
-            self.ray.init(num_cpus=self.jobs, include_dashboard=False,
-                          logging_level=logging.WARNING)
+            self.ray.init(
+                num_cpus=self.jobs, include_dashboard=False, logging_level=logging.WARNING
+            )
             return
         try:
             self.ray.init(address=self.address, logging_level=logging.WARNING)
         except (ConnectionError, RuntimeError, ValueError) as error:
-            raise ExecutorError(f"cannot connect to the Ray cluster at {self.address!r}: "
-                                f"{error}") from None
+            raise ExecutorError(
+                f"cannot connect to the Ray cluster at {self.address!r}: {error}"
+            ) from None
 
 
 def _absolute(path: str | os.PathLike | None) -> str | None:

@@ -4,6 +4,7 @@ subsets of modalities that MoPoE mixes the products of.
 Experts are stacked along a leading modality axis: ``mean`` and ``logvar`` of shape (M, ..., d)
 hold the M per-modality Gaussians q(z | x_m) of every point (e.g. (M, batch, d)).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -12,9 +13,12 @@ import math
 import torch
 
 
-def product_of_experts(mean: torch.Tensor, logvar: torch.Tensor,
-                       mask: torch.Tensor | None = None, prior_expert: bool = True
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
+def product_of_experts(
+    mean: torch.Tensor,
+    logvar: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    prior_expert: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Product of diagonal Gaussian experts (Wu & Goodman 2018), optionally times N(0, I).
 
     The product of N(mu_i, var_i) is Gaussian with precision T = sum_i T_i (T_i = 1 / var_i) and
@@ -31,19 +35,22 @@ def product_of_experts(mean: torch.Tensor, logvar: torch.Tensor,
     Returns (mean, logvar), each (S, ..., d), or (..., d) when ``mask`` is None.
     """
     if mean.shape != logvar.shape:
-        raise ValueError(f"product_of_experts: mean {tuple(mean.shape)} and logvar "
-                         f"{tuple(logvar.shape)} differ")
+        raise ValueError(
+            f"product_of_experts: mean {tuple(mean.shape)} and logvar {tuple(logvar.shape)} differ"
+        )
     n_experts = mean.shape[0]
     squeeze = mask is None
     if mask is None:
         mask = torch.ones(1, n_experts, device=mean.device)
     if mask.ndim != 2 or mask.shape[1] != n_experts:
-        raise ValueError(f"product_of_experts: mask has shape {tuple(mask.shape)}; expected "
-                         f"(subsets, {n_experts})")
+        raise ValueError(
+            f"product_of_experts: mask has shape {tuple(mask.shape)}; expected "
+            f"(subsets, {n_experts})"
+        )
     mask = mask.to(mean.dtype)
-    precision = torch.exp(-logvar).flatten(1)                 # (M, N)
-    total = mask @ precision                                  # (S, N)
-    weighted_mean = mask @ (mean.flatten(1) * precision)      # (S, N)
+    precision = torch.exp(-logvar).flatten(1)  # (M, N)
+    total = mask @ precision  # (S, N)
+    weighted_mean = mask @ (mean.flatten(1) * precision)  # (S, N)
     if prior_expert:
         total = total + 1.0
     shape = (mask.shape[0], *mean.shape[1:])
@@ -59,8 +66,9 @@ def mixture_log_prob(component_log_probs: torch.Tensor, dim: int = 0) -> torch.T
     return torch.logsumexp(component_log_probs, dim) - math.log(component_log_probs.shape[dim])
 
 
-def mixture_moments(means: torch.Tensor, variances: torch.Tensor, dim: int = 0
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+def mixture_moments(
+    means: torch.Tensor, variances: torch.Tensor, dim: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and variance per dimension of the equally weighted mixture of the components stacked
     along ``dim`` (each with its own mean and variance per dimension): the moment-matched
     Gaussian of a mixture of experts.
@@ -79,7 +87,9 @@ def nonempty_subsets(n_modalities: int) -> torch.Tensor:
     A mask for :func:`product_of_experts`."""
     if n_modalities < 1:
         raise ValueError(f"nonempty_subsets: need at least one modality, got {n_modalities}")
-    rows = [[float(m in subset) for m in range(n_modalities)]
-            for size in range(1, n_modalities + 1)
-            for subset in itertools.combinations(range(n_modalities), size)]
+    rows = [
+        [float(m in subset) for m in range(n_modalities)]
+        for size in range(1, n_modalities + 1)
+        for subset in itertools.combinations(range(n_modalities), size)
+    ]
     return torch.tensor(rows)

@@ -1,4 +1,5 @@
 """Evaluation metrics: classification error, mAP, rmse of generations, posterior collapse."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -9,12 +9,14 @@ Capabilities a model declares:
 - "generate": ``generate`` returns the missing modalities from ``xO``.
 - "posteriors": ``posteriors`` returns Gaussian statistics for the collapse analysis.
 """
+
 from __future__ import annotations
 
 import typing
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, ClassVar, Generic, Iterator, Mapping, TypeVar, cast
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 import numpy as np
 import torch
@@ -43,13 +45,16 @@ class DataSpec:
     multilabel: bool
 
     @classmethod
-    def from_views(cls, views: Views, n_classes: int | None = None) -> "DataSpec":
+    def from_views(cls, views: Views, n_classes: int | None = None) -> DataSpec:
         if n_classes is None:
             n_classes = views.labels.shape[1] if views.multilabel else int(views.labels.max()) + 1
-        return cls(observed={m: views.dim(m) for m in views.observed},
-                   missing={m: views.dim(m) for m in views.missing},
-                   likelihoods={m: views.modality(m).likelihood for m in views.data},
-                   n_classes=n_classes, multilabel=views.multilabel)
+        return cls(
+            observed={m: views.dim(m) for m in views.observed},
+            missing={m: views.dim(m) for m in views.missing},
+            likelihoods={m: views.modality(m).likelihood for m in views.data},
+            n_classes=n_classes,
+            multilabel=views.multilabel,
+        )
 
     @property
     def observed_dim(self) -> int:
@@ -85,8 +90,10 @@ class DataSpec:
             return {m: setting for m in self.modalities}
         unknown = sorted(set(setting) - set(self.modalities))
         if unknown:
-            raise ValueError(f"{field} names {unknown}, which are not modalities of the data "
-                             f"(allowed: {list(self.modalities)})")
+            raise ValueError(
+                f"{field} names {unknown}, which are not modalities of the data "
+                f"(allowed: {list(self.modalities)})"
+            )
         return {m: setting.get(m, default) for m in self.modalities}
 
 
@@ -97,8 +104,12 @@ NetworkT = TypeVar("NetworkT", bound=nn.Module)
 def type_arguments(cls: type) -> list[type]:
     """The classes given as type arguments in the bases written in ``cls``'s class statement,
     e.g. [CMMDConfig, CMMDNetwork] for ``class CMMD(TorchModel[CMMDConfig, CMMDNetwork])``."""
-    return [arg for base in cls.__dict__.get("__orig_bases__", ())
-            for arg in typing.get_args(base) if isinstance(arg, type)]
+    return [
+        arg
+        for base in cls.__dict__.get("__orig_bases__", ())
+        for arg in typing.get_args(base)
+        if isinstance(arg, type)
+    ]
 
 
 class MultimodalModel(ABC, Generic[ConfigT]):
@@ -129,9 +140,15 @@ class MultimodalModel(ABC, Generic[ConfigT]):
         return None
 
     @abstractmethod
-    def fit(self, train: Views, valid: Views | None = None, *,
-            trainer: TrainConfig = TrainConfig(), n_classes: int | None = None,
-            on_epoch: EpochCallback | None = None) -> FitReport:
+    def fit(
+        self,
+        train: Views,
+        valid: Views | None = None,
+        *,
+        trainer: TrainConfig = TrainConfig(),
+        n_classes: int | None = None,
+        on_epoch: EpochCallback | None = None,
+    ) -> FitReport:
         """Train on ``train`` (all modalities and labels), early-stopping on ``valid``."""
 
     @abstractmethod
@@ -192,9 +209,15 @@ class TorchModel(MultimodalModel[ConfigT], Generic[ConfigT, NetworkT]):
         """A fresh network of ``self.config`` for data of this shape."""
         return cast(NetworkT, self.network_class(spec, self.config))
 
-    def fit(self, train: Views, valid: Views | None = None, *,
-            trainer: TrainConfig = TrainConfig(), n_classes: int | None = None,
-            on_epoch: EpochCallback | None = None) -> FitReport:
+    def fit(
+        self,
+        train: Views,
+        valid: Views | None = None,
+        *,
+        trainer: TrainConfig = TrainConfig(),
+        n_classes: int | None = None,
+        on_epoch: EpochCallback | None = None,
+    ) -> FitReport:
         self.device_ = resolve_device(trainer.device)
         torch.manual_seed(trainer.seed)
         self.spec_ = DataSpec.from_views(train, n_classes)
@@ -204,14 +227,16 @@ class TorchModel(MultimodalModel[ConfigT], Generic[ConfigT, NetworkT]):
         self.module_ = self.build(self.spec_).to(self.device_)
         self.eval_batch_size_ = trainer.eval_batch_size
         report = Trainer(trainer, on_epoch).fit(
-            self.module_, self.tensors(train), None if valid is None else self.tensors(valid))
+            self.module_, self.tensors(train), None if valid is None else self.tensors(valid)
+        )
         return report
 
     def tensors(self, views: Views) -> dict[str, torch.Tensor]:
         """Every modality and the labels of ``views`` as tensors on the model's device."""
         arrays = {**views.data, "y": views.labels}
-        return {k: as_batch_tensor(k, a, views.multilabel).to(self.device_)
-                for k, a in arrays.items()}
+        return {
+            k: as_batch_tensor(k, a, views.multilabel).to(self.device_) for k, a in arrays.items()
+        }
 
     def eval_batches(self, arrays: Arrays) -> Iterator[dict[str, torch.Tensor]]:
         """Large slices of ``arrays`` (modalities, and labels under "y") as tensors on the
@@ -220,8 +245,10 @@ class TorchModel(MultimodalModel[ConfigT], Generic[ConfigT, NetworkT]):
         tensors = {k: as_batch_tensor(k, a, self.spec_.multilabel) for k, a in arrays.items()}
         n = next(iter(tensors.values())).shape[0]
         for start in range(0, n, self.eval_batch_size_):
-            yield {k: t[start:start + self.eval_batch_size_].to(self.device_)
-                   for k, t in tensors.items()}
+            yield {
+                k: t[start : start + self.eval_batch_size_].to(self.device_)
+                for k, t in tensors.items()
+            }
 
     @torch.no_grad()
     def batched(self, fn: Callable[[dict[str, torch.Tensor]], Any], arrays: Arrays) -> Any:
@@ -245,17 +272,27 @@ class TorchModel(MultimodalModel[ConfigT], Generic[ConfigT, NetworkT]):
     @torch.no_grad()
     def posteriors(self, views: Views) -> PosteriorStats:
         """:meth:`batch_posteriors` over large slices of ``views``, concatenated."""
-        per_batch = [self.batch_posteriors(batch).numpy().to_arrays()
-                     for batch in self.eval_batches({**views.data, "y": views.labels})]
+        per_batch = [
+            self.batch_posteriors(batch).numpy().to_arrays()
+            for batch in self.eval_batches({**views.data, "y": views.labels})
+        ]
         return PosteriorStats.from_arrays(
-            {k: np.concatenate([arrays[k] for arrays in per_batch]) for k in per_batch[0]})
+            {k: np.concatenate([arrays[k] for arrays in per_batch]) for k in per_batch[0]}
+        )
 
     def save(self, path) -> None:
-        torch.save({"model": self.name, "params": self.get_params(), "spec": asdict(self.spec_),
-                    "state_dict": self.module_.state_dict()}, path)
+        torch.save(
+            {
+                "model": self.name,
+                "params": self.get_params(),
+                "spec": asdict(self.spec_),
+                "state_dict": self.module_.state_dict(),
+            },
+            path,
+        )
 
     @classmethod
-    def load(cls, path, device: str = "cpu") -> "TorchModel":
+    def load(cls, path, device: str = "cpu") -> TorchModel:
         """Rebuild a saved model; loads with ``weights_only=True`` (no pickled code)."""
         checkpoint = torch.load(path, map_location=device, weights_only=True)
         model = cls(**checkpoint["params"])
@@ -304,5 +341,6 @@ class PosteriorTensors:
     def numpy(self) -> PosteriorStats:
         def stats(pair):
             return None if pair is None else GaussianStats(*(t.cpu().numpy() for t in pair))
+
         logvar = None if self.decoder_logvar is None else self.decoder_logvar.cpu().numpy()
         return PosteriorStats(stats(self.z_given_xO), stats(self.z_given_xM), logvar)

@@ -4,6 +4,7 @@ A head maps features to a ``torch.distributions`` object, so losses are written 
 ``dist.log_prob(x)`` and ``kl_divergence(q, p)`` instead of re-derived formulas. The Laplace
 pieces are Shi et al.'s (MMVAE), shared by the models built on their recipe.
 """
+
 from __future__ import annotations
 
 import math
@@ -17,8 +18,13 @@ from mmbench.config import Activation
 
 # One module per name of ``mmbench.config.Activation`` (a test checks that they agree).
 ACTIVATIONS: dict[Activation, type[nn.Module]] = {
-    "relu": nn.ReLU, "softplus": nn.Softplus, "tanh": nn.Tanh, "elu": nn.ELU,
-    "sigmoid": nn.Sigmoid, "silu": nn.SiLU}
+    "relu": nn.ReLU,
+    "softplus": nn.Softplus,
+    "tanh": nn.Tanh,
+    "elu": nn.ELU,
+    "sigmoid": nn.Sigmoid,
+    "silu": nn.SiLU,
+}
 
 
 def activation(name: str) -> nn.Module:
@@ -44,8 +50,9 @@ class MLP(nn.Sequential):
     in_dim: input features. hidden: sizes of the hidden layers (may be empty: identity).
     """
 
-    def __init__(self, in_dim: int, hidden: Sequence[int], act: str = "softplus",
-                 dropout: float = 0.0):
+    def __init__(
+        self, in_dim: int, hidden: Sequence[int], act: str = "softplus", dropout: float = 0.0
+    ):
         layers: list[nn.Module] = []
         width = in_dim
         for size in hidden:
@@ -75,7 +82,8 @@ def diagonal_normal(mean: torch.Tensor, logvar: torch.Tensor) -> Independent:
 
 def standard_normal_like(mean: torch.Tensor) -> Independent:
     return Independent(
-        Normal(torch.zeros_like(mean), torch.ones_like(mean), validate_args=False), 1)
+        Normal(torch.zeros_like(mean), torch.ones_like(mean), validate_args=False), 1
+    )
 
 
 class GaussianHead(nn.Module):
@@ -97,8 +105,10 @@ class GaussianHead(nn.Module):
             fixed = torch.full((out_dim,), float(learned_variance)).log()
             self.register_buffer("fixed_logvar", fixed)
         else:
-            raise ValueError(f"learned_variance must be 'input', 'shared' or a positive variance, "
-                             f"got {learned_variance!r}")
+            raise ValueError(
+                f"learned_variance must be 'input', 'shared' or a positive variance, "
+                f"got {learned_variance!r}"
+            )
 
     def params(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, logvar), each (batch, out_dim)."""
@@ -146,8 +156,9 @@ class CategoricalHead(nn.Module):
         return Categorical(logits=logits, validate_args=False)
 
 
-def likelihood_head(likelihood: str, in_dim: int, out_dim: int,
-                    variance: str | float = "shared") -> nn.Module:
+def likelihood_head(
+    likelihood: str, in_dim: int, out_dim: int, variance: str | float = "shared"
+) -> nn.Module:
     """The decoder head for a modality's likelihood ("gaussian" or "bernoulli")."""
     if likelihood == "gaussian":
         return GaussianHead(in_dim, out_dim, variance)
@@ -213,8 +224,10 @@ class LaplaceLikelihood(nn.Module):
             mean = torch.sigmoid(mean).clamp(SCALE_FLOOR, 1 - SCALE_FLOOR)
         return Independent(FixedScaleLaplace(mean, self.scale), 1)
 
-def fixed_scale_likelihood(family: str, likelihood: str, in_dim: int, out_dim: int,
-                           scale: float) -> nn.Module:
+
+def fixed_scale_likelihood(
+    family: str, likelihood: str, in_dim: int, out_dim: int, scale: float
+) -> nn.Module:
     """The decoder head p(x_m | features) with one fixed scale, for a modality of ``likelihood``:
     family "laplace" (Shi et al.'s): Laplace(mean, ``scale``), the mean a clamped sigmoid for a
     "bernoulli" modality (data in [0, 1]) and linear otherwise; family "modality": the modality's
@@ -222,7 +235,7 @@ def fixed_scale_likelihood(family: str, likelihood: str, in_dim: int, out_dim: i
     if family == "laplace":
         return LaplaceLikelihood(in_dim, out_dim, scale, likelihood == "bernoulli")
     if family == "modality":
-        return likelihood_head(likelihood, in_dim, out_dim, scale ** 2)
+        return likelihood_head(likelihood, in_dim, out_dim, scale**2)
     raise ValueError(f"unknown likelihood family {family!r}; allowed: 'laplace', 'modality'")
 
 
@@ -231,8 +244,9 @@ def gaussian_posterior(stats_of: Independent) -> tuple[torch.Tensor, torch.Tenso
     return stats_of.base_dist.loc, 2 * stats_of.base_dist.scale.log()
 
 
-def gaussian_logvars(decoded: Mapping[str, Distribution],
-                     names: Sequence[str]) -> torch.Tensor | None:
+def gaussian_logvars(
+    decoded: Mapping[str, Distribution], names: Sequence[str]
+) -> torch.Tensor | None:
     """The log-variances of the diagonal Gaussians ``decoded[m]`` for the modalities ``names``,
     side by side: (b, sum of d_m); None when ``names`` is empty."""
     if not names:
@@ -240,8 +254,7 @@ def gaussian_logvars(decoded: Mapping[str, Distribution],
     return torch.cat([gaussian_posterior(decoded[m])[1] for m in names], dim=1)
 
 
-def log_variances(decoded: Mapping[str, Distribution],
-                  names: Sequence[str]) -> torch.Tensor | None:
+def log_variances(decoded: Mapping[str, Distribution], names: Sequence[str]) -> torch.Tensor | None:
     """The log-variances of the distributions ``decoded[m]`` of the modalities ``names`` (any
     family with a ``variance``: sigma^2 of a Gaussian, 2 b^2 of a Laplace), side by side:
     (b, sum of d_m); None when ``names`` is empty."""
@@ -250,8 +263,9 @@ def log_variances(decoded: Mapping[str, Distribution],
     return torch.cat([decoded[m].variance.log() for m in names], dim=1)
 
 
-def stochastic_mlp(in_dim: int, hidden: Sequence[int], head, act: str = "softplus",
-                   dropout: float = 0.0) -> nn.Sequential:
+def stochastic_mlp(
+    in_dim: int, hidden: Sequence[int], head, act: str = "softplus", dropout: float = 0.0
+) -> nn.Sequential:
     """An :class:`MLP` followed by ``head(features_dim)``; calling it returns what the head does
     (a distribution, or its parameters)."""
     body = MLP(in_dim, hidden, act, dropout)

@@ -5,6 +5,7 @@ A view name read from a user's file, or a suite name, ends up in paths such as
 (``../x``, ``/etc``, ``.hidden``) or that are not portable file names. :func:`inside` checks that a
 path built from such parts still lies inside the folder it was meant for.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,9 +25,11 @@ def safe_name(kind: str, name: object) -> str:
     digits, ``_``, ``.`` and ``-``, not starting with ``.``. Otherwise an :class:`UnsafePath` whose
     message names ``kind`` (e.g. ``"view name"``) and the name."""
     if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name) or len(name) > MAX_NAME_LENGTH:
-        raise UnsafePath(f"{kind} {name!r} cannot be used in a file name: use 1 to "
-                         f"{MAX_NAME_LENGTH} letters, digits, '_', '.' or '-', not starting with "
-                         "'.'")
+        raise UnsafePath(
+            f"{kind} {name!r} cannot be used in a file name: use 1 to "
+            f"{MAX_NAME_LENGTH} letters, digits, '_', '.' or '-', not starting with "
+            "'.'"
+        )
     return name
 
 

@@ -13,6 +13,7 @@ is picklable and prints its lines to the worker's stdout (a spawned process shar
 Ray forwards it, prefixed with the task's name). Live bars show no epochs for runs in workers.
 An epoch callback costs one clock read per epoch, never anything per training step.
 """
+
 from __future__ import annotations
 
 import sys
@@ -122,10 +123,13 @@ class SuiteClock:
         return f"{duration(mean)} per run, ETA {duration(mean * self.pending / at_once)}"
 
     def line(self) -> str:
-        problems = ", ".join(f"{n} {what}" for n, what in ((self.failed, "failed"),
-                                                           (self.lost, "lost")) if n)
-        return (f"{self.done} done{f' ({problems})' if problems else ''}, {self.pending} "
-                f"pending; {self.eta()}")
+        problems = ", ".join(
+            f"{n} {what}" for n, what in ((self.failed, "failed"), (self.lost, "lost")) if n
+        )
+        return (
+            f"{self.done} done{f' ({problems})' if problems else ''}, {self.pending} "
+            f"pending; {self.eta()}"
+        )
 
 
 class EpochLines:
@@ -140,8 +144,7 @@ class EpochLines:
         now = time.time()
         if now - self.last >= self.every:
             self.last = now
-            print(f"{_stamp()} epoch  {self.name}: {epoch}/{total}, {_loss_text(row)}",
-                  flush=True)
+            print(f"{_stamp()} epoch  {self.name}: {epoch}/{total}, {_loss_text(row)}", flush=True)
 
 
 class LogLines:
@@ -149,8 +152,9 @@ class LogLines:
     when :meth:`start` is called (Ray). A failure's reason is printed in full the first time it
     occurs; runs that fail for the same reason then refer to the first."""
 
-    def __init__(self, concurrency: int = 1, queued: bool = False,
-                 every: float = EPOCH_LINE_SECONDS):
+    def __init__(
+        self, concurrency: int = 1, queued: bool = False, every: float = EPOCH_LINE_SECONDS
+    ):
         self.concurrency, self.queued, self.every = concurrency, queued, every
         self.clock = SuiteClock(0, concurrency)
         self.suite = ""
@@ -161,8 +165,11 @@ class LogLines:
 
     def begin(self, suite: str, n_runs: int, n_todo: int, results: Path) -> None:
         self.suite, self.clock = suite, SuiteClock(n_todo, self.concurrency)
-        self._print("suite", f"{suite}: {n_runs} runs, {n_runs - n_todo} already done, "
-                             f"{n_todo} to run, results in {results}")
+        self._print(
+            "suite",
+            f"{suite}: {n_runs} runs, {n_runs - n_todo} already done, "
+            f"{n_todo} to run, results in {results}",
+        )
 
     def start(self, run: Run) -> EpochCallback | None:
         self._print("queued" if self.queued else "start", f"{run.name} ({_where(run)})")
@@ -203,28 +210,38 @@ class LiveBars:
         self.console, self.in_process = console, in_process
         self.concurrency = concurrency
         self.clock = SuiteClock(0, concurrency)
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
-                                 MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
-                                 TimeElapsedColumn(), console=console)
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(),
+            console=console,
+        )
         self.bars: dict[str, TaskID] = {}
         self.overall: TaskID | None = None
 
     def begin(self, suite: str, n_runs: int, n_todo: int, results: Path) -> None:
         self.clock = SuiteClock(n_todo, self.concurrency)
-        self.console.print(f"[bold]{escape(suite)}[/]: {n_runs} runs, {n_runs - n_todo} already "
-                           f"done, results in {escape(str(results))}", highlight=False)
+        self.console.print(
+            f"[bold]{escape(suite)}[/]: {n_runs} runs, {n_runs - n_todo} already "
+            f"done, results in {escape(str(results))}",
+            highlight=False,
+        )
         self.progress.start()
         self.overall = self.progress.add_task("suite", total=n_todo, status="")
 
     def start(self, run: Run) -> EpochCallback | None:
-        bar = self.progress.add_task(f"  {escape(run.name)}", status="",
-                                     total=run.config.epochs if self.in_process else None)
+        bar = self.progress.add_task(
+            f"  {escape(run.name)}", status="", total=run.config.epochs if self.in_process else None
+        )
         self.bars[run.run_id] = bar
         if not self.in_process:
             return None
 
         def on_epoch(epoch: int, total: int, row: dict[str, float]) -> None:
             self.progress.update(bar, completed=epoch, total=total, status=_loss_text(row))
+
         return on_epoch
 
     def done(self, run: Run, record: Record | None, lost: str | None) -> None:
@@ -245,8 +262,9 @@ class LiveBars:
 
     def skipped(self, run: Run, why: str) -> None:
         self.clock.skip()
-        self.progress.console.print(f"  {escape(run.name)}: skipped: {escape(why)}",
-                                    highlight=False)
+        self.progress.console.print(
+            f"  {escape(run.name)}: skipped: {escape(why)}", highlight=False
+        )
         if self.overall is not None:
             self.progress.update(self.overall, advance=1, status=escape(self.clock.line()))
 

@@ -12,6 +12,7 @@ The JSON forms are those mmbench has always written: run ids do not change and r
 directories written by earlier versions load (and resume); fields added later are optional when
 read. Nothing here imports torch, so reports read records without the training stack.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -102,17 +103,27 @@ class RunConfig:
 
     def to_json(self) -> JSON:
         """The config as hashed into the run id; ``smoke`` appears only when true."""
-        out = {"data": self.data.to_json(), "model": asdict(self.model), "train": dict(self.train),
-               "downstream": asdict(self.downstream), "seed": self.seed}
+        out = {
+            "data": self.data.to_json(),
+            "model": asdict(self.model),
+            "train": dict(self.train),
+            "downstream": asdict(self.downstream),
+            "seed": self.seed,
+        }
         if self.smoke:
             out["smoke"] = True
         return out
 
     @classmethod
     def from_json(cls, data: JSON) -> RunConfig:
-        return cls(data=DataChoice(**data["data"]), model=ModelChoice(**data["model"]),
-                   train=dict(data["train"]), downstream=DownstreamSettings(**data["downstream"]),
-                   seed=data["seed"], smoke=bool(data.get("smoke", False)))
+        return cls(
+            data=DataChoice(**data["data"]),
+            model=ModelChoice(**data["model"]),
+            train=dict(data["train"]),
+            downstream=DownstreamSettings(**data["downstream"]),
+            seed=data["seed"],
+            smoke=bool(data.get("smoke", False)),
+        )
 
 
 def run_id(config: RunConfig, role: str = MODEL_ROLE) -> str:
@@ -291,8 +302,15 @@ class Record:
     @classmethod
     def of(cls, run: Run, **results: Any) -> Record:
         """The record of ``run`` with ``results`` (status, started, finished, metrics, ...)."""
-        return cls(run_id=run.run_id, label=run.label, coordinates=run.coordinates,
-                   config=run.config, role=run.role, tuning=run.tuning, **results)
+        return cls(
+            run_id=run.run_id,
+            label=run.label,
+            coordinates=run.coordinates,
+            config=run.config,
+            role=run.role,
+            tuning=run.tuning,
+            **results,
+        )
 
     @property
     def ok(self) -> bool:
@@ -301,18 +319,28 @@ class Record:
     def to_json(self) -> JSON:
         """record.json's content. A finished run lists every result (null where it has none);
         a run that did not finish lists only the results it has, and its error."""
-        out: JSON = {"run_id": self.run_id, "label": self.label,
-                     "coordinates": asdict(self.coordinates), "config": self.config.to_json(),
-                     "role": self.role, "environment": self.environment,
-                     "started": self.started, "status": self.status}
+        out: JSON = {
+            "run_id": self.run_id,
+            "label": self.label,
+            "coordinates": asdict(self.coordinates),
+            "config": self.config.to_json(),
+            "role": self.role,
+            "environment": self.environment,
+            "started": self.started,
+            "status": self.status,
+        }
         if self.error is not None:
             out.update(error=self.error, traceback=self.traceback)
-        results = {"metrics": self.metrics,
-                   "timings": None if self.timings is None else asdict(self.timings),
-                   "fit": None if self.fit is None else asdict(self.fit),
-                   "diagnostics": self.diagnostics, "downstream_params": self.downstream_params,
-                   "metrics_by_group": self.metrics_by_group, "data_info": self.data_info,
-                   "modalities": {m: asdict(info) for m, info in self.modalities.items()}}
+        results = {
+            "metrics": self.metrics,
+            "timings": None if self.timings is None else asdict(self.timings),
+            "fit": None if self.fit is None else asdict(self.fit),
+            "diagnostics": self.diagnostics,
+            "downstream_params": self.downstream_params,
+            "metrics_by_group": self.metrics_by_group,
+            "data_info": self.data_info,
+            "modalities": {m: asdict(info) for m, info in self.modalities.items()},
+        }
         out.update({k: v for k, v in results.items() if self.ok or v})
         if self.tuning is not None:
             out["tuning"] = asdict(self.tuning)
@@ -324,12 +352,17 @@ class Record:
         """A record from record.json's content (any version); unknown keys are ignored."""
         timings, fit, tuning = data.get("timings"), data.get("fit"), data.get("tuning")
         return cls(
-            run_id=data["run_id"], label=data["label"],
+            run_id=data["run_id"],
+            label=data["label"],
             coordinates=Coordinates(**data["coordinates"]),
-            config=RunConfig.from_json(data["config"]), status=data["status"],
-            started=data["started"], finished=data["finished"],
-            environment=data.get("environment") or {}, role=data.get("role", MODEL_ROLE),
-            error=data.get("error"), traceback=data.get("traceback"),
+            config=RunConfig.from_json(data["config"]),
+            status=data["status"],
+            started=data["started"],
+            finished=data["finished"],
+            environment=data.get("environment") or {},
+            role=data.get("role", MODEL_ROLE),
+            error=data.get("error"),
+            traceback=data.get("traceback"),
             metrics=data.get("metrics") or {},
             timings=None if timings is None else Timings(**timings),
             fit=None if fit is None else FitSummary(**fit),
@@ -337,7 +370,10 @@ class Record:
             downstream_params=data.get("downstream_params"),
             metrics_by_group=data.get("metrics_by_group") or {},
             data_info=data.get("data_info") or {},
-            modalities={m: ModalityInfo.from_json(info)
-                        for m, info in (data.get("modalities") or {}).items()},
+            modalities={
+                m: ModalityInfo.from_json(info)
+                for m, info in (data.get("modalities") or {}).items()
+            },
             tuning=None if tuning is None else Tuning(**tuning),
-            artifacts=tuple(data.get("artifacts") or ()))
+            artifacts=tuple(data.get("artifacts") or ()),
+        )

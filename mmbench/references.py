@@ -13,6 +13,7 @@ mean xM and ridge xO→xM have no representation (``represent`` is (n, 0)), so e
 them no classification metric; on data without a missing modality they fit nothing and give no
 metric at all. Every fit is closed form in float64, over chunks of rows.
 """
+
 from __future__ import annotations
 
 import math
@@ -37,9 +38,15 @@ class Reference(MultimodalModel[ConfigT]):
 
     label: ClassVar[str]
 
-    def fit(self, train: Views, valid: Views | None = None, *,
-            trainer: TrainConfig = TrainConfig(), n_classes: int | None = None,
-            on_epoch: EpochCallback | None = None) -> FitReport:
+    def fit(
+        self,
+        train: Views,
+        valid: Views | None = None,
+        *,
+        trainer: TrainConfig = TrainConfig(),
+        n_classes: int | None = None,
+        on_epoch: EpochCallback | None = None,
+    ) -> FitReport:
         """Closed form on ``train`` (``valid`` where a penalty is chosen); ``trainer`` is
         unused. The history row holds the training and validation mean squared errors of the
         missing modalities' predictions, where there are any."""
@@ -47,8 +54,13 @@ class Reference(MultimodalModel[ConfigT]):
         self.observed_ = train.observed
         self.mean_, self.scale_ = standardisation(side_by_side(train.xO, train.observed))
         row = {"epoch": 1, **self._fit(train, valid)}
-        report = FitReport(epochs=1, best_epoch=1, stopped_by="closed_form", history=[row],
-                           best_valid_loss=row.get("valid_loss", math.nan))
+        report = FitReport(
+            epochs=1,
+            best_epoch=1,
+            stopped_by="closed_form",
+            history=[row],
+            best_valid_loss=row.get("valid_loss", math.nan),
+        )
         report.seconds = time.perf_counter() - start
         if on_epoch is not None and "loss" in row:  # a progress display reads the loss
             on_epoch(1, 1, row)
@@ -116,8 +128,10 @@ class RidgeMissing(Reference[ModelConfig]):
         if not train.missing:
             return {}
         if valid is None:
-            raise ValueError(f"{self.name} chooses its penalty among {list(ALPHAS)} on the "
-                             "validation split, and none was given")
+            raise ValueError(
+                f"{self.name} chooses its penalty among {list(ALPHAS)} on the "
+                "validation split, and none was given"
+            )
         x = side_by_side(train.xO, train.observed)
         y = side_by_side(train.xM, train.missing)
         mean_y = y.mean(axis=0, dtype=np.float64)
@@ -130,7 +144,7 @@ class RidgeMissing(Reference[ModelConfig]):
         fits = []
         for alpha in ALPHAS:
             weights = eigenvectors @ (rotated / (eigenvalues + alpha)[:, None])
-            coef = weights / self.scale_[:, None]         # on the raw features
+            coef = weights / self.scale_[:, None]  # on the raw features
             fits.append((coef, mean_y - self.mean_ @ coef))
         x_valid = side_by_side(valid.xO, valid.observed)
         y_valid = side_by_side(valid.xM, valid.missing)
@@ -138,8 +152,10 @@ class RidgeMissing(Reference[ModelConfig]):
         chosen = int(np.argmin(self.valid_mse_))  # the first of equal ones
         self.alpha_ = ALPHAS[chosen]
         self.coef_, self.intercept_ = fits[chosen]
-        return {"loss": mean_squared_error_of(predict(x, self.coef_, self.intercept_), y),
-                "valid_loss": self.valid_mse_[chosen]}
+        return {
+            "loss": mean_squared_error_of(predict(x, self.coef_, self.intercept_), y),
+            "valid_loss": self.valid_mse_[chosen],
+        }
 
     def generate(self, xO: Arrays) -> dict[str, np.ndarray]:
         """The ridge prediction of each missing modality, name -> (n, d_m)."""
@@ -152,8 +168,11 @@ class RidgeMissing(Reference[ModelConfig]):
         """The chosen penalty, and the validation rmse of every penalty tried."""
         if not self.missing_dims_:
             return {}
-        return {"alpha": self.alpha_, "alphas": list(ALPHAS),
-                "valid_rmse": [float(np.sqrt(mse)) for mse in self.valid_mse_]}
+        return {
+            "alpha": self.alpha_,
+            "alphas": list(ALPHAS),
+            "valid_rmse": [float(np.sqrt(mse)) for mse in self.valid_mse_],
+        }
 
 
 def rows(arrays: Arrays) -> int:
@@ -176,29 +195,36 @@ def standardisation(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The mean and the standard deviation (1 where it is 0) of the columns of x, float64, as
     scikit-learn's StandardScaler computes them."""
     mean = x.mean(axis=0, dtype=np.float64)
-    variance = sum(((x[s:s + CHUNK_ROWS].astype(np.float64) - mean) ** 2).sum(axis=0)
-                   for s in range(0, len(x), CHUNK_ROWS)) / len(x)
+    variance = sum(
+        ((x[s : s + CHUNK_ROWS].astype(np.float64) - mean) ** 2).sum(axis=0)
+        for s in range(0, len(x), CHUNK_ROWS)
+    ) / len(x)
     scale = np.sqrt(variance)
     return mean, np.where(scale > 0, scale, 1.0)
 
 
-def centred_products(x: np.ndarray, y: np.ndarray, mean_x: np.ndarray,
-                     mean_y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def centred_products(
+    x: np.ndarray, y: np.ndarray, mean_x: np.ndarray, mean_y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """(Xc^T Xc, Xc^T Yc) of the centred rows, float64, accumulated over chunks of rows."""
     gram = np.zeros((x.shape[1], x.shape[1]))
     cross = np.zeros((x.shape[1], y.shape[1]))
     for s in range(0, len(x), CHUNK_ROWS):
-        a = x[s:s + CHUNK_ROWS].astype(np.float64) - mean_x
+        a = x[s : s + CHUNK_ROWS].astype(np.float64) - mean_x
         gram += a.T @ a
-        cross += a.T @ (y[s:s + CHUNK_ROWS].astype(np.float64) - mean_y)
+        cross += a.T @ (y[s : s + CHUNK_ROWS].astype(np.float64) - mean_y)
     return gram, cross
 
 
 def predict(x: np.ndarray, coef: np.ndarray, intercept: np.ndarray) -> np.ndarray:
     """x @ coef + intercept over chunks of rows, float32 (n, d_M)."""
     starts = range(0, max(len(x), 1), CHUNK_ROWS)  # one empty chunk when x has no rows
-    return np.concatenate([(x[s:s + CHUNK_ROWS].astype(np.float64) @ coef + intercept)
-                           .astype(np.float32) for s in starts])
+    return np.concatenate(
+        [
+            (x[s : s + CHUNK_ROWS].astype(np.float64) @ coef + intercept).astype(np.float32)
+            for s in starts
+        ]
+    )
 
 
 def mean_squared_error_of(predicted: np.ndarray, truth: np.ndarray) -> float:

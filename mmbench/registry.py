@@ -7,6 +7,7 @@ point group of its distribution's metadata, e.g. in its ``pyproject.toml``::
 mmbench's own models are listed there in mmbench's ``pyproject.toml``, so the metadata exist only
 once mmbench is installed (``pip install -e .`` in a checkout).
 """
+
 from __future__ import annotations
 
 from importlib.metadata import EntryPoint, entry_points
@@ -27,13 +28,17 @@ def _registered() -> dict[str, EntryPoint]:
     found: dict[str, EntryPoint] = {}
     for ep in entry_points(group=GROUP):
         if ep.name in found and found[ep.name].value != ep.value:
-            raise RegistryError(f"model {ep.name!r} is registered twice in the {GROUP!r} entry "
-                                f"points: {found[ep.name].value} and {ep.value}; uninstall one")
+            raise RegistryError(
+                f"model {ep.name!r} is registered twice in the {GROUP!r} entry "
+                f"points: {found[ep.name].value} and {ep.value}; uninstall one"
+            )
         found[ep.name] = ep
     if not found:
-        raise RegistryError(f"no models are registered in the {GROUP!r} entry points: mmbench "
-                            "is not installed in this environment; run `pip install -e .` in the "
-                            "checkout (again after editing pyproject.toml)")
+        raise RegistryError(
+            f"no models are registered in the {GROUP!r} entry points: mmbench "
+            "is not installed in this environment; run `pip install -e .` in the "
+            "checkout (again after editing pyproject.toml)"
+        )
     return found
 
 
@@ -44,8 +49,11 @@ def available_models() -> list[str]:
 
 def builtin_models() -> list[str]:
     """The names of the models that mmbench itself registers (not plug-ins), sorted."""
-    return sorted(name for name, ep in _registered().items()
-                  if ep.dist is not None and ep.dist.name == "mmbench")
+    return sorted(
+        name
+        for name, ep in _registered().items()
+        if ep.dist is not None and ep.dist.name == "mmbench"
+    )
 
 
 def model_class(name: str) -> type[MultimodalModel]:
@@ -55,8 +63,10 @@ def model_class(name: str) -> type[MultimodalModel]:
         raise KeyError(f"unknown model {name!r}; available: {', '.join(sorted(registered))}")
     cls = registered[name].load()
     if not (isinstance(cls, type) and issubclass(cls, MultimodalModel)):
-        raise TypeError(f"the {GROUP!r} entry point {name} = {registered[name].value!r} is not "
-                        "a subclass of mmbench.model.MultimodalModel")
+        raise TypeError(
+            f"the {GROUP!r} entry point {name} = {registered[name].value!r} is not "
+            "a subclass of mmbench.model.MultimodalModel"
+        )
     return cls
 
 
@@ -72,6 +82,7 @@ def make_model(name: str, params: dict[str, Any] | None = None) -> MultimodalMod
     allowed = config_class(name).model_fields
     unknown = sorted(set(params) - set(allowed))
     if unknown:
-        raise TypeError(f"model {name!r} has no hyper-parameter(s) {unknown}; "
-                        f"allowed: {sorted(allowed)}")
+        raise TypeError(
+            f"model {name!r} has no hyper-parameter(s) {unknown}; allowed: {sorted(allowed)}"
+        )
     return model_class(name)(**params)

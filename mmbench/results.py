@@ -1,4 +1,5 @@
 """Records as one tidy table: one row per run and metric, with the run's coordinates."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -23,11 +24,17 @@ def tidy(records: Iterable[Record]) -> pd.DataFrame:
     rows = []
     for record in records:
         coordinates = record.coordinates
-        base = {"run_id": record.run_id, "role": record.role, "status": record.status,
-                "model": coordinates.model, "label": record.label,
-                "dataset": record.config.data.name, "seed": coordinates.seed,
-                **{f"data.{k}": v for k, v in coordinates.data.items()},
-                **{f"param.{k}": v for k, v in coordinates.grid.items()}}
+        base = {
+            "run_id": record.run_id,
+            "role": record.role,
+            "status": record.status,
+            "model": coordinates.model,
+            "label": record.label,
+            "dataset": record.config.data.name,
+            "seed": coordinates.seed,
+            **{f"data.{k}": v for k, v in coordinates.data.items()},
+            **{f"param.{k}": v for k, v in coordinates.grid.items()},
+        }
         if not record.ok:
             rows.append({**base, "metric": "error", "value": float("nan"), "error": record.error})
             continue
@@ -52,7 +59,7 @@ SUMMARY_METRICS = ("error_pct", "map_micro_pct", "map_macro_pct", "rmse", "train
 
 
 def mean_std(values: pd.Series, digits: int = 2) -> str:
-    """"mean ± std" over seeds (std with ddof=1; a single value has no ± part)."""
+    """ "mean ± std" over seeds (std with ddof=1; a single value has no ± part)."""
     if len(values) == 1:
         return f"{values.iloc[0]:.{digits}f}"
     return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
@@ -75,8 +82,10 @@ def summarize(frame: pd.DataFrame, run_order: list[str] | None = None) -> pd.Dat
             values = ok[(ok["metric"] == metric) & ok["run_id"].isin(group["run_id"])]["value"]
             if len(values):
                 row[metric] = mean_std(values, digits=3 if metric == "rmse" else 2)
-        row["runs"] = f"{group[group['status'] == 'ok']['run_id'].nunique()} ok, " \
-                      f"{group[group['status'] != 'ok']['run_id'].nunique()} failed"
+        row["runs"] = (
+            f"{group[group['status'] == 'ok']['run_id'].nunique()} ok, "
+            f"{group[group['status'] != 'ok']['run_id'].nunique()} failed"
+        )
         rows.append(row)
     table = pd.DataFrame(rows)
     metrics = [m for m in SUMMARY_METRICS if m in table.columns]

@@ -1,6 +1,7 @@
 """What a run keeps about its test split for the reports, as numpy arrays: the Gaussian
 statistics of its latent distributions (``posteriors.npz``), a few generations beside the truth
 (``generated.npz``), and which test points those are. No torch here: reports read these."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -75,6 +76,7 @@ class PosteriorStats:
             if f"{key}.mean" not in arrays:
                 return None
             return GaussianStats(arrays[f"{key}.mean"], arrays[f"{key}.logvar"])
+
         return cls(stats("z_given_xO"), stats("z_given_xM"), arrays.get("decoder_logvar"))
 
 
@@ -99,8 +101,11 @@ class Generations:
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Flat dict for ``np.savez``: ``index``, ``labels`` and keys like ``truth.x2``."""
-        out = {key: value for key, value in (("index", self.index), ("labels", self.labels))
-               if value is not None}
+        out = {
+            key: value
+            for key, value in (("index", self.index), ("labels", self.labels))
+            if value is not None
+        }
         for part in self.PARTS:
             out.update({f"{part}.{m}": array for m, array in getattr(self, part).items()})
         return out

@@ -14,6 +14,7 @@ names the file and the reason, and its run counts as not done: reports leave it 
 (``.<name>@<host>.<pid>.tmp``), so that :meth:`RunStore.remove_litter` can remove what a killed
 writer left behind.
 """
+
 from __future__ import annotations
 
 import json
@@ -81,8 +82,11 @@ class RunStore:
     def records(self) -> list[Record]:
         """Every readable record, by run id."""
         # temporary folders (".<run_id>@<host>.<pid>.tmp") are not runs
-        found = (self._read(p) for p in sorted(self.runs.glob(f"*/{RECORD}"))
-                 if not p.parent.name.startswith("."))
+        found = (
+            self._read(p)
+            for p in sorted(self.runs.glob(f"*/{RECORD}"))
+            if not p.parent.name.startswith(".")
+        )
         return [record for record in found if record is not None]
 
     def pending(self, runs: Iterable[Run], retry_failed: bool = False) -> list[Run]:
@@ -118,11 +122,17 @@ class RunStore:
                 return dict(stored)
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
             reason = f"{type(error).__name__}: {error}"
-            raise RecordError(f"{path} cannot be read ({reason}); delete {path.parent} to run "
-                              "that run again", reason) from None
+            raise RecordError(
+                f"{path} cannot be read ({reason}); delete {path.parent} to run that run again",
+                reason,
+            ) from None
 
-    def write(self, record: Record, arrays: dict[str, dict[str, np.ndarray]],
-              write_files: Callable[[Path], None] | None = None) -> Record:
+    def write(
+        self,
+        record: Record,
+        arrays: dict[str, dict[str, np.ndarray]],
+        write_files: Callable[[Path], None] | None = None,
+    ) -> Record:
         """Write the run's ``arrays`` ({artifact: {name: array}}; empty ones are skipped), the
         files ``write_files(folder)`` adds (e.g. a checkpoint) and the record into a temporary
         directory, then rename it into place (atomic on one file system). An existing directory
@@ -175,7 +185,7 @@ class RunStore:
             try:
                 return read_record(path)
             except (FileNotFoundError, NotADirectoryError):
-                time.sleep(0.01 * 2 ** attempt)
+                time.sleep(0.01 * 2**attempt)
             except RecordError as error:
                 if path not in self.unreadable:
                     self.unreadable[path] = error.reason
@@ -192,8 +202,11 @@ def read_record(path: Path) -> Record:
     except (FileNotFoundError, NotADirectoryError):
         raise
     except json.JSONDecodeError as error:
-        raise _unreadable(path, f"not valid JSON: damaged or truncated (line {error.lineno}, "
-                                f"column {error.colno}: {error.msg})") from None
+        raise _unreadable(
+            path,
+            f"not valid JSON: damaged or truncated (line {error.lineno}, "
+            f"column {error.colno}: {error.msg})",
+        ) from None
     except (OSError, UnicodeDecodeError) as error:
         raise _unreadable(path, f"{type(error).__name__}: {error}") from None
     problem = _content_problem(data, expected_id=path.parent.name)
@@ -206,16 +219,29 @@ def read_record(path: Path) -> Record:
 
 
 def _unreadable(path: Path, reason: str) -> RecordError:
-    return RecordError(f"{path} cannot be read: {reason}; its run counts as not done (reports "
-                       "leave it out, `mmbench run` runs it again)", reason)
+    return RecordError(
+        f"{path} cannot be read: {reason}; its run counts as not done (reports "
+        "leave it out, `mmbench run` runs it again)",
+        reason,
+    )
 
 
 # The fields every record has, with the JSON types they must have; other fields are optional
 _REQUIRED: dict[str, type | tuple[type, ...]] = {
-    "run_id": str, "label": str, "coordinates": dict, "config": dict, "status": str,
-    "started": (int, float), "finished": (int, float)}
+    "run_id": str,
+    "label": str,
+    "coordinates": dict,
+    "config": dict,
+    "status": str,
+    "started": (int, float),
+    "finished": (int, float),
+}
 _COORDINATES: dict[str, type | tuple[type, ...]] = {
-    "data": dict, "model": str, "grid": dict, "seed": int}
+    "data": dict,
+    "model": str,
+    "grid": dict,
+    "seed": int,
+}
 
 
 def _content_problem(data: Any, expected_id: str) -> str | None:
@@ -224,8 +250,9 @@ def _content_problem(data: Any, expected_id: str) -> str | None:
     folder's; None when nothing is."""
     if not isinstance(data, dict):
         return f"a record is a JSON object, not {type(data).__name__}"
-    problem = _field_problem(data, _REQUIRED) or _field_problem(data["coordinates"], _COORDINATES,
-                                                                "coordinates.")
+    problem = _field_problem(data, _REQUIRED) or _field_problem(
+        data["coordinates"], _COORDINATES, "coordinates."
+    )
     if problem is not None:
         return problem
     if data["status"] not in STATUSES:
@@ -241,8 +268,9 @@ def _content_problem(data: Any, expected_id: str) -> str | None:
     return None
 
 
-def _field_problem(content: dict, fields: dict[str, type | tuple[type, ...]],
-                   prefix: str = "") -> str | None:
+def _field_problem(
+    content: dict, fields: dict[str, type | tuple[type, ...]], prefix: str = ""
+) -> str | None:
     """The first of ``fields`` (name -> JSON type) that ``content`` lacks or holds with another
     type, in words; None when there is none."""
     for name, kind in fields.items():

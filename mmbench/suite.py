@@ -58,6 +58,7 @@ The suite's ``name`` names its results folder, so it must be a safe file name
 before anything is expanded: a grid of more than :data:`MAX_RUNS` points, or a suite of more
 runs, is refused unless it is loaded with ``allow_large`` (``mmbench run --allow-large``).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -139,9 +140,11 @@ def _max_runs(info: ValidationInfo) -> float:
 
 
 def _too_large(count: int, what: str, detail: str) -> str:
-    return (f"{count:,} {what} ({detail}), more than the limit of {MAX_RUNS:,}; check the grids "
-            "(e.g. a 'start:stop:step' axis with a tiny step), or pass --allow-large to run "
-            "them all")
+    return (
+        f"{count:,} {what} ({detail}), more than the limit of {MAX_RUNS:,}; check the grids "
+        "(e.g. a 'start:stop:step' axis with a tiny step), or pass --allow-large to run "
+        "them all"
+    )
 
 
 class Strict(BaseModel):
@@ -247,8 +250,12 @@ class Grid(Strict):
 
 # The metrics a study may optimise, with their direction (measured on the validation split).
 Direction = Literal["minimize", "maximize"]
-OBJECTIVES: dict[str, Direction] = {"error_pct": "minimize", "map_micro_pct": "maximize",
-                                    "map_macro_pct": "maximize", "rmse": "minimize"}
+OBJECTIVES: dict[str, Direction] = {
+    "error_pct": "minimize",
+    "map_micro_pct": "maximize",
+    "map_macro_pct": "maximize",
+    "rmse": "minimize",
+}
 Objective = Literal["error_pct", "map_micro_pct", "map_macro_pct", "rmse"]
 DIMENSION_KINDS = ("choice", "uniform", "loguniform", "int")
 _NUMBER = TypeAdapter(Real)
@@ -290,8 +297,9 @@ def parse_dimension(raw: Any) -> Dimension:
         try:
             return Dimension(kind, tuple(grid_values(value)))
         except ValueError:
-            raise ValueError("choice takes a non-empty list or 'start:stop:step', "
-                             f"got {value!r}") from None
+            raise ValueError(
+                f"choice takes a non-empty list or 'start:stop:step', got {value!r}"
+            ) from None
     if not isinstance(value, list) or len(value) != 2:
         raise ValueError(f"{kind} takes [low, high], got {value!r}")
     if kind == "int":
@@ -332,7 +340,7 @@ class TuneBlock(Strict):
 
     @property
     def direction(self) -> Direction:
-        """"minimize" or "maximize"."""
+        """ "minimize" or "maximize"."""
         return OBJECTIVES[self.objective]
 
 
@@ -342,8 +350,9 @@ def _check_names(kind: str, what: str, owner: str, fixed: dict, grid: dict, allo
     for where, names in ((kind, fixed), ("grid", grid)):
         unknown = sorted(set(names) - set(allowed))
         if unknown:
-            raise field_error(where, f"{owner} has no {what}(s) {unknown}; "
-                                     f"allowed: {sorted(allowed)}")
+            raise field_error(
+                where, f"{owner} has no {what}(s) {unknown}; allowed: {sorted(allowed)}"
+            )
     both = sorted(set(fixed) & set(grid))
     if both:
         raise field_error("grid", f"{both} set both in {kind} and in grid; keep one")
@@ -368,6 +377,7 @@ class DataBlock(Grid):
     @classmethod
     def _known_name(cls, name: str) -> str:
         from mmbench.data import available_datasets
+
         if name not in available_datasets():
             raise ValueError(f"unknown data set {name!r}; available: {available_datasets()}")
         return name
@@ -376,8 +386,15 @@ class DataBlock(Grid):
     def _known_options(self):
         from mmbench.data import check_options, dataset_options
         from mmbench.data.errors import DataError
-        _check_names("options", "option", f"data set {self.name!r}", self.options, self.grid,
-                     dataset_options(self.name))
+
+        _check_names(
+            "options",
+            "option",
+            f"data set {self.name!r}",
+            self.options,
+            self.grid,
+            dataset_options(self.name),
+        )
         for point in self.points():  # types, ranges and rules, before any file is read
             try:
                 check_options(self.name, {**self.options, **point})
@@ -413,6 +430,7 @@ class ModelBlock(Grid):
     @classmethod
     def _known_name(cls, name: str) -> str:
         from mmbench.registry import available_models, model_class
+
         if name not in available_models():
             raise ValueError(f"unknown model {name!r}; available: {available_models()}")
         try:
@@ -420,8 +438,10 @@ class ModelBlock(Grid):
         except ImportError as error:
             raise ValueError(f"model {name!r} cannot be imported: {error}") from None
         if reference_class(name) is not None:
-            raise ValueError(f"{name!r} is a reference row, not a model: name it in the suite's "
-                             f"references (default: {list(DEFAULT_REFERENCES)})")
+            raise ValueError(
+                f"{name!r} is a reference row, not a model: name it in the suite's "
+                f"references (default: {list(DEFAULT_REFERENCES)})"
+            )
         return name
 
     @model_validator(mode="after")
@@ -429,13 +449,22 @@ class ModelBlock(Grid):
         """Names and values against the model's config and the trainer's settings; the first
         problem is reported (at its field: params.NAME, grid.NAME or train.NAME)."""
         from mmbench.registry import config_class
+
         config = config_class(self.name)
-        _check_names("params", "hyper-parameter", f"model {self.name!r}", self.params, self.grid,
-                     config.model_fields)
+        _check_names(
+            "params",
+            "hyper-parameter",
+            f"model {self.name!r}",
+            self.params,
+            self.grid,
+            config.model_fields,
+        )
         unknown = sorted(set(self.train) - set(TrainSettings.model_fields))
         if unknown:
-            raise field_error("train", f"unknown field(s) {unknown}; allowed: "
-                                       f"{sorted(TrainSettings.model_fields)}")
+            raise field_error(
+                "train",
+                f"unknown field(s) {unknown}; allowed: {sorted(TrainSettings.model_fields)}",
+            )
         try:
             TrainSettings(**self.train)
         except ValidationError as error:
@@ -462,6 +491,7 @@ class ModelBlock(Grid):
     def dimension(self, name: str) -> Dimension:
         """The search space's dimension ``name``, checked (see :meth:`_known_search`)."""
         from mmbench.registry import config_class
+
         where = f"search.{name}"
         try:
             dimension = parse_dimension(self.search[name])
@@ -474,25 +504,32 @@ class ModelBlock(Grid):
         elif name in TrainSettings.model_fields:
             schema, fixed, block_field, owner = TrainSettings, self.train, "train", "the trainer"
         else:
-            raise field_error(where, f"model {self.name!r} has no hyper-parameter or training "
-                                     f"setting {name!r}; hyper-parameters: "
-                                     f"{sorted(config.model_fields)}; training settings: "
-                                     f"{sorted(TrainSettings.model_fields)}")
+            raise field_error(
+                where,
+                f"model {self.name!r} has no hyper-parameter or training "
+                f"setting {name!r}; hyper-parameters: "
+                f"{sorted(config.model_fields)}; training settings: "
+                f"{sorted(TrainSettings.model_fields)}",
+            )
         if name in fixed:
             raise field_error(where, f"{name} is set in {block_field} too; keep one")
         if name in self.grid:
             raise field_error(where, f"{name} is in grid too; a tuned model has no grid")
         kind = next(doc.kind for doc in describe_fields(schema) if doc.name == name)
         if kind == "int" and dimension.kind in ("uniform", "loguniform"):
-            raise field_error(where, f"{name} is an integer, {dimension} gives real numbers: "
-                                     f"use int: [low, high] or a choice")
+            raise field_error(
+                where,
+                f"{name} is an integer, {dimension} gives real numbers: "
+                f"use int: [low, high] or a choice",
+            )
         for value in dimension.edges:
             try:
                 schema(**{**fixed, name: value})
             except ValidationError as error:
                 problem = problems(error, schema)[0]
-                raise field_error(where, f"{dimension} includes {value!r}, which {owner} "
-                                         f"refuses: {problem}") from None
+                raise field_error(
+                    where, f"{dimension} includes {value!r}, which {owner} refuses: {problem}"
+                ) from None
         return dimension
 
     def space(self) -> dict[str, Dimension]:
@@ -513,7 +550,8 @@ def first_problem(error: ValidationError, schema: type[BaseModel], block: str) -
     allowed = {doc.name: doc.allowed for doc in describe_fields(schema)}  # type: ignore[arg-type]
     text = allowed.get(problem.field.split(".")[0])
     says_it = detail["type"] in ("literal_error", "extra_forbidden") or (
-        detail["type"] == "value_error" and "should be a number" not in detail["msg"])
+        detail["type"] == "value_error" and "should be a number" not in detail["msg"]
+    )
     if text is None or says_it:
         return field, problem.message
     return field, f"{problem.message}; allowed: {text}"
@@ -573,11 +611,11 @@ class Suite(Strict):
     @classmethod
     def _known_references(cls, names: list[str]) -> list[str]:
         from mmbench.registry import available_models
+
         known = [m for m in available_models() if reference_class(m) is not None]
         unknown = sorted(set(names) - set(known))
         if unknown:
-            raise ValueError(f"unknown reference row(s) {unknown}; allowed: {known} "
-                             "([] for none)")
+            raise ValueError(f"unknown reference row(s) {unknown}; allowed: {known} ([] for none)")
         if len(set(names)) != len(names):
             raise ValueError(f"reference rows {names} repeat a name; give each once")
         return names
@@ -594,22 +632,33 @@ class Suite(Strict):
         labels = [block.display_label for block in self.models]
         repeated = sorted({label for label in labels if labels.count(label) > 1})
         if repeated:
-            raise field_error("models", f"label(s) {repeated} used by several model blocks; "
-                                        "give each block its own label")
+            raise field_error(
+                "models",
+                f"label(s) {repeated} used by several model blocks; give each block its own label",
+            )
         taken = sorted(set(labels) & {reference_label(name) for name in self.references})
         if taken:
-            raise field_error("models", f"label(s) {taken} are the names of reference rows; "
-                                        "give the model block another label")
+            raise field_error(
+                "models",
+                f"label(s) {taken} are the names of reference rows; "
+                "give the model block another label",
+            )
         return self
 
     @model_validator(mode="after")
     def _not_too_large(self, info: ValidationInfo) -> Suite:
         if self.run_count > _max_runs(info):
-            rows = " + ".join([f"{block.size:,}" for block in self.models]
-                              + [f"{len(self.references)}"])
-            raise ValueError(_too_large(
-                self.run_count, "runs", f"data points x (model points + reference rows) x seeds "
-                                        f"= {self.data.size:,} x ({rows}) x {len(self.seeds)}"))
+            rows = " + ".join(
+                [f"{block.size:,}" for block in self.models] + [f"{len(self.references)}"]
+            )
+            raise ValueError(
+                _too_large(
+                    self.run_count,
+                    "runs",
+                    f"data points x (model points + reference rows) x seeds "
+                    f"= {self.data.size:,} x ({rows}) x {len(self.seeds)}",
+                )
+            )
         return self
 
     @property
@@ -623,40 +672,61 @@ class Suite(Strict):
         """A tuned suite tunes every model with one budget: each model has a search space and no
         grid, nothing trains beyond the epoch cap, and each model can give the objective."""
         from mmbench.registry import model_class
+
         tune = self.tune
         if tune is None:
             for index, block in enumerate(self.models):
                 if block.search:
-                    raise field_error(f"models.{index}.search", "a search space needs the "
-                                      "suite's tune block, e.g. tune: {objective: error_pct, "
-                                      "trials: 20, epochs: 100}")
+                    raise field_error(
+                        f"models.{index}.search",
+                        "a search space needs the "
+                        "suite's tune block, e.g. tune: {objective: error_pct, "
+                        "trials: 20, epochs: 100}",
+                    )
             return self
         cap = tune.epochs
         if "epochs" in self.train.model_fields_set and self.train.epochs > cap:
-            raise field_error("train.epochs", f"{self.train.epochs} is above tune.epochs = {cap}, "
-                                              "the cap of every trial and final run")
+            raise field_error(
+                "train.epochs",
+                f"{self.train.epochs} is above tune.epochs = {cap}, "
+                "the cap of every trial and final run",
+            )
         for index, block in enumerate(self.models):
             where = f"models.{index}"
             owner = f"model {block.display_label!r}"
             if not block.search:
-                raise field_error(where, f"{owner} has no search space: a tuned suite gives every "
-                                  "model the same budget, so give it one, e.g. search: {lr: "
-                                  "{loguniform: [1.0e-4, 1.0e-2]}}")
+                raise field_error(
+                    where,
+                    f"{owner} has no search space: a tuned suite gives every "
+                    "model the same budget, so give it one, e.g. search: {lr: "
+                    "{loguniform: [1.0e-4, 1.0e-2]}}",
+                )
             if block.grid:
-                raise field_error(f"{where}.grid", f"{owner} is tuned: search its axes instead, "
-                                  "e.g. omega: {choice: \"0:1:0.1\"}")
+                raise field_error(
+                    f"{where}.grid",
+                    f'{owner} is tuned: search its axes instead, e.g. omega: {{choice: "0:1:0.1"}}',
+                )
             if block.train.get("epochs", 0) > cap:
-                raise field_error(f"{where}.train.epochs", f"{block.train['epochs']} is above "
-                                  f"tune.epochs = {cap}, the cap of every trial and final run")
+                raise field_error(
+                    f"{where}.train.epochs",
+                    f"{block.train['epochs']} is above "
+                    f"tune.epochs = {cap}, the cap of every trial and final run",
+                )
             if "epochs" in block.search:
                 most = max(block.dimension("epochs").edges)
                 if most > cap:
-                    raise field_error(f"{where}.search.epochs", f"reaches {most}, above "
-                                      f"tune.epochs = {cap}, the cap of every trial and final run")
+                    raise field_error(
+                        f"{where}.search.epochs",
+                        f"reaches {most}, above "
+                        f"tune.epochs = {cap}, the cap of every trial and final run",
+                    )
             if tune.objective == "rmse" and "generate" not in model_class(block.name).capabilities:
-                raise field_error(where, f"{owner} cannot generate the missing modalities, so it "
-                                  "has no rmse to be tuned on: tune this suite on a classification "
-                                  "objective, or drop the model from it")
+                raise field_error(
+                    where,
+                    f"{owner} cannot generate the missing modalities, so it "
+                    "has no rmse to be tuned on: tune this suite on a classification "
+                    "objective, or drop the model from it",
+                )
         return self
 
     def runs(self, data_dir: str | os.PathLike | None = None) -> list[Run]:
@@ -671,13 +741,15 @@ class Suite(Strict):
         """
         from mmbench.data import user_data_digest
         from mmbench.registry import config_class
+
         data = self.data
         downstream = DownstreamSettings(**self.downstream.model_dump())
         runs = []
         for data_point in data.points():
             options = {**data.options, **data_point}
-            digest = user_data_digest(data.name, options, base_dir=self._base_dir,
-                                      data_dir_=data_dir)
+            digest = user_data_digest(
+                data.name, options, base_dir=self._base_dir, data_dir_=data_dir
+            )
             for block in self.models:
                 if self.tune is not None:  # tuned: trials, then final runs (see studies())
                     continue
@@ -686,18 +758,30 @@ class Suite(Strict):
                     params = config_class(block.name)(**block.params, **model_point)
                     model = ModelChoice(block.name, params.model_dump(mode="json"))
                     train = TrainSettings(**{**self.train.model_dump(), **block.train}).model_dump()
-                    resources = records.Resources(**{
-                        **self.resources.model_dump(exclude_none=True),
-                        **block.resources.model_dump(exclude_none=True)})
+                    resources = records.Resources(
+                        **{
+                            **self.resources.model_dump(exclude_none=True),
+                            **block.resources.model_dump(exclude_none=True),
+                        }
+                    )
                     for replicate in self.seeds:
                         coordinates = Coordinates(data_point, block.name, model_point, replicate)
                         config = RunConfig(
                             data=DataChoice(data.name, options, digest),
                             model=model,
                             train={**train, "seed": derive_seed(self.seed, coordinates)},
-                            downstream=downstream, seed=replicate)
-                        runs.append(Run(config, block.display_label, coordinates, resources,
-                                        base_dir=self._base_dir))
+                            downstream=downstream,
+                            seed=replicate,
+                        )
+                        runs.append(
+                            Run(
+                                config,
+                                block.display_label,
+                                coordinates,
+                                resources,
+                                base_dir=self._base_dir,
+                            )
+                        )
         return runs + self.reference_runs(data_dir)
 
     def reference_runs(self, data_dir: str | os.PathLike | None = None) -> list[Run]:
@@ -708,27 +792,39 @@ class Suite(Strict):
         located as for :meth:`runs`."""
         from mmbench.data import user_data_digest
         from mmbench.registry import config_class
+
         downstream = DownstreamSettings(**self.downstream.model_dump())
         train = TrainSettings(epochs=1).model_dump()
         resources = records.Resources(cpus=self.resources.cpus)
         runs = []
         for data_point in self.data.points():
             options = {**self.data.options, **data_point}
-            digest = user_data_digest(self.data.name, options, base_dir=self._base_dir,
-                                      data_dir_=data_dir)
+            digest = user_data_digest(
+                self.data.name, options, base_dir=self._base_dir, data_dir_=data_dir
+            )
             data = DataChoice(self.data.name, options, digest)
             for name in self.references:
                 model = ModelChoice(name, config_class(name)().model_dump(mode="json"))
                 for replicate in self.seeds:
                     coordinates = Coordinates(data_point, name, {}, replicate)
                     config = RunConfig(
-                        data=data, model=model,
+                        data=data,
+                        model=model,
                         train={**train, "seed": derive_seed(self.seed, coordinates)},
-                        downstream=downstream, seed=replicate)
-                    runs.append(Run(config, reference_label(name), coordinates, resources,
-                                    role=REFERENCE_ROLE, base_dir=self._base_dir))
+                        downstream=downstream,
+                        seed=replicate,
+                    )
+                    runs.append(
+                        Run(
+                            config,
+                            reference_label(name),
+                            coordinates,
+                            resources,
+                            role=REFERENCE_ROLE,
+                            base_dir=self._base_dir,
+                        )
+                    )
         return runs
-
 
     # -----------------------------------------------------------------------------------------
     # Tuned suites: studies, their trials and their final runs
@@ -738,14 +834,21 @@ class Suite(Strict):
         points then the model blocks (none when the suite is not tuned). A user's data file is
         located and digested as by :meth:`runs`."""
         from mmbench.data import user_data_digest
+
         if self.tune is None:
             return []
         studies = []
         for point in self.data.points():
-            digest = user_data_digest(self.data.name, {**self.data.options, **point},
-                                      base_dir=self._base_dir, data_dir_=data_dir)
-            studies += [Study(point, index, block.display_label, block.name, digest)
-                        for index, block in enumerate(self.models)]
+            digest = user_data_digest(
+                self.data.name,
+                {**self.data.options, **point},
+                base_dir=self._base_dir,
+                data_dir_=data_dir,
+            )
+            studies += [
+                Study(point, index, block.display_label, block.name, digest)
+                for index, block in enumerate(self.models)
+            ]
         return studies
 
     def search_space(self, study: Study) -> dict[str, Dimension]:
@@ -758,11 +861,18 @@ class Suite(Strict):
         replicate = self.seeds[0]
         seed_at = Coordinates(study.data_point, study.model, {"trial": trial}, replicate)
         coordinates = Coordinates(study.data_point, study.model, dict(values), replicate)
-        return self._tuned_run(study, values, coordinates, derive_seed(self.seed, seed_at),
-                               TRIAL_ROLE, self._tuning(study, values, trial=trial))
+        return self._tuned_run(
+            study,
+            values,
+            coordinates,
+            derive_seed(self.seed, seed_at),
+            TRIAL_ROLE,
+            self._tuning(study, values, trial=trial),
+        )
 
-    def final_runs(self, study: Study, values: dict[str, Any], best_trial: str,
-                   best_value: float) -> list[Run]:
+    def final_runs(
+        self, study: Study, values: dict[str, Any], best_trial: str, best_value: float
+    ) -> list[Run]:
         """The final runs of ``study``: the chosen trial's ``values`` over the replicate seeds,
         seeded as the runs of an untuned model block are. They are the model runs that tables
         report (no grid coordinates: one series per label)."""
@@ -770,23 +880,45 @@ class Suite(Strict):
         runs = []
         for replicate in self.seeds:
             coordinates = Coordinates(study.data_point, study.model, {}, replicate)
-            runs.append(self._tuned_run(study, values, coordinates,
-                                        derive_seed(self.seed, coordinates),
-                                        records.MODEL_ROLE, tuning))
+            runs.append(
+                self._tuned_run(
+                    study,
+                    values,
+                    coordinates,
+                    derive_seed(self.seed, coordinates),
+                    records.MODEL_ROLE,
+                    tuning,
+                )
+            )
         return runs
 
     def _tuning(self, study: Study, values: dict[str, Any], **chosen: Any) -> Tuning:
         tune = self.tune
         assert tune is not None
-        return Tuning(tune.objective, tune.trials, tune.epochs, tune.sampler,
-                      dict(self.models[study.block].search), dict(values), **chosen)
+        return Tuning(
+            tune.objective,
+            tune.trials,
+            tune.epochs,
+            tune.sampler,
+            dict(self.models[study.block].search),
+            dict(values),
+            **chosen,
+        )
 
-    def _tuned_run(self, study: Study, values: dict[str, Any], coordinates: Coordinates,
-                   train_seed: int, role: str, tuning: Tuning) -> Run:
+    def _tuned_run(
+        self,
+        study: Study,
+        values: dict[str, Any],
+        coordinates: Coordinates,
+        train_seed: int,
+        role: str,
+        tuning: Tuning,
+    ) -> Run:
         """A run of ``study``'s model block with ``values`` for its searched names. Values that
         the model's config refuses together with its fixed params (rules between fields) are
         kept as given: the run then fails, and counts as a trial with the worst objective."""
         from mmbench.registry import config_class
+
         tune = self.tune
         assert tune is not None
         block = self.models[study.block]
@@ -797,23 +929,40 @@ class Suite(Strict):
         except ValidationError:
             params = {**config(**block.params).model_dump(mode="json"), **model_values}
         # the epoch cap stands in for the suite's epochs unless the suite sets fewer
-        default_epochs = (self.train.epochs if "epochs" in self.train.model_fields_set
-                          else tune.epochs)
-        train = {**self.train.model_dump(), "epochs": default_epochs, **block.train,
-                 **{k: v for k, v in values.items() if k not in config.model_fields}}
+        default_epochs = (
+            self.train.epochs if "epochs" in self.train.model_fields_set else tune.epochs
+        )
+        train = {
+            **self.train.model_dump(),
+            "epochs": default_epochs,
+            **block.train,
+            **{k: v for k, v in values.items() if k not in config.model_fields},
+        }
         with contextlib.suppress(ValidationError):  # a run of refused settings fails
             train = TrainSettings(**train).model_dump()
-        resources = records.Resources(**{**self.resources.model_dump(exclude_none=True),
-                                         **block.resources.model_dump(exclude_none=True)})
+        resources = records.Resources(
+            **{
+                **self.resources.model_dump(exclude_none=True),
+                **block.resources.model_dump(exclude_none=True),
+            }
+        )
         data = self.data
-        config_ = RunConfig(data=DataChoice(data.name, {**data.options, **study.data_point},
-                                            study.data_digest),
-                            model=ModelChoice(block.name, params),
-                            train={**train, "seed": train_seed},
-                            downstream=DownstreamSettings(**self.downstream.model_dump()),
-                            seed=coordinates.seed)
-        return Run(config_, study.label, coordinates, resources, role=role,
-                   base_dir=self._base_dir, tuning=tuning)
+        config_ = RunConfig(
+            data=DataChoice(data.name, {**data.options, **study.data_point}, study.data_digest),
+            model=ModelChoice(block.name, params),
+            train={**train, "seed": train_seed},
+            downstream=DownstreamSettings(**self.downstream.model_dump()),
+            seed=coordinates.seed,
+        )
+        return Run(
+            config_,
+            study.label,
+            coordinates,
+            resources,
+            role=role,
+            base_dir=self._base_dir,
+            tuning=tuning,
+        )
 
 
 @dataclass(frozen=True)
@@ -830,13 +979,16 @@ class Study:
 
     @property
     def name(self) -> str:
-        """"CMMD", or "CMMD (fold=1)" on a data grid."""
+        """ "CMMD", or "CMMD (fold=1)" on a data grid."""
         point = ", ".join(f"{k}={v}" for k, v in self.data_point.items())
         return f"{self.label} ({point})" if point else self.label
+
+
 def reference_class(name: str) -> type[Reference] | None:
     """The class of the registered model ``name`` when it is a reference row, else None."""
     from mmbench.references import Reference
     from mmbench.registry import model_class
+
     cls = model_class(name)
     return cls if issubclass(cls, Reference) else None
 
@@ -855,8 +1007,9 @@ def derive_seed(suite_seed: int, coordinates: Coordinates) -> int:
     return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) & 0x7FFFFFFF
 
 
-def load_suite(path: str | os.PathLike, overrides: Sequence[str] = (),
-               allow_large: bool = False) -> Suite:
+def load_suite(
+    path: str | os.PathLike, overrides: Sequence[str] = (), allow_large: bool = False
+) -> Suite:
     """Read a suite file, apply ``overrides`` (``"KEY=VALUE"`` strings, see the module's
     docstring) and validate it; errors name the file and the field path. A suite of more than
     :data:`MAX_RUNS` runs (or a grid of more points) is an error unless ``allow_large``."""
@@ -867,34 +1020,43 @@ def load_suite(path: str | os.PathLike, overrides: Sequence[str] = (),
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
         raise SuiteError(f"{path}: not valid YAML: {error}") from None
-    return validate_suite(raw, str(path), overrides, base_dir=path.parent, file=str(path),
-                          allow_large=allow_large)
+    return validate_suite(
+        raw, str(path), overrides, base_dir=path.parent, file=str(path), allow_large=allow_large
+    )
 
 
-def validate_suite(raw: Any, source: str = "suite", overrides: Sequence[str] = (),
-                   base_dir: str | os.PathLike | None = None, file: str | None = None,
-                   allow_large: bool = False) -> Suite:
+def validate_suite(
+    raw: Any,
+    source: str = "suite",
+    overrides: Sequence[str] = (),
+    base_dir: str | os.PathLike | None = None,
+    file: str | None = None,
+    allow_large: bool = False,
+) -> Suite:
     """The suite of the mapping ``raw`` (the content of the suite ``file``, if any) with
     ``overrides`` applied; ``source`` names it in errors, ``base_dir`` is where relative data
     paths are looked for first (None: the working directory); ``allow_large``: see
     :func:`load_suite`."""
     if not isinstance(raw, dict):
-        raise SuiteError(f"{source}: a suite is a YAML mapping with keys "
-                         f"{sorted(Suite.model_fields)}")
+        raise SuiteError(
+            f"{source}: a suite is a YAML mapping with keys {sorted(Suite.model_fields)}"
+        )
     raw, overridden = apply_overrides(raw, overrides, source)
     try:
         suite = Suite.model_validate(raw, context={"allow_large": allow_large})
     except ValidationError as error:
-        raise SuiteError("\n".join(f"{source}: {line}{_set_by(line, overridden)}"
-                                    for line in describe(error))) from None
+        raise SuiteError(
+            "\n".join(f"{source}: {line}{_set_by(line, overridden)}" for line in describe(error))
+        ) from None
     suite._file, suite._overrides = file, tuple(overrides)
     if base_dir is not None:
         suite._base_dir = str(Path(base_dir).resolve())
     return suite
 
 
-def apply_overrides(raw: dict, overrides: Sequence[str],
-                    source: str = "suite") -> tuple[dict, dict[str, str]]:
+def apply_overrides(
+    raw: dict, overrides: Sequence[str], source: str = "suite"
+) -> tuple[dict, dict[str, str]]:
     """A copy of the suite mapping ``raw`` with each ``"KEY=VALUE"`` of ``overrides`` set, and
     the overrides by the canonical path they set (list items by index: "models.0.params.omega").
 
@@ -907,14 +1069,17 @@ def apply_overrides(raw: dict, overrides: Sequence[str],
         key, equals, text = override.partition("=")
         key = key.strip()
         if not equals or not key:
-            raise SuiteError(f"{source}: override {override!r} is not KEY=VALUE (e.g. "
-                             "train.epochs=5, models.0.params.latent_dim=8, seeds=[0,1])")
+            raise SuiteError(
+                f"{source}: override {override!r} is not KEY=VALUE (e.g. "
+                "train.epochs=5, models.0.params.latent_dim=8, seeds=[0,1])"
+            )
         try:
             value = yaml.safe_load(text)
         except yaml.YAMLError as error:
             problem = getattr(error, "problem", None) or error
-            raise SuiteError(f"{source}: override {key}: the value {text!r} is not valid YAML "
-                             f"({problem})") from None
+            raise SuiteError(
+                f"{source}: override {key}: the value {text!r} is not valid YAML ({problem})"
+            ) from None
         path = _set_path(raw, key.split("."), value, f"{source}: override {key}")
         overridden[path] = override
     return raw, overridden
@@ -940,8 +1105,9 @@ def _set_path(node: Any, parts: list[str], value: Any, where: str) -> str:
                 node[int(part)] = value
             done.append(part)
         else:
-            raise SuiteError(f"{where}: {at} is {node!r}, not a mapping or a list, so it has "
-                             f"no {part!r}")
+            raise SuiteError(
+                f"{where}: {at} is {node!r}, not a mapping or a list, so it has no {part!r}"
+            )
         if not last:
             node = node[int(part)] if isinstance(node, list) else node[part]
     return ".".join(done)
@@ -954,20 +1120,27 @@ def _list_index(items: list, part: str, where: str) -> int:
         if not 0 <= index < len(items):
             raise SuiteError(f"{where} has items 0..{len(items) - 1}, not {index}")
         return index
-    matches = [i for i, item in enumerate(items)
-               if isinstance(item, dict) and part in (item.get("label"), item.get("name"))]
+    matches = [
+        i
+        for i, item in enumerate(items)
+        if isinstance(item, dict) and part in (item.get("label"), item.get("name"))
+    ]
     if len(matches) == 1:
         return matches[0]
-    names = [f"{i}: {item.get('label') or item.get('name')}" if isinstance(item, dict) else str(i)
-             for i, item in enumerate(items)]
+    names = [
+        f"{i}: {item.get('label') or item.get('name')}" if isinstance(item, dict) else str(i)
+        for i, item in enumerate(items)
+    ]
     if matches:
-        raise SuiteError(f"{where}: {part!r} names items {matches}; use the index or the label "
-                         f"({', '.join(names)})")
+        raise SuiteError(
+            f"{where}: {part!r} names items {matches}; use the index or the label "
+            f"({', '.join(names)})"
+        )
     raise SuiteError(f"{where} has no item labelled or named {part!r} ({', '.join(names)})")
 
 
 def _set_by(line: str, overridden: dict[str, str]) -> str:
-    """" (set by the override KEY=VALUE)" when the error ``line`` is about an overridden field."""
+    """ " (set by the override KEY=VALUE)" when the error ``line`` is about an overridden field."""
     field = line.split(":", 1)[0]
     for path, override in overridden.items():
         if field == path or field.startswith(path + ".") or path.startswith(field + "."):
@@ -996,12 +1169,11 @@ def describe(error: ValidationError) -> list[str]:
 
 
 def _value_and_allowed(loc: list, value: Any) -> str:
-    """", got VALUE; allowed: ..." for a field of the suite's own schemas (e.g. train.epochs),
+    """ ", got VALUE; allowed: ..." for a field of the suite's own schemas (e.g. train.epochs),
     else ", got VALUE"."""
     *owner, name = loc or [None]
     try:
-        fields = {field.name: field.allowed
-                  for field in describe_fields(_schema_at(owner))}  # type: ignore[arg-type]
+        fields = {field.name: field.allowed for field in describe_fields(_schema_at(owner))}  # type: ignore[arg-type]
     except (KeyError, StopIteration):
         fields = {}
     allowed = fields.get(name) if isinstance(name, str) else None

@@ -18,6 +18,7 @@ The default store is the folder ``./mlruns`` (MLflow's file store; recent MLflow
 URI (``http://host:5000``, ``sqlite:///mlflow.db`` with the full ``mlflow`` package) is passed
 on. Nothing here imports torch.
 """
+
 from __future__ import annotations
 
 import math
@@ -63,23 +64,31 @@ class MlflowTracker:
         try:
             from mlflow.tracking import MlflowClient
         except ImportError:
-            raise TrackingError("--track mlflow needs MLflow: pip install 'mmbench[mlflow]' "
-                                "(the light mlflow-skinny client)") from None
+            raise TrackingError(
+                "--track mlflow needs MLflow: pip install 'mmbench[mlflow]' "
+                "(the light mlflow-skinny client)"
+            ) from None
         self.uri = tracking_uri(uri)
         try:
             self.client = MlflowClient(tracking_uri=self.uri)
             found = self.client.get_experiment_by_name(experiment)
-            self.experiment_id = (found.experiment_id if found is not None
-                                  else self.client.create_experiment(experiment))
+            self.experiment_id = (
+                found.experiment_id
+                if found is not None
+                else self.client.create_experiment(experiment)
+            )
         except Exception as error:  # MLflow raises many types (store, network, permission)
-            raise TrackingError(f"cannot open the MLflow store at {self.uri}: "
-                                f"{type(error).__name__}: {error}") from None
+            raise TrackingError(
+                f"cannot open the MLflow store at {self.uri}: {type(error).__name__}: {error}"
+            ) from None
 
     def log(self, record: Record, folder: Path | None = None) -> None:
         from mlflow.entities import Metric, Param, RunTag
+
         try:
-            run = self.client.create_run(self.experiment_id, run_name=run_name(record),
-                                         start_time=int(record.started * 1000))
+            run = self.client.create_run(
+                self.experiment_id, run_name=run_name(record), start_time=int(record.started * 1000)
+            )
             run_id = run.info.run_id
             stamp = int(record.finished * 1000)
             metrics = [Metric(key, value, stamp, step) for key, value, step in metric_steps(record)]
@@ -93,16 +102,19 @@ class MlflowTracker:
                 self.client.log_batch(run_id, metrics=batch)
             if folder is not None and (folder / RECORD).is_file():
                 self.client.log_artifact(run_id, str(folder / RECORD))
-            self.client.set_terminated(run_id, status="FINISHED" if record.ok else "FAILED",
-                                       end_time=stamp)
+            self.client.set_terminated(
+                run_id, status="FINISHED" if record.ok else "FAILED", end_time=stamp
+            )
         except Exception as error:  # a tracking failure must never stop a suite
-            raise TrackingError(f"could not log {run_name(record)} ({record.run_id}) to MLflow "
-                                f"at {self.uri}: {type(error).__name__}: {error}") from None
+            raise TrackingError(
+                f"could not log {run_name(record)} ({record.run_id}) to MLflow "
+                f"at {self.uri}: {type(error).__name__}: {error}"
+            ) from None
 
 
 def chunks(items: list, size: int) -> list[list]:
     """``items`` in consecutive lists of at most ``size``."""
-    return [items[start:start + size] for start in range(0, len(items), size)]
+    return [items[start : start + size] for start in range(0, len(items), size)]
 
 
 def tracking_uri(uri: str | None) -> str:
@@ -117,7 +129,7 @@ def tracking_uri(uri: str | None) -> str:
 
 
 def run_name(record: Record) -> str:
-    """"CMMD seed 0", with the data coordinates when there are any ("CMMD seed 0 fold=1")."""
+    """ "CMMD seed 0", with the data coordinates when there are any ("CMMD seed 0 fold=1")."""
     data = " ".join(f"{k}={v}" for k, v in record.coordinates.data.items())
     return f"{record.label} seed {record.coordinates.seed}" + (f" {data}" if data else "")
 
@@ -126,8 +138,11 @@ def run_params(record: Record) -> dict[str, str]:
     """The run's config flattened to "data.<option>", "model.<param>", "train.<setting>",
     "downstream.<setting>", "seed" (values as text, cut to MAX_PARAM_LENGTH characters)."""
     config = record.config.to_json()
-    flat: dict[str, Any] = {"data.name": config["data"]["name"],
-                            "model.name": config["model"]["name"], "seed": config["seed"]}
+    flat: dict[str, Any] = {
+        "data.name": config["data"]["name"],
+        "model.name": config["model"]["name"],
+        "seed": config["seed"],
+    }
     flat.update({f"data.{k}": v for k, v in config["data"]["options"].items()})
     flat.update({f"model.{k}": v for k, v in config["model"]["params"].items()})
     flat.update({f"train.{k}": v for k, v in config["train"].items()})
@@ -138,9 +153,13 @@ def run_params(record: Record) -> dict[str, str]:
 
 
 def run_tags(record: Record) -> dict[str, str]:
-    tags = {"mmbench.run_id": record.run_id, "mmbench.label": record.label,
-            "mmbench.model": record.coordinates.model, "mmbench.status": record.status,
-            "mmbench.role": record.role}
+    tags = {
+        "mmbench.run_id": record.run_id,
+        "mmbench.label": record.label,
+        "mmbench.model": record.coordinates.model,
+        "mmbench.status": record.status,
+        "mmbench.role": record.role,
+    }
     if record.fit is not None:
         tags["mmbench.stopped_by"] = record.fit.stopped_by
     if record.error:
@@ -156,16 +175,24 @@ def metric_steps(record: Record) -> list[tuple[str, float, int]]:
     if fit is not None:
         for row in fit.history:
             epoch = int(row.get("epoch", 0))
-            steps.extend((f"history/{key}", float(value), epoch)
-                         for key, value in row.items() if key != "epoch")
-        steps += [("fit/epochs", float(fit.epochs), 0),
-                  ("fit/best_epoch", float(fit.best_epoch), 0),
-                  ("fit/best_valid_loss", float(fit.best_valid_loss), 0)]
+            steps.extend(
+                (f"history/{key}", float(value), epoch)
+                for key, value in row.items()
+                if key != "epoch"
+            )
+        steps += [
+            ("fit/epochs", float(fit.epochs), 0),
+            ("fit/best_epoch", float(fit.best_epoch), 0),
+            ("fit/best_valid_loss", float(fit.best_valid_loss), 0),
+        ]
     steps.extend((f"test/{key}", float(value), 0) for key, value in record.metrics.items())
     for group, metrics in record.metrics_by_group.items():
-        steps.extend((f"test/group_{group}/{key}", float(value), 0)
-                     for key, value in metrics.items())
+        steps.extend(
+            (f"test/group_{group}/{key}", float(value), 0) for key, value in metrics.items()
+        )
     if record.timings is not None:
-        steps += [("time/train_seconds", record.timings.train_seconds, 0),
-                  ("time/eval_seconds", record.timings.eval_seconds, 0)]
+        steps += [
+            ("time/train_seconds", record.timings.train_seconds, 0),
+            ("time/eval_seconds", record.timings.eval_seconds, 0),
+        ]
     return [(key, value, step) for key, value, step in steps if math.isfinite(value)]

@@ -12,6 +12,7 @@ batch's loss is not finite, or the last epoch's mean training loss exploded, i.e
 loss of the untrained model (the first batch's, before any step) by more than
 :data:`EXPLOSION_FACTOR` times that loss's magnitude (at least 1), see :func:`exploded`.
 """
+
 from __future__ import annotations
 
 import copy
@@ -96,8 +97,9 @@ EpochCallback = Callable[[int, int, dict[str, float]], None]
 def resolve_device(name: str) -> torch.device:
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but torch sees no CUDA device; "
-                         "use --device cpu")
+        raise ValueError(
+            f"device {name!r} asked for, but torch sees no CUDA device; use --device cpu"
+        )
     return device
 
 
@@ -106,15 +108,19 @@ def n_points(data: Batch) -> int:
     return next(iter(data.values())).shape[0]
 
 
-def iterate_minibatches(data: Batch, batch_size: int, generator: torch.Generator | None = None,
-                        shuffle: bool = True):
+def iterate_minibatches(
+    data: Batch, batch_size: int, generator: torch.Generator | None = None, shuffle: bool = True
+):
     """Yield dicts of index slices of ``data`` (all tensors share their first dimension)."""
     n = n_points(data)
     device = next(iter(data.values())).device
-    order = (torch.randperm(n, generator=generator, device="cpu").to(device) if shuffle
-             else torch.arange(n, device=device))
+    order = (
+        torch.randperm(n, generator=generator, device="cpu").to(device)
+        if shuffle
+        else torch.arange(n, device=device)
+    )
     for start in range(0, n, batch_size):
-        index = order[start:start + batch_size]
+        index = order[start : start + batch_size]
         yield {k: v.index_select(0, index) for k, v in data.items()}
 
 
@@ -151,9 +157,15 @@ class EpochLosses:
     first: float
 
 
-def train_epoch(module: nn.Module, optimizer: torch.optim.Optimizer, data: Batch, batch_size: int,
-                generator: torch.Generator | None = None, epoch: int = 1,
-                epochs: int = 1) -> EpochLosses:
+def train_epoch(
+    module: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: Batch,
+    batch_size: int,
+    generator: torch.Generator | None = None,
+    epoch: int = 1,
+    epochs: int = 1,
+) -> EpochLosses:
     """One pass of Adam steps over shuffled mini-batches of ``data``, epoch ``epoch`` of
     ``epochs`` (what the loss is told as its :class:`Progress`); its losses.
 
@@ -174,21 +186,31 @@ def train_epoch(module: nn.Module, optimizer: torch.optim.Optimizer, data: Batch
             loss.backward()
             optimizer.step()
             names = ("loss", *parts)
-            rows.append(torch.stack([loss.detach().float(), *(
-                torch.as_tensor(v, device=loss.device).detach().float() for v in parts.values())]))
+            rows.append(
+                torch.stack(
+                    [
+                        loss.detach().float(),
+                        *(
+                            torch.as_tensor(v, device=loss.device).detach().float()
+                            for v in parts.values()
+                        ),
+                    ]
+                )
+            )
     except Exception as error:
         if rows and (divergence := first_divergence(torch.stack(rows).cpu(), names, epoch)):
             raise divergence from error
         raise
-    values = torch.stack(rows).cpu().double()                          # (batches, 1 + parts)
+    values = torch.stack(rows).cpu().double()  # (batches, 1 + parts)
     divergence = first_divergence(values, names, epoch)
     if divergence is not None:
         raise divergence
     return EpochLosses(dict(zip(names, values.mean(0).tolist())), float(values[0, 0]))
 
 
-def first_divergence(values: torch.Tensor, names: tuple[str, ...],
-                     epoch: int) -> DivergedError | None:
+def first_divergence(
+    values: torch.Tensor, names: tuple[str, ...], epoch: int
+) -> DivergedError | None:
     """The error for the first batch whose loss is not finite, or None.
 
     values: (batches, 1 + parts) on the host, each row a batch's loss then its parts in the order
@@ -202,7 +224,8 @@ def first_divergence(values: torch.Tensor, names: tuple[str, ...],
     return DivergedError(
         f"loss became {loss} at epoch {epoch}, batch {bad + 1}; parts: "
         + ", ".join(f"{k}={v:.4g}" for k, v in zip(names[1:], parts))
-        + ". Lower the learning rate or check the data scale.")
+        + ". Lower the learning rate or check the data scale."
+    )
 
 
 class Trainer:
@@ -225,8 +248,9 @@ class Trainer:
         best = math.inf
         start = time.perf_counter()
         for epoch in range(1, config.epochs + 1):
-            losses = train_epoch(module, optimizer, train, config.batch_size, generator, epoch,
-                                 config.epochs)
+            losses = train_epoch(
+                module, optimizer, train, config.batch_size, generator, epoch, config.epochs
+            )
             if epoch == 1:
                 report.initial_loss = losses.first
             row = {"epoch": epoch, **losses.means}
@@ -234,7 +258,8 @@ class Trainer:
                 row["valid_loss"] = evaluate_loss(module, valid, config.eval_batch_size)
                 if not math.isfinite(row["valid_loss"]):
                     raise DivergedError(
-                        f"validation loss became {row['valid_loss']} at epoch {epoch}")
+                        f"validation loss became {row['valid_loss']} at epoch {epoch}"
+                    )
             report.history.append(row)
             monitored = row.get("valid_loss", row["loss"])
             if monitored < best:
@@ -247,8 +272,9 @@ class Trainer:
                 report.stopped_by = "early_stopping"
                 break
             # At the last epoch the cap ends training whatever the clock says: "epochs".
-            out_of_time = (config.max_seconds is not None
-                           and time.perf_counter() - start > config.max_seconds)
+            out_of_time = (
+                config.max_seconds is not None and time.perf_counter() - start > config.max_seconds
+            )
             if out_of_time and epoch < config.epochs:
                 report.stopped_by = "time_budget"
                 break
@@ -257,7 +283,8 @@ class Trainer:
             raise DivergedError(
                 f"training loss exploded: {final:.4g} at epoch {report.epochs}, from "
                 f"{report.initial_loss:.4g} before training (more than {EXPLOSION_FACTOR:g} "
-                "times that magnitude above it). Lower the learning rate or check the data scale.")
+                "times that magnitude above it). Lower the learning rate or check the data scale."
+            )
         if best_state is not None:
             module.load_state_dict(best_state)
         report.best_valid_loss = best

@@ -24,6 +24,7 @@ Which earlier trials trial k waits for (:func:`asked_after`) decides what can ru
 Trials of different studies never wait for each other, so the process and Ray executors have
 work as long as several studies (models, data points) are open.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -74,7 +75,7 @@ class Trial:
 
     @property
     def status(self) -> str:
-        """"waiting", "pending", or the record's status ("ok", "failed", ...)."""
+        """ "waiting", "pending", or the record's status ("ok", "failed", ...)."""
         if self.run is None:
             return "waiting"
         return "pending" if self.record is None else self.record.status
@@ -125,10 +126,15 @@ def study_trials(suite: Suite, smoke: bool) -> int:
     return min(suite.tune.trials, SMOKE_TRIALS) if smoke else suite.tune.trials
 
 
-def plan(suite: Suite, store: RunStore, smoke: bool = False,
-         seeds: list[int] | None = None, models: list[str] | None = None,
-         ignore: Callable[[Record], bool] | None = None,
-         data_dir: str | None = None) -> list[StudyState]:
+def plan(
+    suite: Suite,
+    store: RunStore,
+    smoke: bool = False,
+    seeds: list[int] | None = None,
+    models: list[str] | None = None,
+    ignore: Callable[[Record], bool] | None = None,
+    data_dir: str | None = None,
+) -> list[StudyState]:
     """Where every study of a tuned suite stands, from the records in ``store``.
 
     smoke: every trial and final run on the smoke budget, and SMOKE_TRIALS trials per study.
@@ -136,17 +142,25 @@ def plan(suite: Suite, store: RunStore, smoke: bool = False,
     these model names or labels only (None: all). ignore: records to treat as absent (e.g.
     failed ones to run again). data_dir: where a user's data file is looked for last.
     """
-    return [plan_study(suite, study, store, smoke, seeds, ignore)
-            for study in suite.studies(data_dir)
-            if models is None or study.model in models or study.label in models]
+    return [
+        plan_study(suite, study, store, smoke, seeds, ignore)
+        for study in suite.studies(data_dir)
+        if models is None or study.model in models or study.label in models
+    ]
 
 
-def plan_study(suite: Suite, study: Study, store: RunStore, smoke: bool = False,
-               seeds: list[int] | None = None,
-               ignore: Callable[[Record], bool] | None = None) -> StudyState:
+def plan_study(
+    suite: Suite,
+    study: Study,
+    store: RunStore,
+    smoke: bool = False,
+    seeds: list[int] | None = None,
+    ignore: Callable[[Record], bool] | None = None,
+) -> StudyState:
     """Where ``study`` stands (see :func:`plan`): each trial asked in order, from the records of
     the trials it waits for, as long as they all have one."""
     from mmbench.runner import smoke_version
+
     tune = suite.tune
     assert tune is not None
     n_trials = study_trials(suite, smoke)
@@ -183,8 +197,11 @@ def plan_study(suite: Suite, study: Study, store: RunStore, smoke: bool = False,
     if not state.finished:
         return state
     sign = 1.0 if tune.direction == "minimize" else -1.0
-    scored = [(sign * t.value, t.number, t) for t in trials
-              if t.value is not None and math.isfinite(t.value)]
+    scored = [
+        (sign * t.value, t.number, t)
+        for t in trials
+        if t.value is not None and math.isfinite(t.value)
+    ]
     if not scored:
         return state
     _, _, best = min(scored, key=lambda item: item[:2])  # ties: the earliest trial
@@ -204,8 +221,9 @@ def plan_study(suite: Suite, study: Study, store: RunStore, smoke: bool = False,
 def runnable(states: list[StudyState]) -> list[Run]:
     """The runs that can start now: trials asked and without a record, then final runs of
     finished studies without a record."""
-    trials = [t.run for state in states for t in state.trials
-              if t.run is not None and t.record is None]
+    trials = [
+        t.run for state in states for t in state.trials if t.run is not None and t.record is None
+    ]
     finals = [f.run for state in states for f in state.finals or () if f.record is None]
     return trials + finals
 
@@ -232,28 +250,46 @@ class PlanRow:
     best: bool = False
 
 
-def plan_rows(fixed: list[tuple[Run, str]], states: list[StudyState],
-              seeds: list[int]) -> list[PlanRow]:
+def plan_rows(
+    fixed: list[tuple[Run, str]], states: list[StudyState], seeds: list[int]
+) -> list[PlanRow]:
     """The plan's lines, in a stable order: the ``fixed`` runs (each with its status), then per
     study its trials and one final run per replicate seed in ``seeds``. A line's index depends
     on the suite and the selection only, never on what has run."""
-    rows = [PlanRow("run", None, f"seed {run.coordinates.seed}", run, status)
-            for run, status in fixed]
+    rows = [
+        PlanRow("run", None, f"seed {run.coordinates.seed}", run, status) for run, status in fixed
+    ]
     for state in states:
         for trial in state.trials:
-            needs = tuple(t.number for t in state.trials[:trial.after] if t.record is None)
-            rows.append(PlanRow("trial", state.study, f"trial {trial.number}", trial.run,
-                                trial.status, needs, trial.value, trial is state.best))
+            needs = tuple(t.number for t in state.trials[: trial.after] if t.record is None)
+            rows.append(
+                PlanRow(
+                    "trial",
+                    state.study,
+                    f"trial {trial.number}",
+                    trial.run,
+                    trial.status,
+                    needs,
+                    trial.value,
+                    trial is state.best,
+                )
+            )
         finals = {final.run.coordinates.seed: final for final in state.finals or ()}
         for seed in seeds:
             final = finals.get(seed)
             if final is None:
-                rows.append(PlanRow("final", state.study, f"seed {seed}", None,
-                                    "no trial succeeded" if state.failed else "waiting",
-                                    tuple(state.waiting_for())))
+                rows.append(
+                    PlanRow(
+                        "final",
+                        state.study,
+                        f"seed {seed}",
+                        None,
+                        "no trial succeeded" if state.failed else "waiting",
+                        tuple(state.waiting_for()),
+                    )
+                )
             else:
-                rows.append(PlanRow("final", state.study, f"seed {seed}", final.run,
-                                    final.status))
+                rows.append(PlanRow("final", state.study, f"seed {seed}", final.run, final.status))
     return rows
 
 
@@ -263,8 +299,9 @@ def plan_rows(fixed: list[tuple[Run, str]], states: list[StudyState],
 
 def sampler_seed(suite_seed: int, study: Study, trial: int) -> int:
     """The seed of the sampler that asks trial ``trial`` of ``study`` (31 bits, stable)."""
-    text = json.dumps([suite_seed, "sampler", study.data_point, study.model, study.label, trial],
-                      sort_keys=True)
+    text = json.dumps(
+        [suite_seed, "sampler", study.data_point, study.model, study.label, trial], sort_keys=True
+    )
     return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) & 0x7FFFFFFF
 
 
@@ -272,6 +309,7 @@ def optuna_distributions(space: dict[str, Dimension]) -> dict[str, Any]:
     """Optuna's distribution for each dimension; a choice is a categorical over the indices of
     its values (Optuna's categoricals hold only scalars; layer sizes are lists)."""
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
     distributions: dict[str, Any] = {}
     for name, dimension in space.items():
         if dimension.kind == "choice":
@@ -279,22 +317,30 @@ def optuna_distributions(space: dict[str, Dimension]) -> dict[str, Any]:
         elif dimension.kind == "int":
             distributions[name] = IntDistribution(int(dimension.low), int(dimension.high))
         else:
-            distributions[name] = FloatDistribution(dimension.low, dimension.high,
-                                                    log=dimension.kind == "loguniform")
+            distributions[name] = FloatDistribution(
+                dimension.low, dimension.high, log=dimension.kind == "loguniform"
+            )
     return distributions
 
 
 def decode(space: dict[str, Dimension], params: dict[str, Any]) -> dict[str, Any]:
     """The values of the searched names from Optuna's params (a choice's index -> its value)."""
-    return {name: dimension.values[params[name]] if dimension.kind == "choice" else params[name]
-            for name, dimension in space.items()}
+    return {
+        name: dimension.values[params[name]] if dimension.kind == "choice" else params[name]
+        for name, dimension in space.items()
+    }
 
 
-def ask(tune: TuneBlock, distributions: dict[str, Any], seed: int,
-        history: list[tuple[dict[str, Any], float]]) -> dict[str, Any]:
+def ask(
+    tune: TuneBlock,
+    distributions: dict[str, Any],
+    seed: int,
+    history: list[tuple[dict[str, Any], float]],
+) -> dict[str, Any]:
     """Optuna's params for the next trial: a fresh sampler seeded with ``seed`` asks once in an
     in-memory study holding ``history`` (each earlier trial's params and objective)."""
     import optuna
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler: optuna.samplers.BaseSampler
     if tune.sampler == "tpe":
@@ -303,8 +349,9 @@ def ask(tune: TuneBlock, distributions: dict[str, Any], seed: int,
         sampler = optuna.samplers.RandomSampler(seed=seed)
     study = optuna.create_study(direction=tune.direction, sampler=sampler)
     for params, value in history:
-        study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions,
-                                                  value=value))
+        study.add_trial(
+            optuna.trial.create_trial(params=params, distributions=distributions, value=value)
+        )
     return study.ask(distributions).params
 
 
@@ -332,26 +379,36 @@ def summary(suite: Suite, states: list[StudyState]) -> dict[str, Any]:
 
     def trial_json(trial: Trial) -> dict[str, Any]:
         tuning = None if trial.run is None else trial.run.tuning
-        return {"trial": trial.number, "status": trial.status,
-                "run_id": None if trial.run is None else trial.run.run_id,
-                "params": None if tuning is None else tuning.params,
-                "value": None if trial.value is None or not math.isfinite(trial.value)
-                else trial.value}
+        return {
+            "trial": trial.number,
+            "status": trial.status,
+            "run_id": None if trial.run is None else trial.run.run_id,
+            "params": None if tuning is None else tuning.params,
+            "value": None if trial.value is None or not math.isfinite(trial.value) else trial.value,
+        }
 
     return {
-        "objective": tune.objective, "direction": tune.direction, "trials": tune.trials,
-        "epochs": tune.epochs, "sampler": tune.sampler,
-        "studies": [{
-            "label": state.study.label, "model": state.study.model,
-            "data": state.study.data_point, "space": suite.models[state.study.block].search,
-            "trials": [trial_json(trial) for trial in state.trials],
-            "best": None if state.best is None else trial_json(state.best),
-            "final_run_ids": [final.run.run_id for final in state.finals or ()],
-        } for state in states]}
+        "objective": tune.objective,
+        "direction": tune.direction,
+        "trials": tune.trials,
+        "epochs": tune.epochs,
+        "sampler": tune.sampler,
+        "studies": [
+            {
+                "label": state.study.label,
+                "model": state.study.model,
+                "data": state.study.data_point,
+                "space": suite.models[state.study.block].search,
+                "trials": [trial_json(trial) for trial in state.trials],
+                "best": None if state.best is None else trial_json(state.best),
+                "final_run_ids": [final.run.run_id for final in state.finals or ()],
+            }
+            for state in states
+        ],
+    }
 
 
-def write_summary(results_dir: str | os.PathLike, suite: Suite,
-                  states: list[StudyState]) -> Path:
+def write_summary(results_dir: str | os.PathLike, suite: Suite, states: list[StudyState]) -> Path:
     """Write :func:`summary` to ``<results_dir>/tuning.json`` (atomically); returns its path."""
     path = Path(results_dir) / SUMMARY_FILE
     path.parent.mkdir(parents=True, exist_ok=True)

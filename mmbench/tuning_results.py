@@ -7,6 +7,7 @@ model label and data point; :func:`chosen_params` is what ``mmbench table --para
 ``mmbench run``) lists each study's current final runs: :func:`current_final_runs` tells them
 from final runs that an earlier budget or search space chose and that stay in the folder.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,9 +48,19 @@ def tuned_choices(records: Iterable[Record]) -> list[TunedChoice]:
             continue
         data = record.coordinates.data
         key = (record.label, json.dumps(data, sort_keys=True))
-        choices.setdefault(key, TunedChoice(record.label, data, tuning.params, tuning.objective,
-                                            tuning.best_value, tuning.trials, tuning.epochs,
-                                            tuning.sampler))
+        choices.setdefault(
+            key,
+            TunedChoice(
+                record.label,
+                data,
+                tuning.params,
+                tuning.objective,
+                tuning.best_value,
+                tuning.trials,
+                tuning.epochs,
+                tuning.sampler,
+            ),
+        )
     return list(choices.values())
 
 
@@ -69,14 +80,15 @@ def budget_caption(records: Iterable[Record]) -> str | None:
     """The tuning budget in one sentence for a table's caption, e.g. "Tuned on validation
     error_pct: 20 trials x 100 epochs per model (TPE)", or None when no run was tuned. Budgets
     that differ between studies (results of several suite versions) are all named."""
-    budgets = sorted({(c.objective, c.trials, c.epochs, c.sampler)
-                      for c in tuned_choices(records)})
+    budgets = sorted({(c.objective, c.trials, c.epochs, c.sampler) for c in tuned_choices(records)})
     if not budgets:
         return None
     sampler_names = {"tpe": "TPE", "random": "random search"}
-    parts = [f"validation {objective}: {trials} trials x {epochs} epochs per model "
-             f"({sampler_names.get(sampler, sampler)})"
-             for objective, trials, epochs, sampler in budgets]
+    parts = [
+        f"validation {objective}: {trials} trials x {epochs} epochs per model "
+        f"({sampler_names.get(sampler, sampler)})"
+        for objective, trials, epochs, sampler in budgets
+    ]
     return "Tuned on " + "; ".join(parts)
 
 

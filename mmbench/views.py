@@ -6,10 +6,12 @@ time (``xO``) and of those missing (``xM``), the labels, and optional group ids 
 speakers). A :class:`DataSplits` bundles the three splits of one data set with what models and
 metrics need to know about it.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Literal, Mapping
+from typing import Literal
 
 import numpy as np
 
@@ -56,19 +58,24 @@ class Views:
             raise ValueError("Views.observed is empty: at least one modality must be observed")
         unknown = [m for m in (*self.observed, *self.missing) if m not in self.data]
         if unknown:
-            raise ValueError(f"Views names modalities {unknown} that are not in data "
-                             f"(has {sorted(self.data)})")
+            raise ValueError(
+                f"Views names modalities {unknown} that are not in data (has {sorted(self.data)})"
+            )
         overlap = set(self.observed) & set(self.missing)
         if overlap:
             raise ValueError(f"modalities {sorted(overlap)} are both observed and missing")
         n = len(self.labels)
         for name, array in self.data.items():
             if array.ndim != 2 or array.shape[0] != n:
-                raise ValueError(f"modality {name!r} has shape {array.shape}; expected (n={n}, d) "
-                                 "with one row per label (flatten images to 2-D)")
+                raise ValueError(
+                    f"modality {name!r} has shape {array.shape}; expected (n={n}, d) "
+                    "with one row per label (flatten images to 2-D)"
+                )
         if self.labels.ndim not in (1, 2):
-            raise ValueError(f"labels have shape {self.labels.shape}; expected (n,) class ids "
-                             "or (n, n_labels) multi-label indicators")
+            raise ValueError(
+                f"labels have shape {self.labels.shape}; expected (n,) class ids "
+                "or (n, n_labels) multi-label indicators"
+            )
         if self.groups is not None and self.groups.shape != (n,):
             raise ValueError(f"groups have shape {self.groups.shape}; expected ({n},)")
 
@@ -96,7 +103,7 @@ class Views:
     def modality(self, name: str) -> Modality:
         return self.modalities.get(name, Modality())
 
-    def subset(self, index: np.ndarray) -> "Views":
+    def subset(self, index: np.ndarray) -> Views:
         """The rows ``index`` (an int or boolean array) of every array."""
         return replace(
             self,
@@ -105,7 +112,7 @@ class Views:
             groups=None if self.groups is None else self.groups[index],
         )
 
-    def with_roles(self, observed: tuple[str, ...], missing: tuple[str, ...]) -> "Views":
+    def with_roles(self, observed: tuple[str, ...], missing: tuple[str, ...]) -> Views:
         """The same data with other modalities observed / missing (e.g. 3-modality MNIST)."""
         return replace(self, observed=tuple(observed), missing=tuple(missing))
 
@@ -129,12 +136,16 @@ class DataSplits:
         for split in ("valid", "test"):
             other: Views = getattr(self, split)
             if (other.observed, other.missing) != (self.train.observed, self.train.missing):
-                raise ValueError(f"{self.name}: the {split} split has other observed/missing "
-                                 "modalities than the train split")
+                raise ValueError(
+                    f"{self.name}: the {split} split has other observed/missing "
+                    "modalities than the train split"
+                )
             for m in self.train.data:
                 if other.dim(m) != self.train.dim(m):
-                    raise ValueError(f"{self.name}: modality {m!r} has {other.dim(m)} features in "
-                                     f"{split} but {self.train.dim(m)} in train")
+                    raise ValueError(
+                        f"{self.name}: modality {m!r} has {other.dim(m)} features in "
+                        f"{split} but {self.train.dim(m)} in train"
+                    )
 
     @property
     def multilabel(self) -> bool:
@@ -146,6 +157,7 @@ def standardize(splits: DataSplits, modalities: tuple[str, ...]) -> DataSplits:
 
     Features with zero training variance are centred and left unscaled.
     """
+
     def fitted(views: Views) -> Views:
         data = dict(views.data)
         for m in modalities:
@@ -157,5 +169,6 @@ def standardize(splits: DataSplits, modalities: tuple[str, ...]) -> DataSplits:
     for m in modalities:
         std = splits.train.data[m].std(axis=0)
         stds[m] = np.where(std > 0, std, 1.0)
-    return replace(splits, train=fitted(splits.train), valid=fitted(splits.valid),
-                   test=fitted(splits.test))
+    return replace(
+        splits, train=fitted(splits.train), valid=fitted(splits.valid), test=fitted(splits.test)
+    )

@@ -1,5 +1,6 @@
 """Fixtures shared by the model tests: a slice of the embedded digits, with two or three views,
 the check of a model trained on it, and registering a model for one test."""
+
 from dataclasses import replace
 from importlib.metadata import EntryPoint
 
@@ -15,11 +16,12 @@ from mmbench.views import Modality
 def register_model(monkeypatch):
     """``register_model(name, "module:Class")`` adds a ``mmbench.models`` entry point for this
     test only, as a plug-in's installed metadata would."""
+
     def register(name: str, target: str) -> None:
         found = registry.entry_points
         extra = EntryPoint(name, target, registry.GROUP)
-        monkeypatch.setattr(registry, "entry_points",
-                            lambda group: [*found(group=group), extra])
+        monkeypatch.setattr(registry, "entry_points", lambda group: [*found(group=group), extra])
+
     return register
 
 
@@ -34,10 +36,12 @@ def digits():
 @pytest.fixture(scope="session")
 def digits_three_views(digits):
     """The same points with x3 = the inverted observed digit (Bernoulli), observed beside x1."""
+
     def with_third_view(views):
         data = {**views.data, "x3": 1.0 - views.data["x1"]}
         modalities = {**views.modalities, "x3": Modality("bernoulli", (28, 28))}
         return replace(views, data=data, modalities=modalities, observed=("x1", "x3"))
+
     return [with_third_view(v) for v in digits]
 
 
@@ -46,6 +50,7 @@ def check_trained_on_digits():
     """The check shared by the generative models' tests: after ``report = model.fit(...)`` on
     ``digits``, losses are finite and fall, and represent / generate / posteriors on ``test``
     have the documented shapes."""
+
     def check(model, report, test, latent_dim):
         assert all(np.isfinite(v) for row in report.history for v in row.values())
         assert report.history[-1]["loss"] < report.history[0]["loss"]
@@ -55,4 +60,5 @@ def check_trained_on_digits():
         posteriors = model.posteriors(test)
         assert posteriors.z_given_xO.mean.shape == (test.n, latent_dim)
         return posteriors
+
     return check

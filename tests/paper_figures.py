@@ -1,5 +1,6 @@
 """Checks every paper figure must pass, read from the saved matplotlib Figure objects: its size in
 inches, the size of every text at that size, and a legend clear of the panels' data areas."""
+
 from __future__ import annotations
 
 import re
@@ -25,8 +26,11 @@ def visible_texts(fig) -> list[Text]:
             for tick in axis.get_major_ticks() + axis.get_minor_ticks():
                 if not low - slack <= tick.get_loc() <= high + slack:
                     undrawn.update({id(tick.label1), id(tick.label2)})
-    return [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()
-            and _shown(t) and id(t) not in undrawn]
+    return [
+        t
+        for t in fig.findobj(Text)
+        if t.get_visible() and t.get_text().strip() and _shown(t) and id(t) not in undrawn
+    ]
 
 
 def _shown(text: Text) -> bool:
@@ -38,8 +42,11 @@ def check_paper_ready(fig, width: float) -> None:
     """``fig`` is ``width`` inches wide, every text is at least 8 pt and overlaps no other,
     every legend lies outside every visible panel and inside the figure."""
     np.testing.assert_allclose(fig.get_size_inches()[0], width)
-    small = [(t.get_text(), t.get_fontsize()) for t in visible_texts(fig)
-             if t.get_fontsize() < MIN_FONT_PT]
+    small = [
+        (t.get_text(), t.get_fontsize())
+        for t in visible_texts(fig)
+        if t.get_fontsize() < MIN_FONT_PT
+    ]
     assert not small, f"texts under {MIN_FONT_PT} pt: {small[:5]}"
     for legend in fig.legends + [ax.get_legend() for ax in fig.axes if ax.get_legend()]:
         box = legend.get_window_extent()
@@ -48,7 +55,7 @@ def check_paper_ready(fig, width: float) -> None:
                 assert not box.overlaps(ax.get_window_extent()), "a legend covers a panel"
     boxes = [(t.get_text(), t.get_window_extent()) for t in visible_texts(fig)]
     for k, (text, box) in enumerate(boxes):
-        for other, other_box in boxes[k + 1:]:
+        for other, other_box in boxes[k + 1 :]:
             assert not box.overlaps(other_box), f"texts {text!r} and {other!r} overlap"
     figure_box = fig.bbox
     for legend in fig.legends:  # and it is inside the figure (not cut off)
@@ -59,8 +66,9 @@ def check_paper_ready(fig, width: float) -> None:
 
 def panel_titles(fig) -> list[str]:
     """The left titles of the visible panels, in order."""
-    return [ax.get_title(loc="left") for ax in fig.axes if ax.get_visible()
-            and ax.get_title(loc="left")]
+    return [
+        ax.get_title(loc="left") for ax in fig.axes if ax.get_visible() and ax.get_title(loc="left")
+    ]
 
 
 def grid_shape(axes) -> tuple[int, int]:
@@ -75,8 +83,9 @@ def check_fonts_embedded(pdf: Path) -> None:
     """Every font of ``pdf`` is embedded and TrueType (pdffonts when installed, else the font
     objects of the file itself): no Type 3 bitmaps, no referenced-only fonts."""
     if shutil.which("pdffonts"):
-        lines = subprocess.run(["pdffonts", str(pdf)], capture_output=True, text=True,
-                               check=True).stdout.splitlines()[2:]
+        lines = subprocess.run(
+            ["pdffonts", str(pdf)], capture_output=True, text=True, check=True
+        ).stdout.splitlines()[2:]
         assert lines and all(" yes " in line and "Type 3" not in line for line in lines), lines
         return
     content = pdf.read_bytes()

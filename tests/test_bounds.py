@@ -1,5 +1,6 @@
 """ELBO, IWAE and DReG on a linear-Gaussian model whose marginal likelihood and posterior are known
 in closed form (scipy), and the DReG gradient against the plain IWAE gradient."""
+
 import math
 
 import numpy as np
@@ -23,19 +24,18 @@ class LinearGaussian:
         self.b = rng.normal(size=3)
         self.sigma = 0.7
         self.x = rng.normal(size=3)
-        precision = np.eye(2) + self.W.T @ self.W / self.sigma ** 2
+        precision = np.eye(2) + self.W.T @ self.W / self.sigma**2
         self.post_cov = np.linalg.inv(precision)
-        self.post_mean = self.post_cov @ self.W.T @ (self.x - self.b) / self.sigma ** 2
+        self.post_mean = self.post_cov @ self.W.T @ (self.x - self.b) / self.sigma**2
         self.q_mean = self.post_mean + np.array([0.3, -0.2])
         self.q_scale = 1.3 * np.sqrt(np.diag(self.post_cov))
 
     def log_marginal(self) -> float:
-        cov = self.W @ self.W.T + self.sigma ** 2 * np.eye(3)
+        cov = self.W @ self.W.T + self.sigma**2 * np.eye(3)
         return stats.multivariate_normal(self.b, cov).logpdf(self.x)
 
     def kl_q_to_posterior(self) -> float:
-        q = MultivariateNormal(torch.tensor(self.q_mean),
-                               torch.diag(torch.tensor(self.q_scale ** 2)))
+        q = MultivariateNormal(torch.tensor(self.q_mean), torch.diag(torch.tensor(self.q_scale**2)))
         p = MultivariateNormal(torch.tensor(self.post_mean), torch.tensor(self.post_cov))
         return torch.distributions.kl_divergence(q, p).item()
 
@@ -84,8 +84,9 @@ def test_iwae_approaches_the_log_marginal_as_k_grows(model):
     for k in (1, 3, 10, 1000):
         repeats = 200_000 // k
         z = model.sample((k, repeats), generator)
-        log_w = model.log_weights(z, torch.tensor(model.q_mean),
-                                  torch.tensor(np.log(model.q_scale)))
+        log_w = model.log_weights(
+            z, torch.tensor(model.q_mean), torch.tensor(np.log(model.q_scale))
+        )
         estimates = bounds.iwae(log_w, dim=0)
         gaps.append(log_p - estimates.mean().item())
         errors.append(estimates.std().item() / math.sqrt(repeats))
@@ -115,7 +116,7 @@ def test_dreg_and_iwae_gradients_agree_in_expectation(model):
     parameters = (q_mean, q_log_scale, b)
 
     def gradient(dreg: bool, noise) -> torch.Tensor:
-        z = q_mean + q_log_scale.exp() * noise                       # (k, replicas, 2)
+        z = q_mean + q_log_scale.exp() * noise  # (k, replicas, 2)
         if dreg:
             log_w = model.log_weights(z, q_mean.detach(), q_log_scale.detach(), b)
             bound = bounds.dreg_iwae(log_w, z, dim=0)
@@ -128,7 +129,7 @@ def test_dreg_and_iwae_gradients_agree_in_expectation(model):
     for _ in range(groups):
         noise = torch.randn(k, replicas, 2, generator=generator, dtype=F64)
         draws.append(torch.stack([gradient(True, noise), gradient(False, noise)]))
-    draws = torch.stack(draws)                                         # (groups, 2, 7)
+    draws = torch.stack(draws)  # (groups, 2, 7)
     dreg, iwae = draws[:, 0], draws[:, 1]
     # Decoder (b): identical on every draw.
     assert torch.allclose(dreg[:, 4:], iwae[:, 4:])
@@ -136,6 +137,8 @@ def test_dreg_and_iwae_gradients_agree_in_expectation(model):
     difference = dreg[:, :4] - iwae[:, :4]
     standard_error = difference.std(0) / math.sqrt(groups)
     assert torch.all(standard_error > 0)
-    assert torch.all(difference.mean(0).abs() < 4 * standard_error), (difference.mean(0),
-                                                                       standard_error)
+    assert torch.all(difference.mean(0).abs() < 4 * standard_error), (
+        difference.mean(0),
+        standard_error,
+    )
     assert torch.all(dreg[:, :4].var(0) < iwae[:, :4].var(0))

@@ -1,6 +1,7 @@
 """Linear CCA and the shared correlation maths against independent answers: the synthetic model's
 true canonical correlations, scipy's generalized eigenproblem, numpy's covariances and least
 squares."""
+
 import numpy as np
 import pytest
 import scipy.linalg
@@ -30,7 +31,7 @@ def generalized_eigen_cca(x1, x2, reg1, reg2):
     b[:d1, :d1] = cov[:d1, :d1] + reg1 * np.eye(d1)
     b[d1:, d1:] = cov[d1:, d1:] + reg2 * np.eye(d2)
     values, vectors = scipy.linalg.eigh(a, b)  # ascending; B-orthonormal eigenvectors
-    order = np.argsort(values)[::-1][:min(d1, d2)]
+    order = np.argsort(values)[::-1][: min(d1, d2)]
     # w^T B w = 1 splits equally over the two views, so the view-1 part has unit
     # regularised variance after scaling by sqrt(2).
     return values[order], np.sqrt(2) * vectors[:d1, order]
@@ -47,8 +48,13 @@ def test_recovers_the_true_canonical_correlations(synthetic_large):
     np.testing.assert_allclose(model.train_correlations_, TRUE_CORRELATIONS, atol=0.01)
     np.testing.assert_allclose(model.valid_correlations_, TRUE_CORRELATIONS, atol=0.02)
     assert report.best_valid_loss == pytest.approx(-model.valid_correlations_.sum())
-    assert report.history == [{"epoch": 1, "loss": pytest.approx(-model.train_correlations_.sum()),
-                               "valid_loss": pytest.approx(-model.valid_correlations_.sum())}]
+    assert report.history == [
+        {
+            "epoch": 1,
+            "loss": pytest.approx(-model.train_correlations_.sum()),
+            "valid_loss": pytest.approx(-model.valid_correlations_.sum()),
+        }
+    ]
 
 
 @pytest.mark.parametrize("reg", [0.0, 0.5])
@@ -126,21 +132,26 @@ def test_generation_with_the_true_rank_approaches_the_conditional_mean(synthetic
     generated = model.generate(test.xO)["x2"]
     # Estimation error of a rank-5 regression from 20,000 points, against a signal of scale ~1.
     assert np.sqrt(np.mean((generated - truth) ** 2)) < 0.03
-    assert np.sqrt(np.mean(truth ** 2)) > 0.5
+    assert np.sqrt(np.mean(truth**2)) > 0.5
 
 
 def test_several_observed_modalities_are_concatenated_into_view_one():
     splits = load_dataset("synthetic", seed=0, n_train=2000)
     train = splits.train
     x1 = train.data["x1"]
-    three = Views({"a": x1[:, :8], "b": x1[:, 8:], "x2": train.data["x2"]}, ("a", "b"), ("x2",),
-                  train.labels)
+    three = Views(
+        {"a": x1[:, :8], "b": x1[:, 8:], "x2": train.data["x2"]}, ("a", "b"), ("x2",), train.labels
+    )
     single, split = CCA(n_components=4), CCA(n_components=4)
     single.fit(train)
     split.fit(three)
     test_x1 = splits.test.data["x1"]
-    np.testing.assert_allclose(split.represent({"a": test_x1[:, :8], "b": test_x1[:, 8:]}),
-                               single.represent({"x1": test_x1}), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        split.represent({"a": test_x1[:, :8], "b": test_x1[:, 8:]}),
+        single.represent({"x1": test_x1}),
+        rtol=1e-5,
+        atol=1e-5,
+    )
 
 
 def test_trains_on_mnist_embedded_and_represents():
@@ -158,8 +169,9 @@ def test_moments_match_numpy_in_chunks():
     rng = np.random.default_rng(0)
     x1 = rng.normal(size=(1001, 7)) * 3 + 5
     x2 = x1[:, :4] @ rng.normal(size=(4, 3)) + rng.normal(size=(1001, 3))
-    stats = moments(torch.tensor(x1, dtype=torch.float32), torch.tensor(x2, dtype=torch.float32),
-                    chunk_rows=128)
+    stats = moments(
+        torch.tensor(x1, dtype=torch.float32), torch.tensor(x2, dtype=torch.float32), chunk_rows=128
+    )
     cov = np.cov(np.hstack([x1, x2]).T)
     np.testing.assert_allclose(stats.cov11.numpy(), cov[:7, :7], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(stats.cov22.numpy(), cov[7:, 7:], rtol=1e-5, atol=1e-5)
@@ -174,9 +186,15 @@ def test_bad_input_is_a_clear_error():
     with pytest.raises(ValueError, match="missing modality"):
         CCA().fit(splits.train.with_roles(("x1", "x2"), ()))
     with pytest.raises(ValueError, match="singular"):
-        constant = Views({"x1": np.ones((50, 3), np.float32),
-                          "x2": np.random.default_rng(0).normal(size=(50, 2)).astype(np.float32)},
-                         ("x1",), ("x2",), np.zeros(50, np.int64))
+        constant = Views(
+            {
+                "x1": np.ones((50, 3), np.float32),
+                "x2": np.random.default_rng(0).normal(size=(50, 2)).astype(np.float32),
+            },
+            ("x1",),
+            ("x2",),
+            np.zeros(50, np.int64),
+        )
         CCA(n_components=2, reg1=0.0, reg2=0.0).fit(constant)
     model = CCA(n_components=3)
     model.fit(splits.train)

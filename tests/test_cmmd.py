@@ -1,5 +1,6 @@
 """CMMD's objective against an independent computation, its wiring, and its behaviour on data
 with a known answer."""
+
 import math
 
 import numpy as np
@@ -14,16 +15,27 @@ from mmbench.model import DataSpec
 from mmbench.trainer import TrainConfig
 from mmbench.views import Modality, Views
 
-SMALL = dict(latent_dim=4, encoder_hidden=(16,), prior_hidden=(16,), decoder_hidden=(16,),
-             classifier_hidden=(8,))
+SMALL = dict(
+    latent_dim=4,
+    encoder_hidden=(16,),
+    prior_hidden=(16,),
+    decoder_hidden=(16,),
+    classifier_hidden=(8,),
+)
 
 
 def small_batch(n=32, d1=6, d2=5, classes=3, seed=0):
     rng = np.random.default_rng(seed)
-    views = Views({"x1": rng.normal(size=(n, d1)).astype(np.float32),
-                   "x2": rng.normal(size=(n, d2)).astype(np.float32)},
-                  ("x1",), ("x2",), rng.integers(0, classes, n),
-                  modalities={"x2": Modality("gaussian")})
+    views = Views(
+        {
+            "x1": rng.normal(size=(n, d1)).astype(np.float32),
+            "x2": rng.normal(size=(n, d2)).astype(np.float32),
+        },
+        ("x1",),
+        ("x2",),
+        rng.integers(0, classes, n),
+        modalities={"x2": Modality("gaussian")},
+    )
     return views
 
 
@@ -35,8 +47,11 @@ def network(views, **params):
 
 
 def batch_of(views):
-    return {"x1": torch.tensor(views.data["x1"]), "x2": torch.tensor(views.data["x2"]),
-            "y": torch.tensor(views.labels)}
+    return {
+        "x1": torch.tensor(views.data["x1"]),
+        "x2": torch.tensor(views.data["x2"]),
+        "y": torch.tensor(views.labels),
+    }
 
 
 def gaussian_params(net, x):
@@ -59,8 +74,12 @@ def independent_negative_elbo(net, batch, noise, classifier_on_prior):
     log_lik = -0.5 * (math.log(2 * math.pi) + logvar + (x2 - mu) ** 2 / torch.exp(logvar)).sum(1)
     logits = net.classifier[1].logits(net.classifier[0](z_p if classifier_on_prior else z_q))
     log_py = torch.log_softmax(logits, 1).gather(1, y[:, None]).squeeze(1)
-    kl = 0.5 * (logvar_p - logvar_q + (torch.exp(logvar_q) + (mean_q - mean_p) ** 2)
-                / torch.exp(logvar_p) - 1).sum(1)
+    kl = 0.5 * (
+        logvar_p
+        - logvar_q
+        + (torch.exp(logvar_q) + (mean_q - mean_p) ** 2) / torch.exp(logvar_p)
+        - 1
+    ).sum(1)
     return -(log_lik + log_py - kl).mean(), log_py
 
 
@@ -95,8 +114,12 @@ def test_mmd_term_enters_with_weight_one_minus_omega_times_lambda():
     net = network(views, omega=0.3, lambda_mmd=1000.0)
     torch.manual_seed(5)
     loss, parts = net.loss(batch)
-    expected = (parts["reconstruction"] + 10.0 * parts["classification"] + 0.3 * parts["kl"]
-                + 0.7 * 1000.0 * parts["mmd"])
+    expected = (
+        parts["reconstruction"]
+        + 10.0 * parts["classification"]
+        + 0.3 * parts["kl"]
+        + 0.7 * 1000.0 * parts["mmd"]
+    )
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
@@ -127,10 +150,20 @@ def test_dropout_is_off_in_evaluation():
 @pytest.fixture(scope="module")
 def fitted_on_synthetic():
     splits = load_dataset("synthetic", seed=0, n_train=3000, n_valid=500, n_test=2000)
-    model = CMMD(omega=0.5, latent_dim=8, encoder_hidden=(64,), prior_hidden=(64,),
-                 decoder_hidden=(64,), classifier_hidden=(32,), dropout=0.0)
-    model.fit(splits.train, splits.valid,
-              trainer=TrainConfig(epochs=30, batch_size=100, lr=3e-3, patience=5, seed=0))
+    model = CMMD(
+        omega=0.5,
+        latent_dim=8,
+        encoder_hidden=(64,),
+        prior_hidden=(64,),
+        decoder_hidden=(64,),
+        classifier_hidden=(32,),
+        dropout=0.0,
+    )
+    model.fit(
+        splits.train,
+        splits.valid,
+        trainer=TrainConfig(epochs=30, batch_size=100, lr=3e-3, patience=5, seed=0),
+    )
     return splits, model
 
 

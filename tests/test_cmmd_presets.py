@@ -1,5 +1,6 @@
 """CMMD's presets: the loss of each written out by hand in numpy/scipy for a tiny batch with fixed
 weights and noise, how a preset fills the config, and the official initialisation."""
+
 import numpy as np
 import pytest
 import torch
@@ -19,10 +20,16 @@ OMEGA, ALPHA, LAMBDA = 0.3, 10.0, 1000.0
 
 def tiny_views() -> Views:
     rng = np.random.default_rng(1)
-    return Views({"x1": rng.normal(size=(N, D1)).astype(np.float32),
-                  "x2": rng.normal(size=(N, D2)).astype(np.float32)},
-                 ("x1",), ("x2",), np.array([0, 2, 1, 2, 0]),
-                 modalities={"x2": Modality("gaussian")})
+    return Views(
+        {
+            "x1": rng.normal(size=(N, D1)).astype(np.float32),
+            "x2": rng.normal(size=(N, D2)).astype(np.float32),
+        },
+        ("x1",),
+        ("x2",),
+        np.array([0, 2, 1, 2, 0]),
+        modalities={"x2": Modality("gaussian")},
+    )
 
 
 def random_weights(net: torch.nn.Module) -> dict[str, np.ndarray]:
@@ -62,7 +69,7 @@ def hand_loss(w, views, eps, preset: str) -> float:
     mean_q, logvar_q = gaussian_net(w, "encoder", np.hstack([x1, x2, onehot]))
     mean_p, logvar_p = gaussian_net(w, "conditional_prior", x1)
     z_q = mean_q + np.exp(logvar_q / 2) * eps
-    z_p = mean_p + np.exp(logvar_p / 2) * eps          # one noise draw for both (shared)
+    z_p = mean_p + np.exp(logvar_p / 2) * eps  # one noise draw for both (shared)
     h = softplus(layer(w, "decoder_body.0", np.hstack([x1, z_q])))
     mu, logvar = layer(w, "decoder_heads.x2.mean", h), layer(w, "decoder_heads.x2.logvar", h)
     log_lik = norm.logpdf(x2, mu, np.exp(logvar / 2)).sum(1)
@@ -71,31 +78,46 @@ def hand_loss(w, views, eps, preset: str) -> float:
     log_py = log_softmax(logits, axis=1)[np.arange(N), y]
     var_q, var_p = np.exp(logvar_q), np.exp(logvar_p)
     if preset == "official":  # the Theano code's expression, term by term
-        kl = (0.5 * np.log(var_p).sum(1) - 0.5 * (1 + np.log(var_q)).sum(1)
-              + (var_q / var_p).sum(1) + 0.5 * ((mean_q - mean_p) ** 2 / var_p).sum(1))
+        kl = (
+            0.5 * np.log(var_p).sum(1)
+            - 0.5 * (1 + np.log(var_q)).sum(1)
+            + (var_q / var_p).sum(1)
+            + 0.5 * ((mean_q - mean_p) ** 2 / var_p).sum(1)
+        )
     else:
         kl = 0.5 * (np.log(var_p / var_q) + (var_q + (mean_q - mean_p) ** 2) / var_p - 1).sum(1)
-    bandwidth = LATENT ** 2
+    bandwidth = LATENT**2
 
     def k(a, b):
         return np.exp(-cdist(a, b, "sqeuclidean") / bandwidth).mean()
 
     mmd = k(z_q, z_q) + k(z_p, z_p) - 2 * k(z_q, z_p)
     classification = log_py.sum() if preset == "official" else log_py.mean()
-    return (-log_lik.mean() - ALPHA * classification + OMEGA * kl.mean()
-            + (1 - OMEGA) * LAMBDA * mmd)
+    return -log_lik.mean() - ALPHA * classification + OMEGA * kl.mean() + (1 - OMEGA) * LAMBDA * mmd
 
 
 @pytest.mark.parametrize("preset", ["paper", "official"])
 def test_each_preset_gives_the_loss_written_out_by_hand(preset):
     views = tiny_views()
-    model = CMMD(preset=preset, omega=OMEGA, alpha=ALPHA, lambda_mmd=LAMBDA, latent_dim=LATENT,
-                 encoder_hidden=(HIDDEN,), prior_hidden=(HIDDEN,), decoder_hidden=(HIDDEN,),
-                 classifier_hidden=(HIDDEN,), dropout=0.0)
+    model = CMMD(
+        preset=preset,
+        omega=OMEGA,
+        alpha=ALPHA,
+        lambda_mmd=LAMBDA,
+        latent_dim=LATENT,
+        encoder_hidden=(HIDDEN,),
+        prior_hidden=(HIDDEN,),
+        decoder_hidden=(HIDDEN,),
+        classifier_hidden=(HIDDEN,),
+        dropout=0.0,
+    )
     net = model.build(DataSpec.from_views(views, CLASSES))
     weights = random_weights(net)
-    batch = {"x1": torch.tensor(views.data["x1"]), "x2": torch.tensor(views.data["x2"]),
-             "y": torch.tensor(views.labels)}
+    batch = {
+        "x1": torch.tensor(views.data["x1"]),
+        "x2": torch.tensor(views.data["x2"]),
+        "y": torch.tensor(views.labels),
+    }
     torch.manual_seed(11)
     loss, _ = net.loss(batch)
     torch.manual_seed(11)
@@ -107,14 +129,24 @@ def test_the_two_presets_differ_where_the_official_code_differs():
     views = tiny_views()
     losses = {}
     for preset in PRESETS:
-        net = CMMD(preset=preset, latent_dim=LATENT, encoder_hidden=(HIDDEN,),
-                   prior_hidden=(HIDDEN,), decoder_hidden=(HIDDEN,), classifier_hidden=(HIDDEN,),
-                   dropout=0.0).build(DataSpec.from_views(views, CLASSES))
+        net = CMMD(
+            preset=preset,
+            latent_dim=LATENT,
+            encoder_hidden=(HIDDEN,),
+            prior_hidden=(HIDDEN,),
+            decoder_hidden=(HIDDEN,),
+            classifier_hidden=(HIDDEN,),
+            dropout=0.0,
+        ).build(DataSpec.from_views(views, CLASSES))
         random_weights(net)
         torch.manual_seed(0)
-        losses[preset] = net.loss({"x1": torch.tensor(views.data["x1"]),
-                                   "x2": torch.tensor(views.data["x2"]),
-                                   "y": torch.tensor(views.labels)})[0].item()
+        losses[preset] = net.loss(
+            {
+                "x1": torch.tensor(views.data["x1"]),
+                "x2": torch.tensor(views.data["x2"]),
+                "y": torch.tensor(views.labels),
+            }
+        )[0].item()
     assert losses["paper"] != pytest.approx(losses["official"], rel=1e-3)
 
 
@@ -122,8 +154,7 @@ def test_a_preset_fills_the_fields_not_given_and_explicit_values_win():
     official = CMMDConfig(preset="official")
     assert {f: getattr(official, f) for f in PRESETS["official"]} == PRESETS["official"]
     overridden = CMMDConfig(preset="official", class_loss="mean", init_std=0.01)
-    assert (overridden.class_loss, overridden.init_std, overridden.kl) == ("mean", 0.01,
-                                                                          "official")
+    assert (overridden.class_loss, overridden.init_std, overridden.kl) == ("mean", 0.01, "official")
     # The fields' own defaults are the paper preset, so CMMD() is preset "paper".
     default = CMMDConfig()
     assert default.preset == "paper"
@@ -134,8 +165,11 @@ def test_a_preset_fills_the_fields_not_given_and_explicit_values_win():
 
 
 def test_an_unknown_preset_is_named_with_the_allowed_ones():
-    with pytest.raises(ConfigError, match=r"cmmd: preset: Input should be 'paper' or "
-                                          r"'official', got 'authors'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"cmmd: preset: Input should be 'paper' or "
+        r"'official', got 'authors'",
+    ):
         CMMD(preset="authors")
     with pytest.raises(ConfigError, match="classifier_input"):
         CMMD(classifier_input="prior")
@@ -144,9 +178,14 @@ def test_an_unknown_preset_is_named_with_the_allowed_ones():
 def test_official_initialisation_draws_weights_with_standard_deviation_0_001():
     views = tiny_views()
     torch.manual_seed(0)
-    net = CMMD(preset="official", latent_dim=8, encoder_hidden=(256,), prior_hidden=(256,),
-               decoder_hidden=(256,), classifier_hidden=(64,)).build(
-        DataSpec.from_views(views, CLASSES))
+    net = CMMD(
+        preset="official",
+        latent_dim=8,
+        encoder_hidden=(256,),
+        prior_hidden=(256,),
+        decoder_hidden=(256,),
+        classifier_hidden=(64,),
+    ).build(DataSpec.from_views(views, CLASSES))
     hidden = net.encoder[0][0].weight  # 256 x 8 weights: the std's standard error is ~1.4 %
     assert hidden.std().item() == pytest.approx(0.001, rel=0.06)
     assert abs(hidden.mean().item()) < 4 * 0.001 / np.sqrt(hidden.numel())

@@ -4,6 +4,7 @@ With unit variances, KL[N(m, 1) || N(0, 1)] = m^2 / 2 exactly in floating point 
 integers m. Over 100 test points and delta = 0.01 a dimension is collapsed at eps when its 99th
 smallest KL is <= eps.
 """
+
 import json
 
 import numpy as np
@@ -51,14 +52,33 @@ def results(tmp_path):
     zeros = np.zeros((N, 4), dtype=np.float32)
     logvar_decoder = np.log(np.tile(np.array([[0.045, 0.2]], dtype=np.float32), (N, 1)))
     for seed, mean in enumerate([means_for_known_kls(), zeros]):
-        write_run(root, label="CMMD", model="cmmd", seed=seed, metrics={"error_pct": 30.0},
-                  arrays={"posteriors": {"z_given_xO.mean": mean, "z_given_xO.logvar": zeros,
-                                         "z_given_xM.mean": mean, "z_given_xM.logvar": zeros,
-                                         "decoder_logvar": logvar_decoder}})
+        write_run(
+            root,
+            label="CMMD",
+            model="cmmd",
+            seed=seed,
+            metrics={"error_pct": 30.0},
+            arrays={
+                "posteriors": {
+                    "z_given_xO.mean": mean,
+                    "z_given_xO.logvar": zeros,
+                    "z_given_xM.mean": mean,
+                    "z_given_xM.logvar": zeros,
+                    "decoder_logvar": logvar_decoder,
+                }
+            },
+        )
     # a model with z|xO only, and one without posteriors at all
-    write_run(root, label="VCCA", model="vcca", seed=0, metrics={"error_pct": 40.0},
-              arrays={"posteriors": {"z_given_xO.mean": means_for_known_kls(),
-                                     "z_given_xO.logvar": zeros}})
+    write_run(
+        root,
+        label="VCCA",
+        model="vcca",
+        seed=0,
+        metrics={"error_pct": 40.0},
+        arrays={
+            "posteriors": {"z_given_xO.mean": means_for_known_kls(), "z_given_xO.logvar": zeros}
+        },
+    )
     write_run(root, label="M-xO", model="mxo", seed=0, metrics={"error_pct": 45.0})
     return root
 
@@ -99,9 +119,22 @@ def test_collapse_command_defaults_to_the_latest_results(results, tmp_path, monk
     write_run(older, label="CMMD", model="cmmd", seed=0, metrics={"error_pct": 1.0})
     (results / "runs").touch()  # results/xrmb_folds changed last
     monkeypatch.chdir(tmp_path)
-    outcome = CliRunner().invoke(app, ["collapse", "--eps", "0:6", "--points", "7",
-                                       "--variance-eps", "0:0.13", "--where", "seed=0",
-                                       "--width", "3.25"])
+    outcome = CliRunner().invoke(
+        app,
+        [
+            "collapse",
+            "--eps",
+            "0:6",
+            "--points",
+            "7",
+            "--variance-eps",
+            "0:0.13",
+            "--where",
+            "seed=0",
+            "--width",
+            "3.25",
+        ],
+    )
     assert outcome.exit_code == 0, outcome.output
     assert "results/xrmb_folds (the most recently modified" in outcome.output.replace("\n", "")
     folder = tmp_path / "results" / "xrmb_folds" / "figures"
@@ -119,16 +152,20 @@ def test_collapse_command_defaults_to_the_latest_results(results, tmp_path, monk
 def test_eps_grid_and_bad_options():
     np.testing.assert_allclose(eps_grid("0:6", 40), np.linspace(0, 6, 40))
     runner = CliRunner()
-    for args, message in ((["--eps", "6"], "expected START:STOP"),
-                          (["--delta", "1.5"], "--delta 1.5: must lie in (0, 1)"),
-                          (["--layout", "3x1"], "--layout '3x1'; allowed: row, 2x2"),
-                          (["--width", "0.5"], "--width 0.5: a figure's width in inches")):
+    for args, message in (
+        (["--eps", "6"], "expected START:STOP"),
+        (["--delta", "1.5"], "--delta 1.5: must lie in (0, 1)"),
+        (["--layout", "3x1"], "--layout '3x1'; allowed: row, 2x2"),
+        (["--width", "0.5"], "--width 0.5: a figure's width in inches"),
+    ):
         outcome = runner.invoke(app, ["collapse", "nowhere", *args])
         assert outcome.exit_code == 2 and message in outcome.output.replace("\n", "")
 
 
-@pytest.mark.parametrize(("width", "layout", "shape"), [
-    (6.75, "row", (1, 4)), (6.75, None, (1, 4)), (6.75, "2x2", (2, 2)), (3.25, None, (2, 2))])
+@pytest.mark.parametrize(
+    ("width", "layout", "shape"),
+    [(6.75, "row", (1, 4)), (6.75, None, (1, 4)), (6.75, "2x2", (2, 2)), (3.25, None, (2, 2))],
+)
 def test_figure_is_sized_for_the_page_in_the_layout_asked_for(results, width, layout, shape):
     curves = mean_curves(collapse_curves(results, ok_records(results), EPS, VARIANCE_EPS))
     fig = plot_collapse(curves, width=width, layout=layout)
@@ -149,8 +186,18 @@ def test_models_that_coincide_differ_in_colour_line_and_marker():
     styles = [model_style(label) for label in ("VCCA", "VCCA-private")]
     assert len({s.colour for s in styles}) == len({str(s.linestyle) for s in styles}) == 2
     assert styles[0].marker != styles[1].marker
-    paper = ("M-xO", "CCA", "DCCA", "DCCAE", "VCCA", "VCCA-private", "MVAE", "MMVAE-ELBO",
-             "MMVAE-IWAE", "CMMD")
+    paper = (
+        "M-xO",
+        "CCA",
+        "DCCA",
+        "DCCAE",
+        "VCCA",
+        "VCCA-private",
+        "MVAE",
+        "MMVAE-ELBO",
+        "MMVAE-IWAE",
+        "CMMD",
+    )
     assert len({model_style(label).colour for label in paper}) == len(paper)
     assert model_style("my model") == model_style("my model")  # stable for other labels
     assert [letter(k) for k in (0, 3, 25, 26, 27)] == ["(a)", "(d)", "(z)", "(aa)", "(ab)"]
@@ -162,9 +209,20 @@ def test_variance_axis_follows_the_data_unless_given(tmp_path):
     zeros = np.zeros((N, 2), dtype=np.float32)
     variances = {0: rng.uniform(0.4, 0.9, (N, 3)), 1: rng.uniform(0.5, 1.1, (N, 3))}
     for seed, variance in variances.items():
-        write_run(tmp_path, label="CMMD", model="cmmd", seed=seed, metrics={"error_pct": 1.0},
-                  arrays={"posteriors": {"z_given_xO.mean": zeros, "z_given_xO.logvar": zeros,
-                                         "decoder_logvar": np.log(variance)}})
+        write_run(
+            tmp_path,
+            label="CMMD",
+            model="cmmd",
+            seed=seed,
+            metrics={"error_pct": 1.0},
+            arrays={
+                "posteriors": {
+                    "z_given_xO.mean": zeros,
+                    "z_given_xO.logvar": zeros,
+                    "decoder_logvar": np.log(variance),
+                }
+            },
+        )
     records = ok_records(tmp_path)
     # the largest variance that decides a curve: the top per-feature threshold over the runs
     top = max(collapse_thresholds(np.exp(np.log(v)), 0.01).max() for v in variances.values())
@@ -176,17 +234,25 @@ def test_variance_axis_follows_the_data_unless_given(tmp_path):
     assert variance.groupby("run_id")["share"].last().eq(1.0).all()  # every curve reaches 1
     assert variance.groupby("run_id")["share"].first().eq(0.0).all()
     given = collapse_curves(tmp_path, records, EPS, VARIANCE_EPS)
-    np.testing.assert_allclose(given.loc[given["panel"] == "decoder_variance", "eps"].unique(),
-                               VARIANCE_EPS)
+    np.testing.assert_allclose(
+        given.loc[given["panel"] == "decoder_variance", "eps"].unique(), VARIANCE_EPS
+    )
 
 
 def test_own_data_is_named_by_its_suite(tmp_path):
     for name in ("mydata", "otherdata"):
         folder = tmp_path / name
         zeros = np.zeros((N, 2), dtype=np.float32)
-        write_run(folder, label="CMMD", model="cmmd", seed=0, dataset="npz",
-                  options={"path": "data.npz"}, metrics={"error_pct": 1.0},
-                  arrays={"posteriors": {"z_given_xO.mean": zeros, "z_given_xO.logvar": zeros}})
+        write_run(
+            folder,
+            label="CMMD",
+            model="cmmd",
+            seed=0,
+            dataset="npz",
+            options={"path": "data.npz"},
+            metrics={"error_pct": 1.0},
+            arrays={"posteriors": {"z_given_xO.mean": zeros, "z_given_xO.logvar": zeros}},
+        )
     (tmp_path / "mydata" / "suite.json").write_text(json.dumps({"name": "my data"}))
     assert data_name(tmp_path / "mydata", ok_records(tmp_path / "mydata")) == "my data"
     # without suite.json (older results), the results folder's name
@@ -195,5 +261,7 @@ def test_own_data_is_named_by_its_suite(tmp_path):
     assert outcome.exit_code == 0, outcome.output
     table = pd.read_csv(tmp_path / "mydata" / "figures" / "collapse.csv")
     assert set(table["data"]) == {"my data"}
-    assert b"my data: posterior collapse" in (
-        tmp_path / "mydata" / "figures" / "collapse.pdf").read_bytes()
+    assert (
+        b"my data: posterior collapse"
+        in (tmp_path / "mydata" / "figures" / "collapse.pdf").read_bytes()
+    )

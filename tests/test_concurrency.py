@@ -1,6 +1,7 @@
 """Several ``mmbench run`` on one results folder share its runs: each run is trained exactly once,
 a run another process holds is skipped and reported (not failed), a claim whose owner died is
 taken over, and process-executor workers die with their parent."""
+
 import json
 import os
 import signal
@@ -23,14 +24,27 @@ REPO = Path(__file__).parents[1]
 
 # six model runs of about a second each (a time budget, not epochs, bounds every fit), and
 # the nine reference rows (closed form), claimed like any run
-SUITE = {"name": "shared", "seeds": [0, 1, 2],
-         "data": {"name": "synthetic", "options": {"n_train": 500, "n_valid": 100, "n_test": 100}},
-         "train": {"epochs": 100000, "batch_size": 100, "lr": 1.0e-3, "patience": None,
-                   "max_seconds": 1.0},
-         "resources": {"cpus": 1},
-         "models": [{"name": "mxo", "label": label,
-                     "params": {"hidden": [width], "latent_dim": 4, "classifier_hidden": [4]}}
-                    for label, width in (("small", 8), ("wide", 16))]}
+SUITE = {
+    "name": "shared",
+    "seeds": [0, 1, 2],
+    "data": {"name": "synthetic", "options": {"n_train": 500, "n_valid": 100, "n_test": 100}},
+    "train": {
+        "epochs": 100000,
+        "batch_size": 100,
+        "lr": 1.0e-3,
+        "patience": None,
+        "max_seconds": 1.0,
+    },
+    "resources": {"cpus": 1},
+    "models": [
+        {
+            "name": "mxo",
+            "label": label,
+            "params": {"hidden": [width], "latent_dim": 4, "classifier_hidden": [4]},
+        }
+        for label, width in (("small", 8), ("wide", 16))
+    ],
+}
 
 # `mmbench run` that also appends the id of every run it trains to the file argv[1] (an account
 # of the trainings that does not rely on the claims it checks). To make two of them meet for
@@ -60,12 +74,28 @@ app(prog_name="mmbench")
 """
 
 
-def start_run(log: Path, suite: Path, results: Path, *options: str, wait_for: str = "-",
-              planned: str = "-") -> subprocess.Popen:
+def start_run(
+    log: Path, suite: Path, results: Path, *options: str, wait_for: str = "-", planned: str = "-"
+) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-c", COUNTING_RUN, str(log), wait_for, planned, "run", str(suite),
-         "--results", str(results), *options], cwd=REPO, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, env={**os.environ, "COLUMNS": "200"})
+        [
+            sys.executable,
+            "-c",
+            COUNTING_RUN,
+            str(log),
+            wait_for,
+            planned,
+            "run",
+            str(suite),
+            "--results",
+            str(results),
+            *options,
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "COLUMNS": "200"},
+    )
 
 
 def trainings(log: Path) -> list[str]:
@@ -124,27 +154,28 @@ def write_claim(results: Path, run_id: str, host: str, pid: int, age: float = 0.
     return path
 
 
-@pytest.mark.parametrize("host, age, taken_over", [
-    ("this host", 0.0, True),                       # its process has ended: pid free here
-    ("node17.cluster", 0.0, False),                 # another host's, heartbeat fresh
-    ("node17.cluster", STALE_SECONDS + 60, True),   # another host's, heartbeat stopped
-])
+@pytest.mark.parametrize(
+    "host, age, taken_over",
+    [
+        ("this host", 0.0, True),  # its process has ended: pid free here
+        ("node17.cluster", 0.0, False),  # another host's, heartbeat fresh
+        ("node17.cluster", STALE_SECONDS + 60, True),  # another host's, heartbeat stopped
+    ],
+)
 def test_a_claim_is_taken_over_once_its_owner_is_gone(tmp_path, suite, host, age, taken_over):
     results = tmp_path / "results"
     run = load_suite(suite).runs()[0]
     host = socket.gethostname() if host == "this host" else host
     pid = dead_pid()
     claim = write_claim(results, run.run_id, host, pid, age)
-    result = CliRunner().invoke(app, ["run", str(suite), "--results", str(results),
-                                      "--cell", "0"])
+    result = CliRunner().invoke(app, ["run", str(suite), "--results", str(results), "--cell", "0"])
     assert result.exit_code == 0, result.output  # skipped is not failed
     record = RunStore(results).record(run.run_id)
     if taken_over:
         assert record is not None and record.ok and not claim.exists()
     else:
         assert record is None and read_claim(claim)[0] == Owner(host, pid)
-        assert f"skipped: process {pid} on {host} is running it" in " ".join(
-            result.output.split())
+        assert f"skipped: process {pid} on {host} is running it" in " ".join(result.output.split())
 
 
 def test_a_claim_is_exclusive_and_released(tmp_path):
@@ -180,8 +211,15 @@ def test_of_processes_racing_for_one_claim_exactly_one_wins(tmp_path, stale):
     if stale:
         write_claim(tmp_path, "r1", socket.gethostname(), dead_pid())
     go, done = tmp_path / "go", tmp_path / "done"
-    racers = [subprocess.Popen([sys.executable, "-c", TAKE, str(tmp_path), str(go), str(done)],
-                               cwd=REPO, stdout=subprocess.PIPE, text=True) for _ in range(6)]
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", TAKE, str(tmp_path), str(go), str(done)],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(6)
+    ]
     time.sleep(1.5)  # all started and waiting
     go.touch()
     said = [p.stdout.readline().strip() for p in racers]
@@ -222,9 +260,23 @@ def test_process_workers_exit_when_their_parent_is_killed(tmp_path, suite):
     suite.write_text(yaml.safe_dump(long))
     results = tmp_path / "results"
     parent = subprocess.Popen(
-        [sys.executable, "-m", "mmbench.cli", "run", str(suite), "--results", str(results),
-         "--executor", "process", "--jobs", "2"], cwd=REPO, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "mmbench.cli",
+            "run",
+            str(suite),
+            "--results",
+            str(results),
+            "--executor",
+            "process",
+            "--jobs",
+            "2",
+        ],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 120
     workers: list[int] = []
     while len(workers) < 2:

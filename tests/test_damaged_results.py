@@ -1,6 +1,7 @@
 """A damaged results folder never breaks a command: a record that cannot be read is reported (file
 and reason) and left out by the reports, and run again by ``mmbench run``; a record replaced
 while it is read is still read; temporary files of killed writers are removed by the next run."""
+
 import json
 import os
 import socket
@@ -27,7 +28,7 @@ def flat(text: str) -> str:
 
 
 def truncated(text: str) -> str:
-    return text[:len(text) // 2]
+    return text[: len(text) // 2]
 
 
 def without_status(text: str) -> str:
@@ -37,27 +38,40 @@ def without_status(text: str) -> str:
 def with_field(name, value):
     def change(text: str) -> str:
         return json.dumps({**json.loads(text), name: value})
+
     return change
 
 
 DAMAGES = {
-    "corrupt": (lambda text: "{not json", "not valid JSON: damaged or truncated (line 1, column "
-                                          "2: Expecting property name enclosed in double quotes)"),
+    "corrupt": (
+        lambda text: "{not json",
+        "not valid JSON: damaged or truncated (line 1, column "
+        "2: Expecting property name enclosed in double quotes)",
+    ),
     "truncated": (truncated, "not valid JSON: damaged or truncated"),
-    "empty": (lambda text: "", "not valid JSON: damaged or truncated (line 1, column 1: "
-                               "Expecting value)"),
+    "empty": (
+        lambda text: "",
+        "not valid JSON: damaged or truncated (line 1, column 1: Expecting value)",
+    ),
     "not an object": (lambda text: "[1, 2]", "a record is a JSON object, not list"),
     "missing key": (without_status, "the field 'status' is missing"),
     "wrong type": (with_field("status", 5), "the field 'status' is 5, not a string"),
-    "unknown status": (with_field("status", "done"),
-                       "its status 'done' is none of ok, failed, diverged"),
-    "bad metric": (with_field("metrics", {"error_pct": "abc"}),
-                   "the metric 'error_pct' is 'abc', not a number"),
-    "bad coordinates": (with_field("coordinates", {"data": {}, "model": "cmmd", "grid": {},
-                                                   "seed": "1"}),
-                        "the field 'coordinates.seed' is '1', not an integer"),
-    "another run's": (with_field("run_id", "0123456789ab"),
-                      "its run_id '0123456789ab' is not its folder's name"),
+    "unknown status": (
+        with_field("status", "done"),
+        "its status 'done' is none of ok, failed, diverged",
+    ),
+    "bad metric": (
+        with_field("metrics", {"error_pct": "abc"}),
+        "the metric 'error_pct' is 'abc', not a number",
+    ),
+    "bad coordinates": (
+        with_field("coordinates", {"data": {}, "model": "cmmd", "grid": {}, "seed": "1"}),
+        "the field 'coordinates.seed' is '1', not an integer",
+    ),
+    "another run's": (
+        with_field("run_id", "0123456789ab"),
+        "its run_id '0123456789ab' is not its folder's name",
+    ),
     "not utf-8": (lambda text: "\udcff", "UnicodeDecodeError"),
 }
 
@@ -78,15 +92,23 @@ def results(tmp_path):
     folder = tmp_path / "results"
     zeros = np.zeros((10, 2), dtype=np.float32)
     posteriors = {"z_given_xO.mean": zeros, "z_given_xO.logvar": zeros}
-    ids = [write_run(folder, label="CMMD", model="cmmd", seed=seed, grid={"omega": 0.5},
-                     metrics={"error_pct": 10.0 * (seed + 1), "rmse": 0.5},
-                     arrays={"posteriors": posteriors}) for seed in (0, 1)]
+    ids = [
+        write_run(
+            folder,
+            label="CMMD",
+            model="cmmd",
+            seed=seed,
+            grid={"omega": 0.5},
+            metrics={"error_pct": 10.0 * (seed + 1), "rmse": 0.5},
+            arrays={"posteriors": posteriors},
+        )
+        for seed in (0, 1)
+    ]
     return folder, folder / "runs" / ids[1] / "record.json"
 
 
 @pytest.mark.parametrize("how", list(DAMAGES))
-def test_the_store_reports_a_damaged_record_with_its_reason_and_leaves_it_out(results, how,
-                                                                              caplog):
+def test_the_store_reports_a_damaged_record_with_its_reason_and_leaves_it_out(results, how, caplog):
     folder, record_file = results
     damage(record_file, how)
     _, reason = DAMAGES[how]
@@ -107,14 +129,21 @@ def test_reports_name_the_damaged_record_and_leave_it_out(results, how):
     table = runner.invoke(app, ["table", str(folder), "--no-paper", "--metric", "error_pct"])
     assert table.exit_code == 0, table.output
     assert warning in flat(table.output)
-    assert "its run counts as not done (reports leave it out, `mmbench run` runs it again)" in \
-        flat(table.output)
+    assert "its run counts as not done (reports leave it out, `mmbench run` runs it again)" in flat(
+        table.output
+    )
     assert "| CMMD | 10.00 |" in table.output and "15.00" not in table.output  # seed 0 alone
     zeros = np.zeros((10, 2), dtype=np.float32)
     for omega in (0.2, 0.8):  # the omega figure draws 3 or more values of omega
-        write_run(folder, label="CMMD", model="cmmd", seed=0, grid={"omega": omega},
-                  metrics={"error_pct": 12.0, "rmse": 0.5},
-                  arrays={"posteriors": {"z_given_xO.mean": zeros, "z_given_xO.logvar": zeros}})
+        write_run(
+            folder,
+            label="CMMD",
+            model="cmmd",
+            seed=0,
+            grid={"omega": omega},
+            metrics={"error_pct": 12.0, "rmse": 0.5},
+            arrays={"posteriors": {"z_given_xO.mean": zeros, "z_given_xO.logvar": zeros}},
+        )
     for command in (["collapse", str(folder)], ["figure", "omega", str(folder)]):
         result = runner.invoke(app, command)
         assert result.exit_code == 0, result.output
@@ -130,12 +159,16 @@ def test_a_damaged_artifact_is_an_error_naming_its_file(results):
     assert "".join(expected.split()) in "".join(result.output.split())  # wrapped anywhere
 
 
-TINY = {"name": "damaged", "seeds": [0, 1],
-        "data": {"name": "synthetic", "options": {"n_train": 200, "n_valid": 100, "n_test": 100}},
-        "train": {"epochs": 2, "batch_size": 100, "lr": 1.0e-3},
-        "models": [{"name": "mxo", "params": {"hidden": [8], "latent_dim": 2,
-                                              "classifier_hidden": [4]}}],
-        "references": []}
+TINY = {
+    "name": "damaged",
+    "seeds": [0, 1],
+    "data": {"name": "synthetic", "options": {"n_train": 200, "n_valid": 100, "n_test": 100}},
+    "train": {"epochs": 2, "batch_size": 100, "lr": 1.0e-3},
+    "models": [
+        {"name": "mxo", "params": {"hidden": [8], "latent_dim": 2, "classifier_hidden": [4]}}
+    ],
+    "references": [],
+}
 
 
 @pytest.fixture
@@ -169,8 +202,9 @@ def test_run_redoes_a_run_whose_record_cannot_be_read(tiny, how):
     after = {r.coordinates.seed: r for r in RunStore(results).records()}
     assert after[0] == before[0]  # untouched
     assert after[1].ok and after[1].started > before[1].finished  # run again
-    assert replace(after[1], started=0, finished=0, timings=None, environment={}) == \
-        replace(before[1], started=0, finished=0, timings=None, environment={})
+    assert replace(after[1], started=0, finished=0, timings=None, environment={}) == replace(
+        before[1], started=0, finished=0, timings=None, environment={}
+    )
     # and the next run finds nothing to report
     last = run(suite, results)
     assert "warning" not in last.output and "2 already done" in last.output
@@ -199,8 +233,9 @@ def test_a_record_replaced_while_it_is_read_is_read(tmp_path):
     assert not RunStore(tmp_path).unreadable
 
 
-def test_a_record_that_vanishes_between_listing_and_reading_is_looked_for_again(tmp_path,
-                                                                                 monkeypatch):
+def test_a_record_that_vanishes_between_listing_and_reading_is_looked_for_again(
+    tmp_path, monkeypatch
+):
     write_run(tmp_path, label="CMMD", model="cmmd", seed=0, metrics={"error_pct": 1.0})
     read = mmbench.store.read_record
     calls = []
@@ -253,6 +288,7 @@ def test_the_next_run_removes_the_litter_of_dead_writers_only(tiny):
             __import__("os").utime(path, (two_hours_ago, two_hours_ago))
     result = run(suite, results)
     assert result.exit_code == 0, result.output
-    assert {path.name for path, (_, removed) in litter.items() if path.exists()} == \
-        {path.name for path, (_, removed) in litter.items() if not removed}
+    assert {path.name for path, (_, removed) in litter.items() if path.exists()} == {
+        path.name for path, (_, removed) in litter.items() if not removed
+    }
     assert len(RunStore(results).records()) == 2

@@ -1,4 +1,5 @@
 """Content digests of user data files: the sha256 of the bytes, cached by size and mtime."""
+
 import hashlib
 import json
 import os
@@ -24,7 +25,8 @@ def test_digest_is_the_sha256_of_the_bytes(tmp_path):
     payload = os.urandom(3 << 20)
     (tmp_path / "big.bin").write_bytes(payload)
     assert content_digest(tmp_path / "big.bin", tmp_path / "cache.json") == (
-        "sha256:" + hashlib.sha256(payload).hexdigest())
+        "sha256:" + hashlib.sha256(payload).hexdigest()
+    )
 
 
 def test_an_unchanged_file_is_not_hashed_again_and_a_changed_one_is(tmp_path, monkeypatch):
@@ -43,7 +45,7 @@ def test_an_unchanged_file_is_not_hashed_again_and_a_changed_one_is(tmp_path, mo
     os.utime(file, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
     assert content_digest(file, cache) == first and hashed == []
     # a new modification time: hashed again
-    os.utime(file, ns=(stamp.st_atime_ns, stamp.st_mtime_ns + 10 ** 9))
+    os.utime(file, ns=(stamp.st_atime_ns, stamp.st_mtime_ns + 10**9))
     second = content_digest(file, cache)
     assert second == "sha256:" + hashlib.sha256(b"other version").hexdigest()
     assert len(hashed) == 1

@@ -1,5 +1,6 @@
 """Downloads against an HTTP server on 127.0.0.1 (Range support, truncation, corruption, tampered
 and unverified files, malicious archives, staging), and the ``mmbench data`` commands."""
+
 import hashlib
 import io
 import os
@@ -14,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
+from test_data_formats import write_idx
 from typer.testing import CliRunner
 
 from mmbench.cli.data import app
@@ -21,7 +23,6 @@ from mmbench.data import load_dataset
 from mmbench.data.errors import DataError
 from mmbench.data.fetch import STAGING, download, fetch_source, remove_stale_staging
 from mmbench.data.sources import SOURCES, Archive, DataFile, Source, is_verified
-from test_data_formats import write_idx
 
 CONTENT = bytes(range(256)) * 40  # 10,240 bytes
 SHA256 = "sha256:" + hashlib.sha256(CONTENT).hexdigest()
@@ -58,7 +59,7 @@ class Server:
                 self.end_headers()
                 sent = body[start:]
                 if server.truncate_at is not None:
-                    sent = sent[:server.truncate_at]
+                    sent = sent[: server.truncate_at]
                 self.wfile.write(sent)
 
             def log_message(self, *args):
@@ -66,8 +67,9 @@ class Server:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02},
-                         daemon=True).start()
+        threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        ).start()
 
     def close(self):
         self.httpd.shutdown()
@@ -102,11 +104,15 @@ def test_download_resumes_a_partial_file_with_a_range_request(server, tmp_path):
 def test_truncated_transfer_keeps_only_the_part_file_and_resumes_later(server, tmp_path):
     destination = tmp_path / "data.bin"
     server.truncate_at = 3000
-    with pytest.raises(DataError, match=r"closed after 3000 of 10240 bytes; the partial download "
-                                        r"is kept in .*data\.bin\.part: run `mmbench data fetch "
-                                        r"x` again to resume"):
-        download(server.url + "/data.bin", destination, checksum=SHA256,
-                 retry="mmbench data fetch x")
+    with pytest.raises(
+        DataError,
+        match=r"closed after 3000 of 10240 bytes; the partial download "
+        r"is kept in .*data\.bin\.part: run `mmbench data fetch "
+        r"x` again to resume",
+    ):
+        download(
+            server.url + "/data.bin", destination, checksum=SHA256, retry="mmbench data fetch x"
+        )
     assert not destination.exists()
     assert (tmp_path / "data.bin.part").read_bytes() == CONTENT[:3000]
     server.truncate_at = None
@@ -118,8 +124,11 @@ def test_truncated_transfer_keeps_only_the_part_file_and_resumes_later(server, t
 def test_bad_checksum_leaves_no_file_and_says_what_to_do(server, tmp_path):
     destination = tmp_path / "data.bin"
     wrong = "sha256:" + "0" * 64
-    with pytest.raises(DataError, match=r"the download is corrupt \(its checksum is "
-                                        rf"{SHA256}, expected {wrong}\) and was deleted; run"):
+    with pytest.raises(
+        DataError,
+        match=r"the download is corrupt \(its checksum is "
+        rf"{SHA256}, expected {wrong}\) and was deleted; run",
+    ):
         download(server.url + "/data.bin", destination, checksum=wrong)
     assert list(tmp_path.iterdir()) == []
     md5 = "md5:" + hashlib.md5(CONTENT).hexdigest()
@@ -145,6 +154,7 @@ def test_server_without_range_support_restarts_the_download(server, tmp_path):
 
 # --- the mmbench data commands ------------------------------------------------------------------
 
+
 def idx_bytes(tmp_path, array):
     write_idx(tmp_path / "scratch", array, compress=False)
     return (tmp_path / "scratch").read_bytes()
@@ -154,17 +164,28 @@ def idx_bytes(tmp_path, array):
 def local_mnist(server, tmp_path, monkeypatch):
     """The mnist source pointed at the local server, serving tiny uncompressed IDX files."""
     files = []
-    for name, array in (("train-images-idx3-ubyte.gz", np.zeros((4, 28, 28))),
-                        ("train-labels-idx1-ubyte.gz", np.array([0, 1, 2, 3])),
-                        ("t10k-images-idx3-ubyte.gz", np.ones((2, 28, 28))),
-                        ("t10k-labels-idx1-ubyte.gz", np.array([4, 5]))):
+    for name, array in (
+        ("train-images-idx3-ubyte.gz", np.zeros((4, 28, 28))),
+        ("train-labels-idx1-ubyte.gz", np.array([0, 1, 2, 3])),
+        ("t10k-images-idx3-ubyte.gz", np.ones((2, 28, 28))),
+        ("t10k-labels-idx1-ubyte.gz", np.array([4, 5])),
+    ):
         content = idx_bytes(tmp_path, array)
         server.files[f"/mnist/{name}"] = content
-        files.append(DataFile(name, f"{server.url}/mnist/{name}",
-                              "sha256:" + hashlib.sha256(content).hexdigest(), len(content)))
+        files.append(
+            DataFile(
+                name,
+                f"{server.url}/mnist/{name}",
+                "sha256:" + hashlib.sha256(content).hexdigest(),
+                len(content),
+            )
+        )
     mnist = SOURCES["mnist"]
-    monkeypatch.setitem(SOURCES, "mnist", Source(mnist.name, mnist.title, mnist.folder,
-                                                 tuple(files), mnist.datasets, mnist.obtain))
+    monkeypatch.setitem(
+        SOURCES,
+        "mnist",
+        Source(mnist.name, mnist.title, mnist.folder, tuple(files), mnist.datasets, mnist.obtain),
+    )
     return tmp_path / "data"
 
 
@@ -217,7 +238,10 @@ def test_tampered_file_is_refused_and_leaves_nothing_behind(local_mnist, server)
     assert code == 1 and "the download is corrupt (it has 8 bytes, expected" in failed
     # the three good files before it are installed; the tampered one left no trace
     assert sorted(p.name for p in local_mnist.rglob("*") if p.is_file()) == [
-        "t10k-images-idx3-ubyte.gz", "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"]
+        "t10k-images-idx3-ubyte.gz",
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+    ]
 
 
 def test_a_partial_download_is_resumed_by_fetch_and_verified(local_mnist, server):
@@ -236,8 +260,14 @@ def test_a_partial_download_is_resumed_by_fetch_and_verified(local_mnist, server
 def unverified_source(server, tmp_path, monkeypatch):
     """A source "plain" of one file without a recorded checksum, served by the local server."""
     server.files["/plain.bin"] = CONTENT
-    source = Source("plain", "Plain data", "plain",
-                    (DataFile("plain.bin", f"{server.url}/plain.bin"),), ("plain",), "its site")
+    source = Source(
+        "plain",
+        "Plain data",
+        "plain",
+        (DataFile("plain.bin", f"{server.url}/plain.bin"),),
+        ("plain",),
+        "its site",
+    )
     monkeypatch.setitem(SOURCES, "plain", source)
     return source
 
@@ -249,14 +279,16 @@ def test_unverified_file_is_refused_without_the_flag(unverified_source, server, 
         "Plain data: no sha256 checksum is recorded for plain.bin, so mmbench cannot verify what "
         "the server sends; nothing was downloaded. Run `mmbench data fetch plain "
         "--trust-unverified` to install anyway (each sha256 is then printed, to compare with "
-        "the publisher's), or obtain it yourself from its site")
+        "the publisher's), or obtain it yourself from its site"
+    )
     assert server.ranges_asked == [] and not (tmp_path / "data").exists()
     code, output = run("fetch", "plain", "--data-dir", tmp_path / "data")
     assert code == 1 and "--trust-unverified` to install anyway" in output
 
 
-def test_unverified_file_is_installed_with_the_flag_and_its_sha256_shown(unverified_source,
-                                                                         tmp_path):
+def test_unverified_file_is_installed_with_the_flag_and_its_sha256_shown(
+    unverified_source, tmp_path
+):
     code, output = run("fetch", "plain", "--data-dir", tmp_path / "data", "--trust-unverified")
     assert code == 0, output
     assert "NOT verified, no sha256 recorded; its sha256 is" in output
@@ -286,17 +318,30 @@ FLICKR_MEMBERS = (("flickr/labels.npy", b"labels"), ("flickr/text/vocab.txt", b"
 def local_flickr(server, monkeypatch):
     """Serve an archive for a flickr-like source: ``publish(content, recorded)`` puts ``content``
     on the server with the sha256 of ``recorded`` (None: no checksum) and returns the source."""
+
     def publish(content, recorded=b"same", size=None):
         server.files["/flickr_data.tar.gz"] = content
         recorded = content if recorded == b"same" else recorded
         checksum = None if recorded is None else "sha256:" + hashlib.sha256(recorded).hexdigest()
-        archive = Archive(f"{server.url}/flickr_data.tar.gz", "flickr_data.tar.gz",
-                          marker="labels.npy", checksum=checksum, size=size)
-        source = Source("flickr", "Flickr", "flickr",
-                        (DataFile("labels.npy"), DataFile("text/vocab.txt")), ("flickr",),
-                        "nowhere", archive)
+        archive = Archive(
+            f"{server.url}/flickr_data.tar.gz",
+            "flickr_data.tar.gz",
+            marker="labels.npy",
+            checksum=checksum,
+            size=size,
+        )
+        source = Source(
+            "flickr",
+            "Flickr",
+            "flickr",
+            (DataFile("labels.npy"), DataFile("text/vocab.txt")),
+            ("flickr",),
+            "nowhere",
+            archive,
+        )
         monkeypatch.setitem(SOURCES, "flickr", source)
         return source
+
     return publish
 
 
@@ -317,8 +362,11 @@ def test_archive_is_unpacked_into_the_source_folder(local_flickr, tmp_path):
 def test_tampered_archive_is_refused_and_never_lands_in_the_data_folder(local_flickr, tmp_path):
     wrong = tarball(("flickr/labels.npy", b"evil"), ("flickr/text/vocab.txt", b"a\n"))
     local_flickr(wrong, recorded=tarball(*FLICKR_MEMBERS))
-    with pytest.raises(DataError, match=r"flickr_data\.tar\.gz: the download is corrupt \(its "
-                                        r"checksum is sha256:[0-9a-f]{64}, expected sha256:"):
+    with pytest.raises(
+        DataError,
+        match=r"flickr_data\.tar\.gz: the download is corrupt \(its "
+        r"checksum is sha256:[0-9a-f]{64}, expected sha256:",
+    ):
         fetch_source(SOURCES["flickr"], tmp_path)
     assert list(tmp_path.iterdir()) == []
 
@@ -336,17 +384,23 @@ def test_unverified_archive_needs_the_flag(local_flickr, tmp_path, server):
 
 def test_archive_without_every_file_of_its_source_is_not_installed(local_flickr, tmp_path):
     local_flickr(tarball(("flickr/labels.npy", b"labels")))
-    with pytest.raises(DataError, match=r"the archive lacks \['text/vocab\.txt'\] of Flickr; it "
-                                        r"was deleted and nothing was installed"):
+    with pytest.raises(
+        DataError,
+        match=r"the archive lacks \['text/vocab\.txt'\] of Flickr; it "
+        r"was deleted and nothing was installed",
+    ):
         fetch_source(SOURCES["flickr"], tmp_path)
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("member, refusal", [
-    (("flickr/../../escaped.txt", b"x"), "is outside the destination"),
-    ("link", "is a link to an absolute path"),
-    ("uplink", "which is outside the destination"),
-])
+@pytest.mark.parametrize(
+    "member, refusal",
+    [
+        (("flickr/../../escaped.txt", b"x"), "is outside the destination"),
+        ("link", "is a link to an absolute path"),
+        ("uplink", "which is outside the destination"),
+    ],
+)
 def test_malicious_tar_members_are_refused(local_flickr, tmp_path, member, refusal):
     if member in ("link", "uplink"):
         entry = tarfile.TarInfo("flickr/text")
@@ -385,8 +439,12 @@ def test_an_archive_download_is_resumed_from_the_staging_folder(local_flickr, tm
 
 
 def test_stale_unpacking_folders_are_removed_on_the_next_fetch(local_flickr, tmp_path):
-    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                              capture_output=True, text=True, check=True)
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     dead_pid, host = int(finished.stdout), socket.gethostname()
     staging = tmp_path / STAGING
     stale = staging / f"flickr.unpacking.{host}.{dead_pid}"
@@ -401,7 +459,8 @@ def test_stale_unpacking_folders_are_removed_on_the_next_fetch(local_flickr, tmp
     (staging / "flickr_data.tar.gz.part").write_bytes(b"resumable")
     assert remove_stale_staging(tmp_path) == [old_foreign, stale]
     assert sorted(p.name for p in staging.iterdir()) == sorted(
-        [running.name, new_foreign.name, "flickr_data.tar.gz.part"])
+        [running.name, new_foreign.name, "flickr_data.tar.gz.part"]
+    )
     # fetch cleans before it starts (here: the unverified archive is then refused)
     for folder in (stale, old_foreign):
         (folder / "flickr").mkdir(parents=True)
@@ -417,13 +476,15 @@ def test_every_downloadable_file_has_a_sha256_or_is_declared_unverified():
     for source in SOURCES.values():
         downloads = [(f.name, f.url, f.checksum) for f in source.files if f.url]
         if source.archive:
-            downloads.append((source.archive.filename, source.archive.url,
-                              source.archive.checksum))
+            downloads.append((source.archive.filename, source.archive.url, source.archive.checksum))
         for name, url, checksum in downloads:
             assert url.startswith("https://") or source.name == "svhn", url
             if not is_verified(checksum):
                 unverified.add(name)
             else:
                 assert re.fullmatch(r"sha256:[0-9a-f]{64}", checksum), (name, checksum)
-    assert unverified == {"XRMBf2KALDI_window7_single1.mat", "XRMBf2KALDI_window7_single2.mat",
-                          "flickr_data.tar.gz"}
+    assert unverified == {
+        "XRMBf2KALDI_window7_single1.mat",
+        "XRMBf2KALDI_window7_single2.mat",
+        "flickr_data.tar.gz",
+    }

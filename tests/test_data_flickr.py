@@ -1,4 +1,5 @@
 """MIR-Flickr loader on a small fixture laid out like Srivastava & Salakhutdinov's distribution."""
+
 import numpy as np
 import pytest
 import scipy.sparse
@@ -8,21 +9,44 @@ from mmbench.data.errors import DataError
 
 VOCABULARY = ["sky", "dog", "night", "beach", "red", "nikon"]
 # tag counts of the 10 labelled images (rows) over the 6 tags
-LABELLED_TAGS = np.array([[2, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0], [1, 1, 1, 0, 0, 0],
-                          [0, 3, 0, 0, 0, 0], [0, 0, 0, 1, 0, 0], [0, 0, 0, 0, 4, 0],
-                          [1, 0, 0, 0, 0, 0], [0, 0, 1, 1, 0, 0], [0, 0, 0, 0, 0, 2],
-                          [1, 1, 1, 1, 1, 1]])
+LABELLED_TAGS = np.array(
+    [
+        [2, 0, 0, 0, 0, 1],
+        [0, 0, 0, 0, 0, 0],
+        [1, 1, 1, 0, 0, 0],
+        [0, 3, 0, 0, 0, 0],
+        [0, 0, 0, 1, 0, 0],
+        [0, 0, 0, 0, 4, 0],
+        [1, 0, 0, 0, 0, 0],
+        [0, 0, 1, 1, 0, 0],
+        [0, 0, 0, 0, 0, 2],
+        [1, 1, 1, 1, 1, 1],
+    ]
+)
 # 7 unlabelled images with 0, 1, 2, 3, 2, 1 and 5 distinct tags
-UNLABELLED_TAGS = np.array([[0, 0, 0, 0, 0, 0], [5, 0, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0],
-                            [0, 1, 1, 1, 0, 0], [0, 0, 0, 0, 2, 2], [0, 0, 3, 0, 0, 0],
-                            [1, 1, 1, 1, 1, 0]])
+UNLABELLED_TAGS = np.array(
+    [
+        [0, 0, 0, 0, 0, 0],
+        [5, 0, 0, 0, 0, 0],
+        [1, 1, 0, 0, 0, 0],
+        [0, 1, 1, 1, 0, 0],
+        [0, 0, 0, 0, 2, 2],
+        [0, 0, 3, 0, 0, 0],
+        [1, 1, 1, 1, 1, 0],
+    ]
+)
 LABELS = np.eye(4, dtype=np.int64)[np.arange(10) % 4] | (np.arange(10) % 3 == 0)[:, None]
 
 
 def save_sparse(path, dense):
     sparse = scipy.sparse.csr_matrix(dense)
-    np.savez(path, data=sparse.data, indices=sparse.indices, indptr=sparse.indptr,
-             shape=np.array(sparse.shape))
+    np.savez(
+        path,
+        data=sparse.data,
+        indices=sparse.indices,
+        indptr=sparse.indptr,
+        shape=np.array(sparse.shape),
+    )
 
 
 def image_features(ids, column_1):
@@ -40,21 +64,29 @@ def flickr_dir(tmp_path):
     # labelled images 0..9 in three files, written out of name order; column 1: 1 (even) or 3 (odd)
     ids = np.arange(10)
     column_1 = np.where(ids % 2 == 0, 1.0, 3.0)
-    for name, rows in (("combined-00003_0-of-00100.npy", slice(7, 10)),
-                       ("combined-00001-of-00100.npy", slice(0, 4)),
-                       ("combined-00002-of-00100.npy", slice(4, 7))):
+    for name, rows in (
+        ("combined-00003_0-of-00100.npy", slice(7, 10)),
+        ("combined-00001-of-00100.npy", slice(0, 4)),
+        ("combined-00002-of-00100.npy", slice(4, 7)),
+    ):
         np.save(root / "image/labelled" / name, image_features(ids[rows], column_1[rows]))
-    for name, rows in (("combined-00004-of-00100.npy", slice(3, 7)),
-                       ("combined-00003_1-of-00100.npy", slice(0, 3))):
+    for name, rows in (
+        ("combined-00004-of-00100.npy", slice(3, 7)),
+        ("combined-00003_1-of-00100.npy", slice(0, 3)),
+    ):
         unlabelled_ids = 100 + np.arange(7)[rows]
-        np.save(root / "image/unlabelled" / name,
-                image_features(unlabelled_ids, np.full(len(unlabelled_ids), 10.0)))
+        np.save(
+            root / "image/unlabelled" / name,
+            image_features(unlabelled_ids, np.full(len(unlabelled_ids), 10.0)),
+        )
     save_sparse(root / "text/text_all_2000_labelled.npz", LABELLED_TAGS)
     save_sparse(root / "text/text_all_2000_unlabelled.npz", UNLABELLED_TAGS)
     (root / "text/vocab.txt").write_text("\n".join(VOCABULARY) + "\n")
     np.save(root / "labels.npy", LABELS)
-    for split, parts in {1: ([0, 1, 2, 3], [4, 5, 6], [7, 8, 9]),
-                         2: ([9, 8, 7, 6], [5, 4], [3, 2, 1, 0])}.items():
+    for split, parts in {
+        1: ([0, 1, 2, 3], [4, 5, 6], [7, 8, 9]),
+        2: ([9, 8, 7, 6], [5, 4], [3, 2, 1, 0]),
+    }.items():
         for part, rows in zip(("train", "valid", "test"), parts):
             np.save(root / f"splits/{part}_indices_{split}.npy", np.array(rows))
     return tmp_path
@@ -94,22 +126,30 @@ def test_flickr_unlabelled_part_drops_images_with_few_tags(flickr_dir):
     assert unlabelled["image"][:, 0].tolist() == [100 + k for k in kept]
     assert np.array_equal(unlabelled["tags"], (UNLABELLED_TAGS[kept] > 0).astype(np.float32))
     assert data.info["n_unlabelled"] == 4
-    one_tag = load_dataset("flickr", data_dir_=flickr_dir, unlabelled=True, min_tags=1,
-                           standardize=False)
+    one_tag = load_dataset(
+        "flickr", data_dir_=flickr_dir, unlabelled=True, min_tags=1, standardize=False
+    )
     assert one_tag.info["unlabelled"]["image"][:, 0].tolist() == [101, 102, 103, 104, 105, 106]
-    two = load_dataset("flickr", seed=3, data_dir_=flickr_dir, unlabelled=True, max_unlabelled=2,
-                       standardize=False)
+    two = load_dataset(
+        "flickr", seed=3, data_dir_=flickr_dir, unlabelled=True, max_unlabelled=2, standardize=False
+    )
     chosen = two.info["unlabelled"]["image"][:, 0]
     assert len(chosen) == 2 and set(chosen.tolist()) <= {100 + k for k in kept}
     assert "unlabelled" not in load_dataset("flickr", data_dir_=flickr_dir).info
 
 
 def test_flickr_bad_input_is_named(flickr_dir):
-    with pytest.raises(DataError, match=r"splits/train_indices_3\.npy not found in .*flickr; run "
-                                        r"`mmbench data fetch flickr`"):
+    with pytest.raises(
+        DataError,
+        match=r"splits/train_indices_3\.npy not found in .*flickr; run "
+        r"`mmbench data fetch flickr`",
+    ):
         load_dataset("flickr", data_dir_=flickr_dir, split=3)
-    with pytest.raises(DataError, match=r"split=6 is not allowed .*split must be an integer >= 1 "
-                                        r"and <= 5"):
+    with pytest.raises(
+        DataError,
+        match=r"split=6 is not allowed .*split must be an integer >= 1 "
+        r"and <= 5",
+    ):
         load_dataset("flickr", data_dir_=flickr_dir, split=6)
     (flickr_dir / "flickr/text/vocab.txt").write_text("sky\ndog\n")
     with pytest.raises(DataError, match=r"vocab\.txt lists 2 tags; expected 6"):

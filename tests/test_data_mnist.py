@@ -1,15 +1,16 @@
 """MNIST-based data sets from small fixtures in the real formats (IDX, SVHN .mat, Wang's
 MNIST.mat)."""
+
 import numpy as np
 import pytest
+from test_data_formats import write_idx, write_mat
 
 from mmbench.data import load_dataset
 from mmbench.data.errors import DataError
 from mmbench.data.mnist import pair_by_class
-from test_data_formats import write_idx, write_mat
 
 # Fixture digits: class counts chosen so that every split size below is computed by hand.
-MNIST_TRAIN_LABELS = np.array([0] * 10 + [1] * 5)   # 15 training digits
+MNIST_TRAIN_LABELS = np.array([0] * 10 + [1] * 5)  # 15 training digits
 MNIST_TEST_LABELS = np.array([0] * 3 + [1] * 2)
 SVHN_TRAIN_DIGITS = np.array([0] * 5 + [1] * 10)
 SVHN_TEST_DIGITS = np.array([0] * 2 + [1] * 4)
@@ -37,20 +38,26 @@ def svhn_images(digits, first_id):
 def digits_dir(tmp_path):
     """A data directory with MNIST (training files gzipped, test files not) and SVHN (v5 .mat)."""
     (tmp_path / "mnist").mkdir()
-    write_idx(tmp_path / "mnist/train-images-idx3-ubyte.gz", mnist_images(MNIST_TRAIN_LABELS, 0),
-              compress=True)
+    write_idx(
+        tmp_path / "mnist/train-images-idx3-ubyte.gz",
+        mnist_images(MNIST_TRAIN_LABELS, 0),
+        compress=True,
+    )
     write_idx(tmp_path / "mnist/train-labels-idx1-ubyte.gz", MNIST_TRAIN_LABELS, compress=True)
     write_idx(tmp_path / "mnist/t10k-images-idx3-ubyte", mnist_images(MNIST_TEST_LABELS, 100))
     write_idx(tmp_path / "mnist/t10k-labels-idx1-ubyte", MNIST_TEST_LABELS)
     (tmp_path / "svhn").mkdir()
     for part, digits, first_id in (("train", SVHN_TRAIN_DIGITS, 0), ("test", SVHN_TEST_DIGITS, 50)):
         stored_labels = np.where(digits == 0, 10, digits).reshape(-1, 1)  # SVHN writes 0 as 10
-        write_mat(tmp_path / f"svhn/{part}_32x32.mat",
-                  {"X": svhn_images(digits, first_id), "y": stored_labels})
+        write_mat(
+            tmp_path / f"svhn/{part}_32x32.mat",
+            {"X": svhn_images(digits, first_id), "y": stored_labels},
+        )
     return tmp_path
 
 
 # --- noisy MNIST from IDX -----------------------------------------------------------------------
+
 
 def test_mnist_noisy_from_idx_splits_views_and_labels(digits_dir):
     data = load_dataset("mnist_noisy", seed=0, data_dir_=digits_dir, n_valid=5, max_angle=0.0)
@@ -93,12 +100,16 @@ def test_missing_mnist_file_says_what_where_and_how(tmp_path):
 
 def test_mnist_labels_out_of_range_are_named(digits_dir):
     write_idx(digits_dir / "mnist/t10k-labels-idx1-ubyte", np.array([0, 0, 12, 1, 1]))
-    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte holds labels 0..12; expected "
-                                        r"integers 0..9"):
+    with pytest.raises(
+        DataError,
+        match=r"t10k-labels-idx1-ubyte holds labels 0..12; expected "
+        r"integers 0..9",
+    ):
         load_dataset("mnist_noisy", data_dir_=digits_dir, n_valid=5)
 
 
 # --- Wang et al.'s MNIST.mat --------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("version", ["5", "7.3"])
 def test_wang_mat_is_column_major_with_10_for_zero(tmp_path, version):
@@ -107,9 +118,11 @@ def test_wang_mat_is_column_major_with_10_for_zero(tmp_path, version):
     images = {part: rng.random((n, 28, 28)) for part, n in sizes.items()}
     digits = {"train": [0, 1, 9, 0, 5, 3], "tune": [2, 0, 7], "test": [0, 0, 4, 8]}
     variables = {}
-    for part, (k1, k2, kl) in {"train": ("X1", "X2", "trainLabel"),
-                               "tune": ("XV1", "XV2", "tuneLabel"),
-                               "test": ("XTe1", "XTe2", "testLabel")}.items():
+    for part, (k1, k2, kl) in {
+        "train": ("X1", "X2", "trainLabel"),
+        "tune": ("XV1", "XV2", "tuneLabel"),
+        "test": ("XTe1", "XTe2", "testLabel"),
+    }.items():
         # MATLAB flattens each 28x28 image column by column
         variables[k1] = np.stack([image.T.reshape(-1) for image in images[part]])
         variables[k2] = 1 - variables[k1]
@@ -130,8 +143,11 @@ def test_wang_mat_wrong_width_and_labels_are_named(tmp_path):
     variables.update({k: np.array([[1], [2]]) for k in ("trainLabel", "tuneLabel", "testLabel")})
     variables["XTe2"] = np.zeros((2, 783))
     write_mat(tmp_path / "mnist_wang/MNIST.mat", variables)
-    with pytest.raises(DataError, match=r"MNIST\.mat: XTe2 .*has shape \(2, 783\); expected "
-                                        r"\(2, 784\)"):
+    with pytest.raises(
+        DataError,
+        match=r"MNIST\.mat: XTe2 .*has shape \(2, 783\); expected "
+        r"\(2, 784\)",
+    ):
         load_dataset("mnist_noisy", data_dir_=tmp_path, source="mat")
     variables["XTe2"] = np.zeros((2, 784))
     variables["tuneLabel"] = np.array([[0], [3]])
@@ -141,15 +157,19 @@ def test_wang_mat_wrong_width_and_labels_are_named(tmp_path):
 
 
 def test_wang_mat_missing_has_no_download_but_says_where_to_get_it(tmp_path):
-    with pytest.raises(DataError, match=r"MNIST\.mat not found in .*mnist_wang; it has no public "
-                                        r"download: obtain it from .*dcca\.tgz"):
+    with pytest.raises(
+        DataError,
+        match=r"MNIST\.mat not found in .*mnist_wang; it has no public "
+        r"download: obtain it from .*dcca\.tgz",
+    ):
         load_dataset("mnist_noisy", data_dir_=tmp_path, source="mat")
 
 
 # --- MNIST-SVHN pairing -------------------------------------------------------------------------
 
+
 def test_pair_by_class_counts_and_classes():
-    labels_a = np.array([0, 0, 0, 1, 1, 2])   # class 2 has no partner in b
+    labels_a = np.array([0, 0, 0, 1, 1, 2])  # class 2 has no partner in b
     labels_b = np.array([1, 1, 1, 0, 0, 3])
     into_a, into_b = pair_by_class(labels_a, labels_b, 4, 100, np.random.default_rng(0))
     # class 0: min(3, 2) = 2 images of each, class 1: min(2, 3) = 2 -> (2 + 2) * 4 pairs
@@ -173,22 +193,33 @@ def test_pair_by_class_draws_random_partners_from_its_seed():
 
 
 def test_mnist_svhn_pairs_by_class_with_hand_counted_sizes(digits_dir):
-    data = load_dataset("mnist_svhn", seed=0, data_dir_=digits_dir, pairs_per_image=3,
-                        valid_fraction=0.2, n_train=None, n_valid=None, n_test=None)
+    data = load_dataset(
+        "mnist_svhn",
+        seed=0,
+        data_dir_=digits_dir,
+        pairs_per_image=3,
+        valid_fraction=0.2,
+        n_train=None,
+        n_valid=None,
+        n_test=None,
+    )
     # held out for validation (20% per class): MNIST 2 of 10 zeros, 1 of 5 ones; SVHN 1 of 5
     # zeros, 2 of 10 ones. Per class n = min(#MNIST, #SVHN), 3 pairs per image:
     # train 3 * (min(8, 4) + min(4, 8)) = 24, valid 3 * (min(2, 1) + min(1, 2)) = 6,
     # test 3 * (min(3, 2) + min(2, 4)) = 12
     assert (data.train.n, data.valid.n, data.test.n) == (24, 6, 12)
     pairs = data.info["pairs"]
-    for split, files_labels in (("train", (MNIST_TRAIN_LABELS, SVHN_TRAIN_DIGITS)),
-                                ("valid", (MNIST_TRAIN_LABELS, SVHN_TRAIN_DIGITS)),
-                                ("test", (MNIST_TEST_LABELS, SVHN_TEST_DIGITS))):
+    for split, files_labels in (
+        ("train", (MNIST_TRAIN_LABELS, SVHN_TRAIN_DIGITS)),
+        ("valid", (MNIST_TRAIN_LABELS, SVHN_TRAIN_DIGITS)),
+        ("test", (MNIST_TEST_LABELS, SVHN_TEST_DIGITS)),
+    ):
         mnist_labels, svhn_digits = files_labels
         views = getattr(data, split)
         # each pair is of one class, and the label is that class
-        assert np.array_equal(mnist_labels[pairs[split]["mnist"]],
-                              svhn_digits[pairs[split]["svhn"]])
+        assert np.array_equal(
+            mnist_labels[pairs[split]["mnist"]], svhn_digits[pairs[split]["svhn"]]
+        )
         assert np.array_equal(views.labels, mnist_labels[pairs[split]["mnist"]])
         # every paired image is in exactly 3 pairs
         assert set(np.unique(pairs[split]["mnist"], return_counts=True)[1]) == {3}
@@ -227,8 +258,9 @@ def test_mnist_svhn_reproducible_from_seed_and_subsampled(digits_dir):
 
 
 def test_mnist3_roles_and_rotated_partner_of_the_same_class(digits_dir):
-    data = load_dataset("mnist3", data_dir_=digits_dir, pairs_per_image=2, valid_fraction=0.2,
-                        max_angle=0.0)
+    data = load_dataset(
+        "mnist3", data_dir_=digits_dir, pairs_per_image=2, valid_fraction=0.2, max_angle=0.0
+    )
     assert data.train.observed == ("mnist",)
     assert data.train.missing == ("mnist_rotated", "svhn")
     pairs = data.info["pairs"]
@@ -238,19 +270,27 @@ def test_mnist3_roles_and_rotated_partner_of_the_same_class(digits_dir):
     assert not set(pairs["train"]["mnist_rotated"]) & set(pairs["valid"]["mnist"])
     rotated_ids = np.rint(data.test.data["mnist_rotated"][:, 0] * 255).astype(int)
     assert np.array_equal(rotated_ids, 100 + pairs["test"]["mnist_rotated"])
-    one_missing = load_dataset("mnist3", data_dir_=digits_dir, valid_fraction=0.2,
-                               observed=["mnist", "mnist_rotated"])
+    one_missing = load_dataset(
+        "mnist3", data_dir_=digits_dir, valid_fraction=0.2, observed=["mnist", "mnist_rotated"]
+    )
     assert one_missing.test.observed == ("mnist", "mnist_rotated")
     assert one_missing.test.missing == ("svhn",)
-    with pytest.raises(DataError, match=r"observed=\['mnist', 'svhn', 'mnist_rotated'\] leaves no "
-                                        r"modality missing"):
+    with pytest.raises(
+        DataError,
+        match=r"observed=\['mnist', 'svhn', 'mnist_rotated'\] leaves no "
+        r"modality missing",
+    ):
         load_dataset("mnist3", data_dir_=digits_dir, observed=["mnist", "svhn", "mnist_rotated"])
 
 
 def test_svhn_labels_out_of_range_are_named(digits_dir):
-    write_mat(digits_dir / "svhn/test_32x32.mat",
-              {"X": svhn_images(SVHN_TEST_DIGITS, 0),
-               "y": np.array([[0], [1], [2], [3], [4], [5]])})
-    with pytest.raises(DataError, match=r"test_32x32\.mat: y holds labels 0..5; expected integers "
-                                        r"1..10"):
+    write_mat(
+        digits_dir / "svhn/test_32x32.mat",
+        {"X": svhn_images(SVHN_TEST_DIGITS, 0), "y": np.array([[0], [1], [2], [3], [4], [5]])},
+    )
+    with pytest.raises(
+        DataError,
+        match=r"test_32x32\.mat: y holds labels 0..5; expected integers "
+        r"1..10",
+    ):
         load_dataset("mnist_svhn", data_dir_=digits_dir, valid_fraction=0.2)

@@ -1,4 +1,5 @@
 """The README's own-data example: its code writes a file that its suite loads."""
+
 import re
 from pathlib import Path
 
@@ -13,8 +14,8 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 def own_data_example() -> tuple[str, str]:
     """(the python block, the yaml block) of the README's "Your own data" section."""
     text = README.read_text(encoding="utf-8")
-    section = text[text.index("### Your own data"):]
-    section = section[:section.index("\n## ")]
+    section = text[text.index("### Your own data") :]
+    section = section[: section.index("\n## ")]
     python = re.search(r"```python\n(.*?)```", section, re.S)
     suite = re.search(r"```yaml\n(.*?)```", section, re.S)
     assert python and suite, "the section lost its python or yaml example"

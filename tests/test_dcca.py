@@ -1,6 +1,7 @@
 """DCCA and DCCAE: the objective against canonical correlations computed independently with scipy,
 convergence of linear DCCA to closed-form CCA, DCCAE's reconstruction part against its parts and
 against PCA's optimum, and training on the embedded MNIST."""
+
 import math
 
 import numpy as np
@@ -32,7 +33,7 @@ def scipy_canonical_correlations(h1, h2, reg1, reg2):
     s22 = cov[d1:, d1:] + reg2 * np.eye(h2.shape[1])
     s12 = cov[:d1, d1:]
     product = scipy.linalg.solve(s11, s12) @ scipy.linalg.solve(s22, s12.T)
-    values = np.sort(np.real(scipy.linalg.eigvals(product)))[::-1][:min(d1, h2.shape[1])]
+    values = np.sort(np.real(scipy.linalg.eigvals(product)))[::-1][: min(d1, h2.shape[1])]
     return np.sqrt(np.clip(values, 0, None))
 
 
@@ -53,8 +54,10 @@ def tensors(views):
 @pytest.mark.parametrize("n_components, reg", [(None, 1e-4), (3, 1e-4), (4, 0.3)])
 def test_dcca_loss_is_minus_the_sum_of_the_top_canonical_correlations(n_components, reg):
     views = random_views().train
-    net = built(DCCA(latent_dim=6, hidden=(16, 16), n_components=n_components, reg1=reg,
-                     reg2=2 * reg), views)
+    net = built(
+        DCCA(latent_dim=6, hidden=(16, 16), n_components=n_components, reg1=reg, reg2=2 * reg),
+        views,
+    )
     batch = tensors(views)
     loss, parts = net.loss(batch)
     with torch.no_grad():
@@ -93,8 +96,11 @@ def test_linear_dcca_reaches_the_closed_form_cca():
     closed = CCA(n_components=5, reg1=1e-6, reg2=1e-6)
     closed.fit(splits.train, splits.valid)
     deep = DCCA(latent_dim=5, hidden=(), reg1=1e-6, reg2=1e-6)
-    deep.fit(splits.train, splits.valid,
-             trainer=TrainConfig(epochs=300, batch_size=5000, lr=0.05, patience=None))
+    deep.fit(
+        splits.train,
+        splits.valid,
+        trainer=TrainConfig(epochs=300, batch_size=5000, lr=0.05, patience=None),
+    )
     assert deep.train_correlations_.sum() <= closed.train_correlations_.sum() + 1e-6
     np.testing.assert_allclose(deep.train_correlations_, closed.train_correlations_, atol=0.005)
     np.testing.assert_allclose(deep.valid_correlations_, closed.valid_correlations_, atol=0.01)
@@ -126,8 +132,9 @@ def test_final_projection_whitens_the_training_outputs_and_survives_a_checkpoint
 def test_dccae_loss_is_the_correlation_plus_weighted_squared_errors():
     views = random_views().train
     lam = 0.37
-    net = built(DCCAE(latent_dim=5, hidden=(16,), reconstruction_weight=lam, reg1=1e-3,
-                      reg2=1e-3), views)
+    net = built(
+        DCCAE(latent_dim=5, hidden=(16,), reconstruction_weight=lam, reg1=1e-3, reg2=1e-3), views
+    )
     batch = tensors(views)
     loss, parts = net.loss(batch)
     with torch.no_grad():
@@ -151,8 +158,9 @@ def test_dccae_with_a_large_weight_reconstructs_as_well_as_pca():
     5) cannot move the optimum noticeably, so training must reach that bound within 1%."""
     splits = load_dataset("synthetic", seed=0, n_train=2000, n_valid=200)
     model = DCCAE(latent_dim=5, hidden=(), decoder_hidden=(), reconstruction_weight=100.0)
-    report = model.fit(splits.train, None,
-                       trainer=TrainConfig(epochs=300, batch_size=2000, lr=0.03, patience=None))
+    report = model.fit(
+        splits.train, None, trainer=TrainConfig(epochs=300, batch_size=2000, lr=0.03, patience=None)
+    )
     last = report.history[-1]
     for view, part in (("x1", "reconstruction1"), ("x2", "reconstruction2")):
         eigenvalues = np.linalg.eigvalsh(np.cov(splits.train.data[view].T, bias=True))
@@ -161,14 +169,20 @@ def test_dccae_with_a_large_weight_reconstructs_as_well_as_pca():
         assert last[part] < 0.6 * eigenvalues.sum()  # far below predicting the mean
 
 
-@pytest.mark.parametrize("model", [
-    DCCA(latent_dim=10, hidden=(64,)),
-    DCCAE(latent_dim=10, hidden=(64,), n_components=8, reconstruction_weight=1e-2),
-])
+@pytest.mark.parametrize(
+    "model",
+    [
+        DCCA(latent_dim=10, hidden=(64,)),
+        DCCAE(latent_dim=10, hidden=(64,), n_components=8, reconstruction_weight=1e-2),
+    ],
+)
 def test_trains_on_mnist_embedded(model):
     splits = load_dataset("mnist_embedded", seed=0)
-    report = model.fit(splits.train, splits.valid,
-                       trainer=TrainConfig(epochs=3, batch_size=500, lr=1e-3, patience=None))
+    report = model.fit(
+        splits.train,
+        splits.valid,
+        trainer=TrainConfig(epochs=3, batch_size=500, lr=1e-3, patience=None),
+    )
     assert report.epochs == 3
     assert all(math.isfinite(v) for row in report.history for v in row.values())
     k = model.config.n_components or model.config.latent_dim
@@ -180,8 +194,11 @@ def test_trains_on_mnist_embedded(model):
 
 
 def test_bad_input_is_a_clear_error():
-    with pytest.raises(ValueError, match="^dcca: n_components: Input should be at most "
-                                         r"latent_dim = 10 \(or None for all\), got 11$"):
+    with pytest.raises(
+        ValueError,
+        match="^dcca: n_components: Input should be at most "
+        r"latent_dim = 10 \(or None for all\), got 11$",
+    ):
         DCCA(latent_dim=10, n_components=11)
     with pytest.raises(ValueError, match=r"^dccae: reconstruction_weight: .* greater than or "):
         DCCAE(reconstruction_weight=-1.0)

@@ -1,6 +1,7 @@
 """A run whose training loss exploded is recorded as "diverged", not ok, with the reason; reports
 leave it out and --retry-failed runs it again. Losses that are legitimately negative, or that rise
 a little (an annealed KL weight), are not divergence."""
+
 import math
 
 import pytest
@@ -17,19 +18,22 @@ from mmbench.store import RunStore
 from mmbench.trainer import EXPLOSION_FACTOR, DivergedError, Trainer, exploded
 
 
-@pytest.mark.parametrize("initial, final, blew_up", [
-    (2.23, 3.4e18, True),     # M-xO at lr 1e6: chance error, loss 1e18
-    (2.23, 24.52, False),     # bound 2.23 + 10 x 2.23 = 24.53
-    (2.23, 24.54, True),
-    (-1.23, -3.4, False),     # DCCA: minus the correlations, falling
-    (-1.23, 11.06, False),    # bound -1.23 + 10 x 1.23 = 11.07
-    (-1.23, 11.08, True),
-    (0.2, 10.1, False),       # near 0 the bound is at least 10 in absolute terms: 0.2 + 10
-    (0.2, 10.3, True),
-    (1000.0, 10999.0, False),
-    (1000.0, 11001.0, True),
-    (2.23, math.inf, True),
-])
+@pytest.mark.parametrize(
+    "initial, final, blew_up",
+    [
+        (2.23, 3.4e18, True),  # M-xO at lr 1e6: chance error, loss 1e18
+        (2.23, 24.52, False),  # bound 2.23 + 10 x 2.23 = 24.53
+        (2.23, 24.54, True),
+        (-1.23, -3.4, False),  # DCCA: minus the correlations, falling
+        (-1.23, 11.06, False),  # bound -1.23 + 10 x 1.23 = 11.07
+        (-1.23, 11.08, True),
+        (0.2, 10.1, False),  # near 0 the bound is at least 10 in absolute terms: 0.2 + 10
+        (0.2, 10.3, True),
+        (1000.0, 10999.0, False),
+        (1000.0, 11001.0, True),
+        (2.23, math.inf, True),
+    ],
+)
 def test_exploded_is_the_documented_bound(initial, final, blew_up):
     assert EXPLOSION_FACTOR == 10
     assert exploded(initial, final) is blew_up
@@ -70,7 +74,8 @@ def test_a_loss_that_ends_far_above_the_untrained_models_is_divergence():
     # the last epoch's mean: 2 + 1e6 x 0.875 (see above)
     assert str(caught.value) == (
         "training loss exploded: 8.75e+05 at epoch 5, from 2 before training (more than 10 "
-        "times that magnitude above it). Lower the learning rate or check the data scale.")
+        "times that magnitude above it). Lower the learning rate or check the data scale."
+    )
 
 
 def test_a_loss_that_explodes_then_falls_but_stays_far_above_is_divergence():
@@ -83,19 +88,35 @@ def test_a_negative_loss_that_falls_is_not_divergence():
     """DCCA's loss is minus the canonical correlations: below 0 and falling."""
     splits = load_dataset("synthetic", n_train=200, n_valid=100, n_test=100)
     model = make_model("dcca", {"hidden": [8], "latent_dim": 2})
-    report = model.fit(splits.train, splits.valid,
-                       trainer=TrainConfig(epochs=3, batch_size=200, lr=1e-3), n_classes=2)
+    report = model.fit(
+        splits.train,
+        splits.valid,
+        trainer=TrainConfig(epochs=3, batch_size=200, lr=1e-3),
+        n_classes=2,
+    )
     assert report.initial_loss < 0 and report.history[-1]["loss"] < 0
 
 
-SUITE = {"name": "divergence", "seeds": [0],
-         "data": {"name": "synthetic", "options": {"n_train": 300, "n_valid": 100, "n_test": 100}},
-         "train": {"epochs": 3, "batch_size": 100, "lr": 1.0e-3},
-         "models": [{"name": "mxo", "label": "lr 1e6", "train": {"lr": 1.0e6},
-                     "params": {"hidden": [16], "latent_dim": 4, "classifier_hidden": [4]}},
-                    {"name": "mxo", "label": "lr 1e-3",
-                     "params": {"hidden": [16], "latent_dim": 4, "classifier_hidden": [4]}}],
-         "references": []}
+SUITE = {
+    "name": "divergence",
+    "seeds": [0],
+    "data": {"name": "synthetic", "options": {"n_train": 300, "n_valid": 100, "n_test": 100}},
+    "train": {"epochs": 3, "batch_size": 100, "lr": 1.0e-3},
+    "models": [
+        {
+            "name": "mxo",
+            "label": "lr 1e6",
+            "train": {"lr": 1.0e6},
+            "params": {"hidden": [16], "latent_dim": 4, "classifier_hidden": [4]},
+        },
+        {
+            "name": "mxo",
+            "label": "lr 1e-3",
+            "params": {"hidden": [16], "latent_dim": 4, "classifier_hidden": [4]},
+        },
+    ],
+    "references": [],
+}
 
 
 def test_lr_1e6_is_recorded_diverged_left_out_of_reports_and_retried(tmp_path):
@@ -119,8 +140,7 @@ def test_lr_1e6_is_recorded_diverged_left_out_of_reports_and_retried(tmp_path):
 
     again = runner.invoke(app, ["run", str(suite), "--results", str(results)])
     assert "2 already done" in again.output
-    retried = runner.invoke(app, ["run", str(suite), "--results", str(results),
-                                  "--retry-failed"])
+    retried = runner.invoke(app, ["run", str(suite), "--results", str(results), "--retry-failed"])
     assert retried.exit_code == 1 and "1 already done" in retried.output
     redone = {r.label: r for r in RunStore(results).records()}
     assert redone["lr 1e6"].status == "diverged"

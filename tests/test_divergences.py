@@ -1,4 +1,5 @@
 """KL and MMD against closed forms, Monte Carlo estimates and known behaviour."""
+
 import math
 
 import numpy as np
@@ -56,7 +57,7 @@ def test_mmd_is_near_zero_for_one_distribution_and_grows_with_a_mean_shift():
 def test_mmd_matches_a_hand_computed_case():
     x = torch.tensor([[0.0], [1.0]])
     y = torch.tensor([[2.0]])
-    k = lambda a, b: math.exp(-(a - b) ** 2 / 2.0)  # noqa: E731
+    k = lambda a, b: math.exp(-((a - b) ** 2) / 2.0)  # noqa: E731
     kxx = (k(0, 0) + k(0, 1) + k(1, 0) + k(1, 1)) / 4
     kxy = (k(0, 2) + k(1, 2)) / 2
     expected = kxx + 1.0 - 2 * kxy

@@ -1,10 +1,16 @@
 """Embedded data against hand-made expectations and the synthetic model's closed forms."""
+
 import numpy as np
 import pytest
 from scipy.linalg import eigh
 
 from mmbench.data import load_dataset
-from mmbench.data.embedded import LinearGaussianModel, noisy_two_view, rotate_images, stratified_split
+from mmbench.data.embedded import (
+    LinearGaussianModel,
+    noisy_two_view,
+    rotate_images,
+    stratified_split,
+)
 
 
 def test_rotation_by_90_degrees_is_a_counter_clockwise_quarter_turn():
@@ -35,7 +41,10 @@ def test_stratified_split_keeps_class_proportions_and_partitions():
     parts = stratified_split(labels, (0.6, 0.2, 0.2), np.random.default_rng(1))
     assert sorted(np.concatenate(parts)) == list(range(160))
     assert [np.bincount(labels[p], minlength=3).tolist() for p in parts] == [
-        [60, 30, 6], [20, 10, 2], [20, 10, 2]]
+        [60, 30, 6],
+        [20, 10, 2],
+        [20, 10, 2],
+    ]
 
 
 def test_mnist_embedded_is_real_reproducible_and_stratified():

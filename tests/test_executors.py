@@ -1,5 +1,6 @@
 """Executors: the process pool and Ray write the same records as the local executor, and a
 worker that dies loses only its own run, which a resumed suite then completes."""
+
 import os
 import signal
 import subprocess
@@ -16,15 +17,26 @@ from mmbench.cli import app
 from mmbench.store import RunStore
 from mmbench.suite import load_suite
 
-TINY = {"name": "executors", "seeds": [0, 1],
-        "data": {"name": "synthetic", "options": {"n_train": 300, "n_valid": 100, "n_test": 100}},
-        "train": {"epochs": 2, "batch_size": 100, "lr": 1.0e-3},
-        "resources": {"cpus": 1},
-        "models": [{"name": "mxo", "params": {"hidden": [16], "latent_dim": 4,
-                                              "classifier_hidden": [4]}},
-                   {"name": "cmmd", "params": {"latent_dim": 3, "encoder_hidden": [8],
-                                               "prior_hidden": [8], "decoder_hidden": [8],
-                                               "classifier_hidden": [4]}}]}
+TINY = {
+    "name": "executors",
+    "seeds": [0, 1],
+    "data": {"name": "synthetic", "options": {"n_train": 300, "n_valid": 100, "n_test": 100}},
+    "train": {"epochs": 2, "batch_size": 100, "lr": 1.0e-3},
+    "resources": {"cpus": 1},
+    "models": [
+        {"name": "mxo", "params": {"hidden": [16], "latent_dim": 4, "classifier_hidden": [4]}},
+        {
+            "name": "cmmd",
+            "params": {
+                "latent_dim": 3,
+                "encoder_hidden": [8],
+                "prior_hidden": [8],
+                "decoder_hidden": [8],
+                "classifier_hidden": [4],
+            },
+        },
+    ],
+}
 
 
 def run_suite(suite: Path, results: Path, *options: str):
@@ -33,8 +45,10 @@ def run_suite(suite: Path, results: Path, *options: str):
 
 def outcomes(results: Path) -> dict[str, tuple]:
     """What a run computed, by run id: everything in its record but times and provenance."""
-    return {r.run_id: (r.status, r.metrics, r.fit, r.environment["threads"])
-            for r in RunStore(results).records()}
+    return {
+        r.run_id: (r.status, r.metrics, r.fit, r.environment["threads"])
+        for r in RunStore(results).records()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +78,7 @@ def test_process_executor_writes_the_records_of_the_local_one(tiny, tmp_path):
 
 def test_ray_executor_writes_the_records_of_the_local_one(tiny, tmp_path):
     import ray  # in the test extra: CI runs this test
+
     suite, reference = tiny
     result = run_suite(suite, tmp_path, "--executor", "ray", "--jobs", "2")
     assert result.exit_code == 0, result.output
@@ -78,23 +93,41 @@ def test_ray_executor_without_ray_says_how_to_install_it(tiny, tmp_path, monkeyp
     assert "pip install 'mmbench[ray]'" in result.output
 
 
-@pytest.mark.parametrize("options, message", [
-    (["--jobs", "2"], "--jobs needs --executor process or ray"),
-    (["--executor", "process", "--address", "auto"], "--address needs --executor ray"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--jobs", "2"], "--jobs needs --executor process or ray"),
+        (["--executor", "process", "--address", "auto"], "--address needs --executor ray"),
+    ],
+)
 def test_executor_options_that_do_not_apply_are_refused(tiny, tmp_path, options, message):
     result = run_suite(tiny[0], tmp_path, *options)
     assert result.exit_code == 2 and message in result.output
 
 
 # One run trains for seconds (a time budget), two others for two quick epochs
-KILL_SUITE = {**TINY, "name": "kill", "seeds": [0], "references": [],  # three model runs only
-              "models": [{"name": "mxo", "label": "long",
-                          "params": {"hidden": [16], "latent_dim": 4, "classifier_hidden": [4]},
-                          "train": {"epochs": 100000, "patience": None, "max_seconds": 8}},
-                         *({"name": "mxo", "label": f"short{k}",
-                            "params": {"hidden": [8 * k], "latent_dim": 4,
-                                       "classifier_hidden": [4]}} for k in (1, 2))]}
+KILL_SUITE = {
+    **TINY,
+    "name": "kill",
+    "seeds": [0],
+    "references": [],  # three model runs only
+    "models": [
+        {
+            "name": "mxo",
+            "label": "long",
+            "params": {"hidden": [16], "latent_dim": 4, "classifier_hidden": [4]},
+            "train": {"epochs": 100000, "patience": None, "max_seconds": 8},
+        },
+        *(
+            {
+                "name": "mxo",
+                "label": f"short{k}",
+                "params": {"hidden": [8 * k], "latent_dim": 4, "classifier_hidden": [4]},
+            }
+            for k in (1, 2)
+        ),
+    ],
+}
 
 
 def spawned_workers(parent: int) -> list[int]:
@@ -118,9 +151,24 @@ def test_a_killed_worker_loses_only_its_run_and_the_resumed_suite_completes_it(t
     runs = {r.label: r.run_id for r in load_suite(suite).runs()}
     results = tmp_path / "results"
     suite_process = subprocess.Popen(
-        [sys.executable, "-m", "mmbench.cli", "run", str(suite), "--results", str(results),
-         "--executor", "process", "--jobs", "2"], cwd=Path(__file__).parents[1],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "COLUMNS": "200"})
+        [
+            sys.executable,
+            "-m",
+            "mmbench.cli",
+            "run",
+            str(suite),
+            "--results",
+            str(results),
+            "--executor",
+            "process",
+            "--jobs",
+            "2",
+        ],
+        cwd=Path(__file__).parents[1],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     # Workers start in suite order, two at a time: "long" and "short1" first. The third,
     # "short2", starts only once one of them has exited, and "long" is still training then, so
     # it is the one of the first two still alive.

@@ -1,5 +1,6 @@
 """Products and mixtures of experts against densities multiplied, summed and integrated
 numerically with scipy."""
+
 import numpy as np
 import pytest
 import torch
@@ -42,8 +43,9 @@ def test_product_of_experts_is_the_normalised_product_of_the_densities():
 
 def test_without_the_prior_expert_the_product_of_one_expert_is_that_expert():
     mean, logvar = experts(n_experts=1)
-    joint_mean, joint_logvar = product_of_experts(torch.tensor(mean), torch.tensor(logvar),
-                                                  prior_expert=False)
+    joint_mean, joint_logvar = product_of_experts(
+        torch.tensor(mean), torch.tensor(logvar), prior_expert=False
+    )
     assert np.allclose(joint_mean.numpy(), mean[0]) and np.allclose(joint_logvar.numpy(), logvar[0])
     expected = numerical_product(mean[:, 0, 0], np.exp(logvar[:, 0, 0]), prior=False)
     assert joint_mean[0, 0].item() == pytest.approx(expected[0], abs=1e-6)
@@ -69,8 +71,9 @@ def test_product_of_experts_rejects_bad_shapes():
     with pytest.raises(ValueError, match="differ"):
         product_of_experts(mean, logvar[:, :1])
     # an empty product without the prior expert has zero precision: not checked (no host read)
-    empty_mean, empty_logvar = product_of_experts(mean, logvar, torch.zeros(1, 3),
-                                                  prior_expert=False)
+    empty_mean, empty_logvar = product_of_experts(
+        mean, logvar, torch.zeros(1, 3), prior_expert=False
+    )
     assert torch.isnan(empty_mean).all() and torch.isposinf(empty_logvar).all()
 
 
@@ -95,7 +98,8 @@ def test_mixture_moments_match_the_numerically_integrated_mixture():
     density = np.mean([stats.laplace.pdf(grid, m, b) for m, b in zip(loc, scale)], axis=0)
     mean = trapezoid(grid * density, grid)
     variance = trapezoid((grid - mean) ** 2 * density, grid)
-    got_mean, got_variance = mixture_moments(torch.tensor(loc)[:, None],
-                                             torch.tensor(2 * scale ** 2)[:, None])
+    got_mean, got_variance = mixture_moments(
+        torch.tensor(loc)[:, None], torch.tensor(2 * scale**2)[:, None]
+    )
     assert got_mean.item() == pytest.approx(mean, abs=1e-6)
     assert got_variance.item() == pytest.approx(variance, rel=1e-5)

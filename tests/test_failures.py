@@ -1,4 +1,5 @@
 """Bad input gets one clear error; a diverging run is recorded as diverged and the suite goes on."""
+
 import numpy as np
 import pytest
 import torch
@@ -33,6 +34,7 @@ def exploding_registered(register_model):
     """The exploding model in the registry for one test only (not for the contract tests)."""
     register_model("exploding", f"{__name__}:ExplodingModel")
 
+
 SUITE = """
 name: failing
 seeds: [0]
@@ -44,8 +46,9 @@ models:
 """
 
 
-def test_diverging_run_is_recorded_as_diverged_and_the_suite_goes_on(tmp_path,
-                                                                     exploding_registered):
+def test_diverging_run_is_recorded_as_diverged_and_the_suite_goes_on(
+    tmp_path, exploding_registered
+):
     suite = tmp_path / "failing.yaml"
     suite.write_text(SUITE)
     result = CliRunner().invoke(app, ["run", str(suite), "--results", str(tmp_path / "out")])
@@ -62,21 +65,36 @@ def test_trainer_raises_on_nan_with_the_epoch_and_parts():
     message = r"loss became nan at epoch 1, batch 1; parts: classification=[0-9.]+\."
     with pytest.raises(DivergedError, match=message):
         ExplodingModel(hidden=(4,), latent_dim=2, classifier_hidden=()).fit(
-            splits.train, trainer=TrainConfig(epochs=1, batch_size=50))
+            splits.train, trainer=TrainConfig(epochs=1, batch_size=50)
+        )
 
 
-@pytest.mark.parametrize("yaml_text, expected", [
-    ("name: x\ndata: {name: nosuch}\nmodels: [{name: mxo}]",
-     "data.name: unknown data set 'nosuch'"),
-    ("name: x\ndata: {name: synthetic}\nmodels: [{name: nosuch}]",
-     "models.0.name: unknown model 'nosuch'"),
-    ("name: x\ndata: {name: synthetic}\nmodels: [{name: cmmd, params: {omegaa: 1}}]",
-     "has no hyper-parameter(s) ['omegaa']"),
-    ("name: x\ndata: {name: synthetic}\nmodels: [{name: mxo}]\ntrain: {epochs: 0}",
-     "train.epochs: Input should be greater than or equal to 1"),
-    ("name: x\ndata: {name: synthetic}\nmodels: [{name: mxo}]\nseedz: [1]", "seedz: unknown field"),
-    ("name: [unclosed", "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "yaml_text, expected",
+    [
+        (
+            "name: x\ndata: {name: nosuch}\nmodels: [{name: mxo}]",
+            "data.name: unknown data set 'nosuch'",
+        ),
+        (
+            "name: x\ndata: {name: synthetic}\nmodels: [{name: nosuch}]",
+            "models.0.name: unknown model 'nosuch'",
+        ),
+        (
+            "name: x\ndata: {name: synthetic}\nmodels: [{name: cmmd, params: {omegaa: 1}}]",
+            "has no hyper-parameter(s) ['omegaa']",
+        ),
+        (
+            "name: x\ndata: {name: synthetic}\nmodels: [{name: mxo}]\ntrain: {epochs: 0}",
+            "train.epochs: Input should be greater than or equal to 1",
+        ),
+        (
+            "name: x\ndata: {name: synthetic}\nmodels: [{name: mxo}]\nseedz: [1]",
+            "seedz: unknown field",
+        ),
+        ("name: [unclosed", "not valid YAML"),
+    ],
+)
 def test_malformed_suites_name_the_file_and_field(tmp_path, yaml_text, expected):
     suite = tmp_path / "bad.yaml"
     suite.write_text(yaml_text)

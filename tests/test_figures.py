@@ -2,6 +2,7 @@
 against hand-computed values (and, for t-SNE, against scikit-learn called directly), and every
 figure against the page: its width in inches, fonts of at least 8 pt, panel letters, a legend
 clear of the data."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -38,16 +39,38 @@ def omega_results(tmp_path):
     for speaker, offset in SPEAKERS.items():
         for seed in (0, 1):
             for omega in (0.0, 0.5, 1.0):
-                write_run(tmp_path, label="CMMD", model="cmmd", seed=seed, options=options,
-                          data_grid={"speaker": speaker}, grid={"omega": omega},
-                          metrics={"error_pct": 20 + 10 * omega + offset + 2 * seed,
-                                   "rmse": 0.5 + 0.1 * omega})
-            write_run(tmp_path, label="CMMD (σ²=0.01)", model="cmmd", seed=seed, options=options,
-                      data_grid={"speaker": speaker},
-                      params={"omega": 0.7, "decoder_variance": 0.01},
-                      metrics={"error_pct": 30.0, "rmse": 0.9})
-            write_run(tmp_path, label="M-xO", model="mxo", seed=seed, options=options,
-                      data_grid={"speaker": speaker}, metrics={"error_pct": 40.0})
+                write_run(
+                    tmp_path,
+                    label="CMMD",
+                    model="cmmd",
+                    seed=seed,
+                    options=options,
+                    data_grid={"speaker": speaker},
+                    grid={"omega": omega},
+                    metrics={
+                        "error_pct": 20 + 10 * omega + offset + 2 * seed,
+                        "rmse": 0.5 + 0.1 * omega,
+                    },
+                )
+            write_run(
+                tmp_path,
+                label="CMMD (σ²=0.01)",
+                model="cmmd",
+                seed=seed,
+                options=options,
+                data_grid={"speaker": speaker},
+                params={"omega": 0.7, "decoder_variance": 0.01},
+                metrics={"error_pct": 30.0, "rmse": 0.9},
+            )
+            write_run(
+                tmp_path,
+                label="M-xO",
+                model="mxo",
+                seed=seed,
+                options=options,
+                data_grid={"speaker": speaker},
+                metrics={"error_pct": 40.0},
+            )
     return tmp_path
 
 
@@ -103,10 +126,18 @@ def test_test_groups_of_a_run_are_speakers_too(tmp_path):
     """Speakers as test groups of each run (metrics_by_group), not as data points."""
     for seed in (0, 1):
         for omega in (0.0, 0.5, 1.0):
-            write_run(tmp_path, label="CMMD", model="cmmd", seed=seed, grid={"omega": omega},
-                      metrics={"error_pct": 10.0 + omega},
-                      metrics_by_group={"3": {"error_pct": 5.0 + omega},
-                                        "12": {"error_pct": 15.0 + omega + seed}})
+            write_run(
+                tmp_path,
+                label="CMMD",
+                model="cmmd",
+                seed=seed,
+                grid={"omega": omega},
+                metrics={"error_pct": 10.0 + omega},
+                metrics_by_group={
+                    "3": {"error_pct": 5.0 + omega},
+                    "12": {"error_pct": 15.0 + omega + seed},
+                },
+            )
     curves = omega_curves(ok_records(tmp_path)).set_index(["group", "omega"])
     assert curves.loc[("speaker 3", 1.0), "mean"] == pytest.approx(6.0)
     assert curves.loc[("speaker 12", 1.0), "mean"] == pytest.approx(16.5)
@@ -115,17 +146,30 @@ def test_test_groups_of_a_run_are_speakers_too(tmp_path):
 
 def test_omega_figure_refuses_fewer_than_three_omegas(tmp_path):
     for omega in (0.5, 0.7):
-        write_run(tmp_path, label="CMMD", model="cmmd", seed=0, grid={"omega": omega},
-                  metrics={"error_pct": 20.0})
+        write_run(
+            tmp_path,
+            label="CMMD",
+            model="cmmd",
+            seed=0,
+            grid={"omega": omega},
+            metrics={"error_pct": 20.0},
+        )
     # a third value in another model (a fixed omega) draws no curve either
-    write_run(tmp_path, label="CMMD (σ²=0.01)", model="cmmd", seed=0,
-              params={"omega": 0.9, "decoder_variance": 0.01}, metrics={"error_pct": 30.0})
+    write_run(
+        tmp_path,
+        label="CMMD (σ²=0.01)",
+        model="cmmd",
+        seed=0,
+        params={"omega": 0.9, "decoder_variance": 0.01},
+        metrics={"error_pct": 30.0},
+    )
     with pytest.raises(ReportError, match=r"3 or more values of omega.*CMMD: omega = \[0.5, 0.7\]"):
         omega_curves(ok_records(tmp_path))
     outcome = CliRunner().invoke(app, ["figure", "omega", str(tmp_path)])
     assert outcome.exit_code == 2
     assert "CMMD: omega = [0.5, 0.7]; CMMD (σ²=0.01): omega = [0.9]" in " ".join(
-        outcome.output.split())
+        outcome.output.split()
+    )
     assert not (tmp_path / "figures").exists()
 
 
@@ -133,8 +177,14 @@ def test_error_bands_are_clipped_to_the_metric_range(tmp_path):
     # error 1 % and 99 % with std 2.8 (seeds at ±2): unclipped bands would pass 0 and 100 %
     for seed, spread in enumerate((-2.0, 2.0)):
         for omega, error in ((0.0, 1.0), (0.5, 50.0), (1.0, 99.0)):
-            write_run(tmp_path, label="CMMD", model="cmmd", seed=seed, grid={"omega": omega},
-                      metrics={"error_pct": error + spread, "rmse": 0.01 + spread / 100})
+            write_run(
+                tmp_path,
+                label="CMMD",
+                model="cmmd",
+                seed=seed,
+                grid={"omega": omega},
+                metrics={"error_pct": error + spread, "rmse": 0.01 + spread / 100},
+            )
     curves = omega_curves(ok_records(tmp_path))
     fig = plot_omega(curves)
     for ax, (low, high) in zip(fig.axes[:2], ((0.0, 100.0), (0.0, np.inf))):
@@ -154,17 +204,34 @@ def test_every_class_is_a_column_beside_the_truth(tmp_path):
     generated = {"MVAE": rng.random((5, 6)), "CMMD": rng.random((5, 6))}
     images = {"likelihood": "bernoulli", "image_shape": [2, 3]}  # 6 features: not a square
     for label, made in generated.items():
-        write_run(tmp_path, label=label, model=label.lower(), seed=0, dataset="mnist_svhn",
-                  metrics={"error_pct": 1.0}, modalities={"x1": images, "x2": images},
-                  data_info={"classes": ["zero", "one", "two", "three"]},
-                  arrays={"generated": {"index": np.arange(10, 15), "labels": labels,
-                                        "observed.x1": observed, "truth.x2": truth,
-                                        "generated.x2": made}})
+        write_run(
+            tmp_path,
+            label=label,
+            model=label.lower(),
+            seed=0,
+            dataset="mnist_svhn",
+            metrics={"error_pct": 1.0},
+            modalities={"x1": images, "x2": images},
+            data_info={"classes": ["zero", "one", "two", "three"]},
+            arrays={
+                "generated": {
+                    "index": np.arange(10, 15),
+                    "labels": labels,
+                    "observed.x1": observed,
+                    "truth.x2": truth,
+                    "generated.x2": made,
+                }
+            },
+        )
     drawn = generation_figures(tmp_path, ok_records(tmp_path), width=3.25)["x2"]
     fig = drawn.figure
     check_paper_ready(fig, 3.25)
-    rows = [("observed x1", observed), ("true x2", truth), ("MVAE", generated["MVAE"]),
-            ("CMMD", generated["CMMD"])]  # MVAE before CMMD: the paper's model order
+    rows = [
+        ("observed x1", observed),
+        ("true x2", truth),
+        ("MVAE", generated["MVAE"]),
+        ("CMMD", generated["CMMD"]),
+    ]  # MVAE before CMMD: the paper's model order
     columns = 4
     points = [1, 4, 0, 2]  # the first kept point of class 0, 1, 2, 3
     titles = [fig.axes[c].get_title() for c in range(columns)]
@@ -172,8 +239,9 @@ def test_every_class_is_a_column_beside_the_truth(tmp_path):
     for r, (name, arrays) in enumerate(rows):
         assert fig.axes[r * columns].get_ylabel() == name
         for c, point in enumerate(points):
-            (image,) = [a for a in fig.axes[r * columns + c].get_children()
-                        if isinstance(a, AxesImage)]
+            (image,) = [
+                a for a in fig.axes[r * columns + c].get_children() if isinstance(a, AxesImage)
+            ]
             np.testing.assert_allclose(image.get_array(), arrays[point].reshape(2, 3))
     values = drawn.values
     assert values.shape == (3 * 4, 5 + 6)  # truth and 2 series, 4 points, 6 features
@@ -188,13 +256,24 @@ def test_a_view_not_recorded_as_an_image_is_never_drawn_as_one(tmp_path):
     rng = np.random.default_rng(1)
     labels = np.array([0, 1, 2])
     truth, made = rng.normal(size=(3, 64)), rng.normal(size=(3, 64))
-    write_run(tmp_path, label="CMMD", model="cmmd", seed=0, dataset="npz",
-              metrics={"error_pct": 1.0},
-              modalities={"coefficients": {"likelihood": "gaussian", "image_shape": None}},
-              arrays={"generated": {"index": np.arange(3), "labels": labels,
-                                    "observed.audio": rng.normal(size=(3, 64)),
-                                    "truth.coefficients": truth,
-                                    "generated.coefficients": made}})
+    write_run(
+        tmp_path,
+        label="CMMD",
+        model="cmmd",
+        seed=0,
+        dataset="npz",
+        metrics={"error_pct": 1.0},
+        modalities={"coefficients": {"likelihood": "gaussian", "image_shape": None}},
+        arrays={
+            "generated": {
+                "index": np.arange(3),
+                "labels": labels,
+                "observed.audio": rng.normal(size=(3, 64)),
+                "truth.coefficients": truth,
+                "generated.coefficients": made,
+            }
+        },
+    )
     fig = generation_figures(tmp_path, ok_records(tmp_path))["coefficients"].figure
     check_paper_ready(fig, 6.75)
     strips = [a for ax in fig.axes for a in ax.get_images()]
@@ -209,12 +288,22 @@ def test_a_view_not_recorded_as_an_image_is_never_drawn_as_one(tmp_path):
 def test_records_without_kept_labels_take_them_from_the_stored_representation(tmp_path):
     truth = np.arange(12.0).reshape(4, 3)
     test_labels = np.array([5, 5, 1, 1, 0, 0, 9, 9])
-    write_run(tmp_path, label="CMMD", model="cmmd", seed=0, metrics={"error_pct": 1.0},
-              arrays={"generated": {"index": np.array([0, 3, 4, 6]),
-                                    "observed.acoustic": np.zeros((4, 7)),
-                                    "truth.articulation": truth,
-                                    "generated.articulation": -truth},
-                      "representation": {"z": np.zeros((8, 2)), "labels": test_labels}})
+    write_run(
+        tmp_path,
+        label="CMMD",
+        model="cmmd",
+        seed=0,
+        metrics={"error_pct": 1.0},
+        arrays={
+            "generated": {
+                "index": np.array([0, 3, 4, 6]),
+                "observed.acoustic": np.zeros((4, 7)),
+                "truth.articulation": truth,
+                "generated.articulation": -truth,
+            },
+            "representation": {"z": np.zeros((8, 2)), "labels": test_labels},
+        },
+    )
     drawn = generation_figures(tmp_path, ok_records(tmp_path))["articulation"]
     true = drawn.values[drawn.values["series"] == "true articulation"]
     assert true["class"].tolist() == [0, 1, 5, 9] and true["point"].tolist() == [4, 3, 0, 6]
@@ -224,12 +313,22 @@ def test_records_without_kept_labels_take_them_from_the_stored_representation(tm
 
 def test_classes_missing_from_the_kept_points_are_named(tmp_path):
     test_labels = np.array([0, 1, 2, 3, 1, 0])
-    write_run(tmp_path, label="CMMD", model="cmmd", seed=0, metrics={"error_pct": 1.0},
-              arrays={"generated": {"index": np.array([0, 1]),
-                                    "observed.acoustic": np.zeros((2, 3)),
-                                    "truth.articulation": np.ones((2, 4)),
-                                    "generated.articulation": np.ones((2, 4))},
-                      "representation": {"z": np.zeros((6, 2)), "labels": test_labels}})
+    write_run(
+        tmp_path,
+        label="CMMD",
+        model="cmmd",
+        seed=0,
+        metrics={"error_pct": 1.0},
+        arrays={
+            "generated": {
+                "index": np.array([0, 1]),
+                "observed.acoustic": np.zeros((2, 3)),
+                "truth.articulation": np.ones((2, 4)),
+                "generated.articulation": np.ones((2, 4)),
+            },
+            "representation": {"z": np.zeros((6, 2)), "labels": test_labels},
+        },
+    )
     drawn = generation_figures(tmp_path, ok_records(tmp_path))["articulation"]
     assert drawn.note.startswith("classes 2, 3 are not among the kept generations")
     outcome = CliRunner().invoke(app, ["figure", "generations", str(tmp_path)])
@@ -240,11 +339,23 @@ def test_tag_generations_list_the_most_probable_words(tmp_path):
     vocabulary = np.array(["sky", "dog", "sea", "car", "tree"])
     truth = np.array([[1, 0, 1, 0, 0], [0, 0, 0, 0, 0]], dtype=np.float32)
     made = np.array([[0.1, 0.9, 0.2, 0.8, 0.0], [0.5, 0.0, 0.0, 0.0, 0.7]], dtype=np.float32)
-    write_run(tmp_path, label="CMMD", model="cmmd", seed=0, dataset="flickr",
-              metrics={"map_micro_pct": 50.0},
-              modalities={"tags": {"likelihood": "bernoulli", "image_shape": None}},
-              arrays={"generated": {"observed.image": np.zeros((2, 7)), "truth.tags": truth,
-                                    "generated.tags": made, "vocabulary.tags": vocabulary}})
+    write_run(
+        tmp_path,
+        label="CMMD",
+        model="cmmd",
+        seed=0,
+        dataset="flickr",
+        metrics={"map_micro_pct": 50.0},
+        modalities={"tags": {"likelihood": "bernoulli", "image_shape": None}},
+        arrays={
+            "generated": {
+                "observed.image": np.zeros((2, 7)),
+                "truth.tags": truth,
+                "generated.tags": made,
+                "vocabulary.tags": vocabulary,
+            }
+        },
+    )
     fig = generation_figures(tmp_path, ok_records(tmp_path), tags=2)["tags"].figure
     check_paper_ready(fig, 6.75)
     table = fig.axes[0].tables[0]
@@ -264,8 +375,12 @@ def test_kept_generations_cover_every_class():
     many = np.arange(100)  # more classes than points: 64 classes spread over them
     assert len(spread_over_classes(many, 64)) == 64
     rng = np.random.default_rng(0)
-    views = Views({"x1": rng.random((300, 2)), "x2": rng.random((300, 3))}, ("x1",), ("x2",),
-                  labels=rng.permutation(np.arange(300) % 10))
+    views = Views(
+        {"x1": rng.random((300, 2)), "x2": rng.random((300, 3))},
+        ("x1",),
+        ("x2",),
+        labels=rng.permutation(np.arange(300) % 10),
+    )
     generations = kept_generations(views, {"x2": views.data["x2"] * 2})
     assert set(generations.labels) == set(range(10))
     np.testing.assert_array_equal(generations.labels, views.labels[generations.index])
@@ -279,9 +394,16 @@ def tsne_results(tmp_path):
     labels = np.repeat([0, 1, 2], 20)
     for k, label in enumerate(["M-xO", "CCA", "DCCA", "VCCA", "MVAE", "CMMD"]):
         z = (rng.normal(size=(60, 5)) + 20.0 * np.eye(5)[labels]).astype(np.float32)
-        write_run(tmp_path, label=label, model=label.lower(), seed=0, dataset="npz",
-                  metrics={"error_pct": 1.0 + k}, data_info={"classes": ["cat", "dog", "eel"]},
-                  arrays={"representation": {"z": z, "labels": labels}})
+        write_run(
+            tmp_path,
+            label=label,
+            model=label.lower(),
+            seed=0,
+            dataset="npz",
+            metrics={"error_pct": 1.0 + k},
+            data_info={"classes": ["cat", "dog", "eel"]},
+            arrays={"representation": {"z": z, "labels": labels}},
+        )
     return tmp_path
 
 
@@ -292,9 +414,16 @@ def test_tsne_points_are_scikit_learns_coloured_and_named_by_class(tsne_results)
     check_paper_ready(fig, 6.75)
     panels = [ax for ax in fig.axes if ax.get_visible()]
     assert grid_shape(panels) == (2, 4)  # six panels wrap after four
-    assert panel_titles(fig) == ["(a) M-xO", "(b) CCA", "(c) DCCA", "(d) VCCA", "(e) MVAE",
-                                 "(f) CMMD"]
+    assert panel_titles(fig) == [
+        "(a) M-xO",
+        "(b) CCA",
+        "(c) DCCA",
+        "(d) VCCA",
+        "(e) MVAE",
+        "(f) CMMD",
+    ]
     from mmbench.store import RunStore
+
     z = RunStore(tsne_results).arrays(records[0].run_id, "representation")["z"]
     first = next(r for r in records if r.label == "M-xO")
     z = RunStore(tsne_results).arrays(first.run_id, "representation")["z"]
@@ -312,10 +441,15 @@ def test_tsne_points_are_scikit_learns_coloured_and_named_by_class(tsne_results)
 
 def test_tsne_names_digits_and_fits_one_column(tmp_path):
     labels = np.arange(40) % 10
-    write_run(tmp_path, label="CMMD", model="cmmd", seed=0, dataset="mnist_embedded",
-              metrics={"error_pct": 1.0},
-              arrays={"representation": {"z": np.eye(40)[:, :8] + labels[:, None],
-                                         "labels": labels}})
+    write_run(
+        tmp_path,
+        label="CMMD",
+        model="cmmd",
+        seed=0,
+        dataset="mnist_embedded",
+        metrics={"error_pct": 1.0},
+        arrays={"representation": {"z": np.eye(40)[:, :8] + labels[:, None], "labels": labels}},
+    )
     fig = plot_tsne(tsne_embeddings(tmp_path, ok_records(tmp_path), perplexity=5.0), width=3.25)
     check_paper_ready(fig, 3.25)
     legend = fig.legends[0]

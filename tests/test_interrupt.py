@@ -1,5 +1,6 @@
 """Ctrl-C stops a suite under every executor with one line, exit code 130 and no traceback (also
 not from a worker process), and running the same command again completes it."""
+
 import os
 import signal
 import subprocess
@@ -16,14 +17,27 @@ from mmbench.store import RunStore
 from mmbench.suite import load_suite
 
 # four runs of about a second each (a time budget, not epochs, bounds every fit)
-SUITE = {"name": "interrupt", "seeds": [0, 1],
-         "data": {"name": "synthetic", "options": {"n_train": 500, "n_valid": 100, "n_test": 100}},
-         "train": {"epochs": 100000, "batch_size": 100, "lr": 1.0e-3, "patience": None,
-                   "max_seconds": 1.0},
-         "resources": {"cpus": 1},
-         "models": [{"name": "mxo", "label": label,
-                     "params": {"hidden": [width], "latent_dim": 4, "classifier_hidden": [4]}}
-                    for label, width in (("small", 8), ("wide", 16))]}
+SUITE = {
+    "name": "interrupt",
+    "seeds": [0, 1],
+    "data": {"name": "synthetic", "options": {"n_train": 500, "n_valid": 100, "n_test": 100}},
+    "train": {
+        "epochs": 100000,
+        "batch_size": 100,
+        "lr": 1.0e-3,
+        "patience": None,
+        "max_seconds": 1.0,
+    },
+    "resources": {"cpus": 1},
+    "models": [
+        {
+            "name": "mxo",
+            "label": label,
+            "params": {"hidden": [width], "latent_dim": 4, "classifier_hidden": [4]},
+        }
+        for label, width in (("small", 8), ("wide", 16))
+    ],
+}
 
 
 def children(parent: int, spawned: bool = False) -> list[int]:
@@ -42,9 +56,11 @@ def children(parent: int, spawned: bool = False) -> list[int]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds workers through /proc")
-@pytest.mark.parametrize("executor", [[], ["--executor", "process", "--jobs", "2"],
-                                      ["--executor", "ray", "--jobs", "2"]],
-                         ids=["local", "process", "ray"])
+@pytest.mark.parametrize(
+    "executor",
+    [[], ["--executor", "process", "--jobs", "2"], ["--executor", "ray", "--jobs", "2"]],
+    ids=["local", "process", "ray"],
+)
 def test_ctrl_c_prints_one_line_exits_130_and_the_same_command_resumes(tmp_path, executor):
     if "ray" in executor:
         pytest.importorskip("ray")
@@ -53,10 +69,14 @@ def test_ctrl_c_prints_one_line_exits_130_and_the_same_command_resumes(tmp_path,
     results = tmp_path / "results"
     command = ["run", str(suite), "--results", str(results), *executor]
     # a session of its own: Ctrl-C in a terminal signals the whole foreground process group
-    process = subprocess.Popen([sys.executable, "-m", "mmbench.cli", *command],
-                               cwd=Path(__file__).parents[1], stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, start_new_session=True,
-                               env={**os.environ, "COLUMNS": "200"})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mmbench.cli", *command],
+        cwd=Path(__file__).parents[1],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     deadline = time.monotonic() + 120
     # interrupt as soon as the first run is claimed: in flight (local), its worker while it
     # starts up (process; an interrupted start-up printed a worker's traceback), or while Ray

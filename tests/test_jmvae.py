@@ -1,6 +1,7 @@
 """JMVAE-kl: with alpha = 0 a joint VAE's negative ELBO, the KL terms against
 torch.distributions and the closed form, test-time posteriors (unimodal, product, joint), planted
 collapse, and training on real digits."""
+
 import numpy as np
 import pytest
 import torch
@@ -21,11 +22,17 @@ def small_views(n=16, names=("x1", "x2"), observed=1, seed=0):
     data, modalities = {}, {}
     for i, m in enumerate(names):
         gaussian = m == "x2"
-        data[m] = (rng.normal(size=(n, 5 + i)) if gaussian
-                   else rng.uniform(size=(n, 5 + i))).astype(np.float32)
+        data[m] = (
+            rng.normal(size=(n, 5 + i)) if gaussian else rng.uniform(size=(n, 5 + i))
+        ).astype(np.float32)
         modalities[m] = Modality("gaussian" if gaussian else "bernoulli")
-    return Views(data, tuple(names[:observed]), tuple(names[observed:]), rng.integers(0, 3, n),
-                 modalities=modalities)
+    return Views(
+        data,
+        tuple(names[:observed]),
+        tuple(names[observed:]),
+        rng.integers(0, 3, n),
+        modalities=modalities,
+    )
 
 
 def network(views, **params):
@@ -59,8 +66,9 @@ def log_likelihood(net, m, z, x):
 
 def gaussian_kl(mean_q, logvar_q, mean_p, logvar_p):
     """KL(N(mean_q, var_q) || N(mean_p, var_p)) summed over dimensions, written out."""
-    return 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mean_q - mean_p) ** 2)
-                  / logvar_p.exp() - 1).sum(-1)
+    return 0.5 * (
+        logvar_p - logvar_q + (logvar_q.exp() + (mean_q - mean_p) ** 2) / logvar_p.exp() - 1
+    ).sum(-1)
 
 
 def test_with_alpha_zero_the_loss_is_a_joint_vae_negative_elbo():
@@ -76,8 +84,9 @@ def test_with_alpha_zero_the_loss_is_a_joint_vae_negative_elbo():
     z = mean + (0.5 * logvar).exp() * noise
     q = Normal(mean, (0.5 * logvar).exp())
     kl = kl_divergence(q, Normal(torch.zeros(3), torch.ones(3))).sum(-1)
-    log_lik = (log_likelihood(net, "x1", z, batch["x1"])
-               + 2.0 * log_likelihood(net, "x2", z, batch["x2"]))
+    log_lik = log_likelihood(net, "x1", z, batch["x1"]) + 2.0 * log_likelihood(
+        net, "x2", z, batch["x2"]
+    )
     assert loss.item() == pytest.approx((kl - log_lik).mean().item(), rel=1e-5)
     assert parts["kl"].item() == pytest.approx(kl.mean().item(), rel=1e-5)
     # the unimodal encoders take no part in a joint VAE
@@ -133,12 +142,14 @@ def product(stats):
 
 @pytest.mark.parametrize("z_given_xM", ["missing", "joint"])
 def test_posteriors_use_the_unimodal_encoders_or_their_product(z_given_xM):
-    views = small_views(names=("x1", "x3", "x2"), observed=2)     # x2 (Gaussian) missing
+    views = small_views(names=("x1", "x3", "x2"), observed=2)  # x2 (Gaussian) missing
     model = fitted(views, z_given_xM=z_given_xM)
     net, batch = model.module_, tensors(views)
     with torch.no_grad():
-        stats = {m: [t.double().numpy() for t in gaussian(net.encoders[m], batch[m])]
-                 for m in ("x1", "x3", "x2")}
+        stats = {
+            m: [t.double().numpy() for t in gaussian(net.encoders[m], batch[m])]
+            for m in ("x1", "x3", "x2")
+        }
         joint_stats = [t.numpy() for t in joint(net, batch, ("x1", "x3", "x2"))]
     posteriors = model.posteriors(views)
     mean, logvar = product([stats["x1"], stats["x3"]])
@@ -195,8 +206,9 @@ def test_collapse_analysis_flags_exactly_the_planted_dimensions():
 
 
 @pytest.mark.parametrize("third_view", [False, True], ids=["two-views", "three-views"])
-def test_trains_on_embedded_mnist_and_returns_documented_shapes(request, check_trained_on_digits,
-                                                                third_view):
+def test_trains_on_embedded_mnist_and_returns_documented_shapes(
+    request, check_trained_on_digits, third_view
+):
     train, valid, test = request.getfixturevalue("digits_three_views" if third_view else "digits")
     model = JMVAE(latent_dim=8, hidden=(64,))
     report = model.fit(train, valid, trainer=TrainConfig(epochs=3, batch_size=100, lr=1e-3))
@@ -209,8 +221,11 @@ def test_trains_on_embedded_mnist_and_returns_documented_shapes(request, check_t
 def test_bad_hyper_parameters_are_one_line_errors():
     with pytest.raises(ValueError, match=r"^jmvae: alpha: .* greater than or equal to 0"):
         JMVAE(alpha=-0.1)
-    with pytest.raises(ValueError, match=r"^jmvae: z_given_xM: Input should be 'missing' or "
-                                         r"'joint', got 'both'$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^jmvae: z_given_xM: Input should be 'missing' or "
+        r"'joint', got 'both'$",
+    ):
         JMVAE(z_given_xM="both")
     with pytest.raises(ValueError, match="likelihood_weights names"):
         network(small_views(), likelihood_weights={"x9": 2.0})

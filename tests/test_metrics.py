@@ -1,9 +1,17 @@
 """Metrics against hand-computed cases and a reference library."""
+
 import numpy as np
 import pytest
 
-from mmbench.metrics import (collapse_curve, collapsed_dimensions, error_pct, kl_between,
-                             kl_to_standard_normal, map_pct, rmse)
+from mmbench.metrics import (
+    collapse_curve,
+    collapsed_dimensions,
+    error_pct,
+    kl_between,
+    kl_to_standard_normal,
+    map_pct,
+    rmse,
+)
 from mmbench.stats import GaussianStats
 
 
@@ -61,15 +69,19 @@ def test_kl_between_is_zero_for_identical_and_positive_otherwise():
 def test_kl_between_matches_torch_distributions():
     import torch
     from torch.distributions import Normal, kl_divergence
+
     rng = np.random.default_rng(0)
     q = GaussianStats(rng.normal(size=(5, 3)), rng.normal(size=(5, 3)))
     p = GaussianStats(rng.normal(size=(5, 3)), rng.normal(size=(5, 3)))
 
     def normal(stats):
         return Normal(torch.as_tensor(stats.mean), torch.as_tensor(np.exp(stats.logvar / 2)))
+
     expected = kl_divergence(normal(q), normal(p)).numpy()
     np.testing.assert_allclose(kl_between(q, p), expected, rtol=1e-10)
     zeros = np.zeros((5, 3))
-    np.testing.assert_allclose(kl_to_standard_normal(q),
-                               kl_divergence(normal(q), normal(GaussianStats(zeros, zeros))),
-                               rtol=1e-10)
+    np.testing.assert_allclose(
+        kl_to_standard_normal(q),
+        kl_divergence(normal(q), normal(GaussianStats(zeros, zeros))),
+        rtol=1e-10,
+    )

@@ -1,5 +1,6 @@
 """MMVAE: log-weights against scipy densities, stratified sampling, one decoder call per modality,
 the objectives, DReG wiring, moment-matched posteriors, planted collapse, and training on digits."""
+
 import numpy as np
 import pytest
 import torch
@@ -17,10 +18,16 @@ SMALL = dict(latent_dim=3, hidden=(8,))
 def small_views(n=16, seed=0, observed=("x1",), missing=("x2",)):
     """x1 in [0, 1] ("bernoulli"), x2 real ("gaussian")."""
     rng = np.random.default_rng(seed)
-    return Views({"x1": rng.uniform(size=(n, 6)).astype(np.float32),
-                  "x2": rng.normal(size=(n, 5)).astype(np.float32)},
-                 observed, missing, rng.integers(0, 3, n),
-                 modalities={"x1": Modality("bernoulli"), "x2": Modality("gaussian")})
+    return Views(
+        {
+            "x1": rng.uniform(size=(n, 6)).astype(np.float32),
+            "x2": rng.normal(size=(n, 5)).astype(np.float32),
+        },
+        observed,
+        missing,
+        rng.integers(0, 3, n),
+        modalities={"x1": Modality("bernoulli"), "x2": Modality("gaussian")},
+    )
 
 
 def network(views, cls=MMVAE, **params):
@@ -80,8 +87,11 @@ def test_samples_are_stratified_over_the_experts_in_one_reparameterised_call(mon
     net = network(views, K=4000)
     calls = []
     rsample = torch.distributions.Laplace.rsample
-    monkeypatch.setattr(torch.distributions.Laplace, "rsample",
-                        lambda self, *a, **k: calls.append(1) or rsample(self, *a, **k))
+    monkeypatch.setattr(
+        torch.distributions.Laplace,
+        "rsample",
+        lambda self, *a, **k: calls.append(1) or rsample(self, *a, **k),
+    )
     _, z = net.log_weights(tensors(views), detach_posterior=False)
     assert len(calls) == 1
     z = z.detach().numpy()
@@ -104,8 +114,10 @@ def test_each_decoder_runs_once_on_all_samples():
     assert shapes == [(5 * 2, views.n, 3)] * 2
 
 
-@pytest.mark.parametrize("objective,looser", [("elbo", False), ("iwae", False), ("iwae", True),
-                                              ("dreg", False), ("dreg", True)])
+@pytest.mark.parametrize(
+    "objective,looser",
+    [("elbo", False), ("iwae", False), ("iwae", True), ("dreg", False), ("dreg", True)],
+)
 def test_objectives_are_their_bounds_of_the_log_weights(objective, looser):
     views = small_views()
     net = network(views, K=4, objective=objective, looser=looser)
@@ -113,7 +125,7 @@ def test_objectives_are_their_bounds_of_the_log_weights(objective, looser):
     torch.manual_seed(3)
     loss, parts = net.loss(batch)
     torch.manual_seed(3)
-    log_w = net.log_weights(batch, detach_posterior=False)[0].detach().double()   # (K, M, b)
+    log_w = net.log_weights(batch, detach_posterior=False)[0].detach().double()  # (K, M, b)
     if objective == "elbo":
         bound = log_w.mean((0, 1))
     elif looser:
@@ -148,7 +160,7 @@ def test_dreg_encoder_gradient_weighs_the_path_through_z_by_squared_normalised_w
     torch.manual_seed(5)
     log_w, _ = net.log_weights(tensors(views), detach_posterior=True)
     weights = torch.softmax(log_w.detach().flatten(0, 1), dim=0).reshape(log_w.shape)
-    surrogate = -(weights ** 2 * log_w).sum((0, 1)).mean()
+    surrogate = -(weights**2 * log_w).sum((0, 1)).mean()
     expected = torch.autograd.grad(surrogate, encoders)
     for g, e in zip(got, expected):
         assert torch.allclose(g, e, rtol=1e-4, atol=1e-6)
@@ -164,17 +176,18 @@ def fitted(views, cls=MMVAE, **params):
 def test_posteriors_are_moment_matched_laplace_mixtures(likelihood):
     views = small_views()
     model = fitted(views, z_given_xM="joint", likelihood=likelihood)
-    (loc1, b1), (loc2, b2) = (expert_params(model.module_, m, tensors(views)[m])
-                              for m in ("x1", "x2"))
+    (loc1, b1), (loc2, b2) = (
+        expert_params(model.module_, m, tensors(views)[m]) for m in ("x1", "x2")
+    )
     posteriors = model.posteriors(views)
     assert np.allclose(posteriors.z_given_xO.mean, loc1, atol=1e-6)
-    assert np.allclose(posteriors.z_given_xO.logvar, np.log(2 * b1 ** 2), atol=1e-5)
+    assert np.allclose(posteriors.z_given_xO.logvar, np.log(2 * b1**2), atol=1e-5)
     # The joint mixture: E[z] and E[z^2] - E[z]^2 with E[z^2] = mean over experts of 2 b^2 + loc^2.
     mean = (loc1 + loc2) / 2
-    variance = (2 * b1 ** 2 + loc1 ** 2 + 2 * b2 ** 2 + loc2 ** 2) / 2 - mean ** 2
+    variance = (2 * b1**2 + loc1**2 + 2 * b2**2 + loc2**2) / 2 - mean**2
     assert np.allclose(posteriors.z_given_xM.mean, mean, atol=1e-6)
     assert np.allclose(posteriors.z_given_xM.logvar, np.log(variance), atol=1e-4)
-    decoder_variance = 2 * 0.75 ** 2 if likelihood == "laplace" else 0.75 ** 2
+    decoder_variance = 2 * 0.75**2 if likelihood == "laplace" else 0.75**2
     assert np.allclose(posteriors.decoder_logvar, np.log(decoder_variance))
     assert posteriors.decoder_logvar.shape == (views.n, 5)
 
@@ -208,7 +221,7 @@ def test_a_learned_shared_variance_is_stationary_at_the_mean_squared_residual():
     torch.manual_seed(4)
     _, z = net.log_weights(batch, detach_posterior=False)
     with torch.no_grad():
-        mean = net.decoders["x2"](z.reshape(-1, views.n, 3)).mean   # (K*M, b, 5)
+        mean = net.decoders["x2"](z.reshape(-1, views.n, 3)).mean  # (K*M, b, 5)
         residual = ((mean - batch["x2"]) ** 2).mean((0, 1))
     logvar = net.decoders["x2"][1].logvar
     for offset, stationary in ((0.0, True), (0.3, False)):
@@ -256,30 +269,43 @@ def test_collapse_analysis_flags_exactly_the_planted_dimensions():
         assert np.allclose(collapse_curve(kl, np.array([1e-4, 1.0])), [0.5, 0.5])
 
 
-@pytest.mark.parametrize("cls,third_view", [(MMVAE, False), (MMVAEIWAE, False),
-                                            (MMVAEIWAE, True)],
-                         ids=["elbo", "iwae", "iwae-three-views"])
-def test_trains_on_embedded_mnist_and_returns_documented_shapes(request, check_trained_on_digits,
-                                                                cls, third_view):
+@pytest.mark.parametrize(
+    "cls,third_view",
+    [(MMVAE, False), (MMVAEIWAE, False), (MMVAEIWAE, True)],
+    ids=["elbo", "iwae", "iwae-three-views"],
+)
+def test_trains_on_embedded_mnist_and_returns_documented_shapes(
+    request, check_trained_on_digits, cls, third_view
+):
     train, valid, test = request.getfixturevalue("digits_three_views" if third_view else "digits")
     model = cls(latent_dim=8, hidden=(64,), **({"K": 3} if cls is MMVAEIWAE else {}))
-    report = model.fit(train, valid, trainer=TrainConfig(epochs=3, batch_size=100, lr=1e-3,
-                                                         amsgrad=True))
+    report = model.fit(
+        train, valid, trainer=TrainConfig(epochs=3, batch_size=100, lr=1e-3, amsgrad=True)
+    )
     posteriors = check_trained_on_digits(model, report, test, latent_dim=8)
     assert posteriors.z_given_xM.logvar.shape == (test.n, 8)
 
 
 def test_bad_hyper_parameters_are_one_line_errors():
-    with pytest.raises(ValueError, match=r"^mmvae_elbo: objective: Input should be 'elbo', "
-                                         r"'iwae' or 'dreg', got 'vimco'$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^mmvae_elbo: objective: Input should be 'elbo', "
+        r"'iwae' or 'dreg', got 'vimco'$",
+    ):
         MMVAE(objective="vimco")
     with pytest.raises(ValueError, match=r"^mmvae_elbo: looser: .* elbo objective"):
         MMVAE(objective="elbo", looser=True)
-    with pytest.raises(ValueError, match=r"^mmvae_elbo: likelihood_scale: Input should be "
-                                         r"'shared' or 'input' or a number > 0, got 0.0$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^mmvae_elbo: likelihood_scale: Input should be "
+        r"'shared' or 'input' or a number > 0, got 0.0$",
+    ):
         MMVAE(likelihood_scale=0.0)
-    with pytest.raises(ValueError, match=r"^mmvae_elbo: likelihood_scale: .* with likelihood "
-                                         r"'laplace'; .* set likelihood: modality"):
+    with pytest.raises(
+        ValueError,
+        match=r"^mmvae_elbo: likelihood_scale: .* with likelihood "
+        r"'laplace'; .* set likelihood: modality",
+    ):
         MMVAE(likelihood_scale="shared")
 
 

@@ -2,6 +2,7 @@
 scipy densities, cross-modal reconstructions through the auxiliary priors, the DReG gradient
 against the IWAE gradient in expectation, moment-matched posteriors, planted collapse, and
 training on real digits."""
+
 import math
 
 import numpy as np
@@ -25,11 +26,17 @@ def small_views(n=16, names=("x1", "x2"), observed=1, seed=0, width=5):
     data, modalities = {}, {}
     for i, m in enumerate(names):
         gaussian = m == "x2"
-        data[m] = (rng.normal(size=(n, width + i)) if gaussian
-                   else rng.uniform(size=(n, width + i))).astype(np.float32)
+        data[m] = (
+            rng.normal(size=(n, width + i)) if gaussian else rng.uniform(size=(n, width + i))
+        ).astype(np.float32)
         modalities[m] = Modality("gaussian" if gaussian else "bernoulli")
-    return Views(data, tuple(names[:observed]), tuple(names[observed:]), rng.integers(0, 3, n),
-                 modalities=modalities)
+    return Views(
+        data,
+        tuple(names[:observed]),
+        tuple(names[observed:]),
+        rng.integers(0, 3, n),
+        modalities=modalities,
+    )
 
 
 def network(views, **params):
@@ -62,7 +69,7 @@ def expert_params(net, m, x):
 def decoder_mean(net, m, code):
     body, head = net.decoders[m]
     mean = head.mean(body(torch.as_tensor(code, dtype=torch.float32)))
-    if m != "x2":   # data in [0, 1]: a sigmoid mean, clamped away from 0 and 1
+    if m != "x2":  # data in [0, 1]: a sigmoid mean, clamped away from 0 and 1
         mean = torch.sigmoid(mean).clamp(1e-6, 1 - 1e-6)
     return mean.detach().double().numpy()
 
@@ -72,20 +79,28 @@ def record_decoder_inputs(net):
     inputs = {m: [] for m in net.decoders}
     for m, decoder in net.decoders.items():
         decoder.register_forward_hook(
-            lambda module, args, out, m=m: inputs[m].append(args[0].detach()))
+            lambda module, args, out, m=m: inputs[m].append(args[0].detach())
+        )
     return inputs
 
 
 @pytest.mark.parametrize("objective", ["iwae", "dreg"])
 @pytest.mark.parametrize("looser", [True, False])
 def test_without_modality_specific_latents_the_objective_is_mmvaes_on_the_same_samples(
-        objective, looser):
+    objective, looser
+):
     views = small_views()
     spec = DataSpec.from_views(views, 3)
-    params = dict(latent_dim=3, hidden=(8,), objective=objective, K=3, looser=looser,
-                  likelihood_weights={"x2": 2.0})
+    params = dict(
+        latent_dim=3,
+        hidden=(8,),
+        objective=objective,
+        K=3,
+        looser=looser,
+        likelihood_weights={"x2": 2.0},
+    )
     torch.manual_seed(0)
-    mmvae = MMVAE(**params).build(spec)      # its prior at initialisation: Laplace(0, 1)
+    mmvae = MMVAE(**params).build(spec)  # its prior at initialisation: Laplace(0, 1)
     plus = MMVAEPlus(**params, private_dim=0).build(spec)
     shared = {k: v for k, v in mmvae.state_dict().items() if k != "prior_raw_scale"}
     missing, unexpected = plus.load_state_dict(shared, strict=False)
@@ -98,8 +113,9 @@ def test_without_modality_specific_latents_the_objective_is_mmvaes_on_the_same_s
         names = list(shared)
         parameters = dict(net.named_parameters())
         losses.append(loss.item())
-        gradients.append(dict(zip(names, torch.autograd.grad(
-            loss, [parameters[k] for k in names]))))
+        gradients.append(
+            dict(zip(names, torch.autograd.grad(loss, [parameters[k] for k in names])))
+        )
     assert losses[1] == pytest.approx(losses[0], rel=1e-6)
     for name in shared:
         assert torch.allclose(gradients[1][name], gradients[0][name], rtol=1e-5, atol=1e-7), name
@@ -117,7 +133,7 @@ def test_log_weights_match_scipy_densities():
     u = u.detach().double().numpy()
     w, z = u[..., :2], u[..., 2:]
     experts = [expert_params(net, m, batch[m]) for m in ("x1", "x2")]
-    expected = stats.laplace.logpdf(u).sum(-1)                       # p(w) p(z) = Laplace(0, 1)
+    expected = stats.laplace.logpdf(u).sum(-1)  # p(w) p(z) = Laplace(0, 1)
     # log q(z | X): the mixture of both experts' q(z | x_m) at every sample
     log_q_z = [stats.laplace.logpdf(z, loc, scale).sum(-1) for _, (loc, scale) in experts]
     expected -= special.logsumexp(log_q_z, axis=0) - np.log(2)
@@ -127,9 +143,9 @@ def test_log_weights_match_scipy_densities():
     expected *= 0.7
     for d, (m, weight) in enumerate((("x1", 1.0), ("x2", 2.5))):
         code = inputs[m][0].double().numpy().reshape(3, 2, views.n, 5)
-        assert np.allclose(code[..., 2:], z, atol=1e-6)              # the shared z of each sample
-        assert np.allclose(code[:, d, :, :2], w[:, d], atol=1e-6)   # its own w_d reconstructs x_d
-        assert not np.allclose(code[:, 1 - d, :, :2], w[:, 1 - d])   # the other: w_d ~ r_d
+        assert np.allclose(code[..., 2:], z, atol=1e-6)  # the shared z of each sample
+        assert np.allclose(code[:, d, :, :2], w[:, d], atol=1e-6)  # its own w_d reconstructs x_d
+        assert not np.allclose(code[:, 1 - d, :, :2], w[:, 1 - d])  # the other: w_d ~ r_d
         mean = decoder_mean(net, m, code)
         expected += weight * stats.laplace.logpdf(views.data[m], mean, 0.75).sum(-1)
     assert np.allclose(log_w.detach().numpy(), expected, rtol=1e-4, atol=1e-3)
@@ -171,25 +187,28 @@ def paired_gradients(names, K, groups=200):
     the same draw: {parameter name: (groups, size)} each."""
     views = small_views(n=8, names=names, observed=len(names), width=3)
     params = dict(latent_dim=2, private_dim=2, hidden=(4,), activation="tanh", K=K)
-    nets = {objective: network(views, objective=objective, **params)
-            for objective in ("dreg", "iwae")}
+    nets = {
+        objective: network(views, objective=objective, **params) for objective in ("dreg", "iwae")
+    }
     batch = tensors(views)
     draws: dict[str, dict[str, list]] = {"dreg": {}, "iwae": {}}
     for group in range(groups):
         for objective, net in nets.items():
             torch.manual_seed(group)
             named = dict(net.named_parameters())
-            grads = torch.autograd.grad(net.loss(batch)[0], list(named.values()),
-                                        allow_unused=True)
+            grads = torch.autograd.grad(net.loss(batch)[0], list(named.values()), allow_unused=True)
             for name, grad in zip(named, grads):
                 grad = torch.zeros_like(named[name]) if grad is None else grad
                 draws[objective].setdefault(name, []).append(grad.flatten().double())
-    return ({name: torch.stack(rows) for name, rows in draws["dreg"].items()},
-            {name: torch.stack(rows) for name, rows in draws["iwae"].items()})
+    return (
+        {name: torch.stack(rows) for name, rows in draws["dreg"].items()},
+        {name: torch.stack(rows) for name, rows in draws["iwae"].items()},
+    )
 
 
-@pytest.mark.parametrize("names,K", [(("x1",), 4), (("x1", "x2"), 1)],
-                         ids=["one-modality-K4", "two-modalities-K1"])
+@pytest.mark.parametrize(
+    "names,K", [(("x1",), 4), (("x1", "x2"), 1)], ids=["one-modality-K4", "two-modalities-K1"]
+)
 def test_dreg_gradient_agrees_in_expectation_with_the_iwae_gradient(names, K, one_thread):
     """Where DReG is exact (one modality, or K = 1: then the mixture's score terms average to
     0 over the stratified experts), the encoders' DReG gradient has the IWAE gradient's mean;
@@ -200,8 +219,8 @@ def test_dreg_gradient_agrees_in_expectation_with_the_iwae_gradient(names, K, on
     for name in dreg:
         if name not in encoders:
             assert torch.allclose(dreg[name], iwae[name], rtol=1e-5, atol=1e-7), name
-    difference = torch.cat([dreg[name] - iwae[name] for name in encoders], 1)   # (groups, p)
-    assert difference.abs().max() > 1e-3     # the estimators differ draw by draw
+    difference = torch.cat([dreg[name] - iwae[name] for name in encoders], 1)  # (groups, p)
+    assert difference.abs().max() > 1e-3  # the estimators differ draw by draw
     # (a weight of a hidden unit that no input activates has no gradient in either)
     varies = difference.std(0) > 0
     assert varies.sum() > 0.8 * difference.shape[1]
@@ -223,17 +242,18 @@ def fitted(views, **params):
 def test_posteriors_are_moment_matched_mixtures_of_the_shared_experts(likelihood):
     views = small_views()
     model = fitted(views, z_given_xM="joint", likelihood=likelihood)
-    (_, (loc1, b1)), (_, (loc2, b2)) = (expert_params(model.module_, m, tensors(views)[m])
-                                        for m in ("x1", "x2"))
+    (_, (loc1, b1)), (_, (loc2, b2)) = (
+        expert_params(model.module_, m, tensors(views)[m]) for m in ("x1", "x2")
+    )
     posteriors = model.posteriors(views)
     assert np.allclose(posteriors.z_given_xO.mean, loc1, atol=1e-6)
-    assert np.allclose(posteriors.z_given_xO.logvar, np.log(2 * b1 ** 2), atol=1e-5)
+    assert np.allclose(posteriors.z_given_xO.logvar, np.log(2 * b1**2), atol=1e-5)
     assert np.allclose(model.represent(views.xO), loc1, atol=1e-6)
     mean = (loc1 + loc2) / 2
-    variance = (2 * b1 ** 2 + loc1 ** 2 + 2 * b2 ** 2 + loc2 ** 2) / 2 - mean ** 2
+    variance = (2 * b1**2 + loc1**2 + 2 * b2**2 + loc2**2) / 2 - mean**2
     assert np.allclose(posteriors.z_given_xM.mean, mean, atol=1e-6)
     assert np.allclose(posteriors.z_given_xM.logvar, np.log(variance), atol=1e-4)
-    decoder_variance = 2 * 0.75 ** 2 if likelihood == "laplace" else 0.75 ** 2
+    decoder_variance = 2 * 0.75**2 if likelihood == "laplace" else 0.75**2
     assert np.allclose(posteriors.decoder_logvar, np.log(decoder_variance))
     assert posteriors.decoder_logvar.shape == (views.n, 6)
 
@@ -276,22 +296,30 @@ def test_collapse_analysis_flags_exactly_the_planted_dimensions():
 
 
 @pytest.mark.parametrize("third_view", [False, True], ids=["two-views", "three-views"])
-def test_trains_on_embedded_mnist_and_returns_documented_shapes(request, check_trained_on_digits,
-                                                                third_view):
+def test_trains_on_embedded_mnist_and_returns_documented_shapes(
+    request, check_trained_on_digits, third_view
+):
     train, valid, test = request.getfixturevalue("digits_three_views" if third_view else "digits")
     model = MMVAEPlus(latent_dim=8, private_dim=4, hidden=(64,), K=2)
-    report = model.fit(train, valid, trainer=TrainConfig(epochs=3, batch_size=100, lr=1e-3,
-                                                         amsgrad=True))
+    report = model.fit(
+        train, valid, trainer=TrainConfig(epochs=3, batch_size=100, lr=1e-3, amsgrad=True)
+    )
     posteriors = check_trained_on_digits(model, report, test, latent_dim=8)
     assert posteriors.z_given_xM.logvar.shape == (test.n, 8)
 
 
 def test_bad_hyper_parameters_are_one_line_errors():
-    with pytest.raises(ValueError, match=r"^mmvae_plus: objective: Input should be 'iwae' or "
-                                         r"'dreg', got 'elbo'$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^mmvae_plus: objective: Input should be 'iwae' or "
+        r"'dreg', got 'elbo'$",
+    ):
         MMVAEPlus(objective="elbo")
-    with pytest.raises(ValueError, match=r"^mmvae_plus: private_dim: .* greater than or equal "
-                                         r"to 0"):
+    with pytest.raises(
+        ValueError,
+        match=r"^mmvae_plus: private_dim: .* greater than or equal "
+        r"to 0",
+    ):
         MMVAEPlus(private_dim=-1)
     with pytest.raises(ValueError, match="likelihood_weights names"):
         network(small_views(), likelihood_weights={"x9": 2.0})

@@ -4,6 +4,7 @@ to the same model, and its hyper-parameters are declared in a documented config.
 from the registry (built-in ones and installed plug-ins alike), each trained with the
 ``test_params`` its config declares; a case a model declares it cannot handle (``unsupported``)
 is skipped with its reason. The README's example plug-in goes through the same machinery."""
+
 import re
 from pathlib import Path
 
@@ -19,8 +20,7 @@ from mmbench.trainer import TrainConfig
 from mmbench.views import Modality
 
 README = Path(__file__).parents[1] / "README.md"
-THREE_VIEW_ROLES = {"two-observed": (("x1", "x3"), ("x2",)),
-                    "two-missing": (("x1",), ("x2", "x3"))}
+THREE_VIEW_ROLES = {"two-observed": (("x1", "x3"), ("x2",)), "two-missing": (("x1",), ("x2", "x3"))}
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +54,9 @@ def run_contract(name: str, splits: list, n_classes: int, checkpoint: Path | Non
     reason = model.unsupported(DataSpec.from_views(train, n_classes))
     if reason is not None:
         pytest.skip(f"{name}: {reason}")
-    report = model.fit(train, valid, trainer=TrainConfig(epochs=2, batch_size=64, lr=1e-3),
-                       n_classes=n_classes)
+    report = model.fit(
+        train, valid, trainer=TrainConfig(epochs=2, batch_size=64, lr=1e-3), n_classes=n_classes
+    )
     assert report.epochs == 2 or report.stopped_by == "closed_form"
     assert all(np.isfinite(v) for row in report.history for v in row.values())
     z = model.represent(test.xO)
@@ -82,8 +83,12 @@ def run_contract(name: str, splits: list, n_classes: int, checkpoint: Path | Non
 
 @pytest.mark.parametrize("name", available_models())
 def test_model_honours_the_interface_on_real_digits(name, small_digits, tmp_path):
-    run_contract(name, contract_splits(small_digits, None), small_digits.n_classes,
-                 tmp_path / "checkpoint.pt")
+    run_contract(
+        name,
+        contract_splits(small_digits, None),
+        small_digits.n_classes,
+        tmp_path / "checkpoint.pt",
+    )
 
 
 @pytest.mark.parametrize("roles", list(THREE_VIEW_ROLES))
@@ -105,10 +110,24 @@ def test_model_declares_its_hyper_parameters_in_a_documented_config(name):
 
 
 def test_mmbench_registers_its_models_through_entry_points():
-    assert builtin_models() == ["cca", "cmmd", "dcca", "dccae", "jmvae", "mean_xm",
-                                "mmvae_elbo", "mmvae_iwae", "mmvae_plus", "mopoe", "mvae", "mxo",
-                                "raw_xo", "ridge_xo_xm", "vcca",
-                                "vcca_private"]
+    assert builtin_models() == [
+        "cca",
+        "cmmd",
+        "dcca",
+        "dccae",
+        "jmvae",
+        "mean_xm",
+        "mmvae_elbo",
+        "mmvae_iwae",
+        "mmvae_plus",
+        "mopoe",
+        "mvae",
+        "mxo",
+        "raw_xo",
+        "ridge_xo_xm",
+        "vcca",
+        "vcca_private",
+    ]
     assert set(builtin_models()) <= set(available_models())
 
 
@@ -116,8 +135,11 @@ def readme_example() -> tuple[str, str, str]:
     """The README's example model: (its code, the entry-point name, the entry-point target)."""
     text = README.read_text()
     code = re.search(r"```python\n(# mymodel\.py\n.*?)```", text, re.DOTALL).group(1)
-    name, target = re.search(r'\[project\.entry-points\."mmbench\.models"\]\n'
-                             r'(\w+) = "([\w.]+:\w+)"', text).groups()
+    name, target = re.search(
+        r'\[project\.entry-points\."mmbench\.models"\]\n'
+        r'(\w+) = "([\w.]+:\w+)"',
+        text,
+    ).groups()
     return code, name, target
 
 
@@ -133,10 +155,15 @@ def readme_plugin(tmp_path, monkeypatch, register_model) -> str:
 
 @pytest.mark.parametrize("roles", [None, *THREE_VIEW_ROLES])
 def test_the_readme_example_plugin_is_registered_and_honours_the_contract(
-        readme_plugin, roles, small_digits, tmp_path):
+    readme_plugin, roles, small_digits, tmp_path
+):
     assert readme_plugin in available_models() and readme_plugin not in builtin_models()
-    run_contract(readme_plugin, contract_splits(small_digits, roles), small_digits.n_classes,
-                 tmp_path / "checkpoint.pt")
+    run_contract(
+        readme_plugin,
+        contract_splits(small_digits, roles),
+        small_digits.n_classes,
+        tmp_path / "checkpoint.pt",
+    )
 
 
 def test_the_readme_example_learns_the_best_linear_prediction(readme_plugin):
@@ -144,8 +171,9 @@ def test_the_readme_example_learns_the_best_linear_prediction(readme_plugin):
     the example's rank-8 linear map must predict x2 as well as the exact E[x2 | x1] does."""
     splits = load_dataset("synthetic", seed=0, n_train=4000, n_valid=200, n_test=1000)
     model = model_class(readme_plugin)()
-    model.fit(splits.train, None, trainer=TrainConfig(epochs=150, batch_size=2000, lr=0.05,
-                                                      patience=None))
+    model.fit(
+        splits.train, None, trainer=TrainConfig(epochs=150, batch_size=2000, lr=0.05, patience=None)
+    )
     test = splits.test
     best = splits.info["model"].expected_x2_given_x1(test.data["x1"])
     ours = model.generate(test.xO)["x2"]
@@ -164,10 +192,12 @@ class TwoModalitiesOnly(MxO):
 
 
 def test_a_plugin_that_declares_data_unsupported_is_skipped_with_its_reason(
-        register_model, small_digits):
+    register_model, small_digits
+):
     register_model("two_only", f"{__name__}:TwoModalitiesOnly")
     assert "two_only" in available_models()
     run_contract("two_only", contract_splits(small_digits, None), small_digits.n_classes)
     with pytest.raises(pytest.skip.Exception, match="two_only: two modalities only"):
-        run_contract("two_only", contract_splits(small_digits, "two-observed"),
-                     small_digits.n_classes)
+        run_contract(
+            "two_only", contract_splits(small_digits, "two-observed"), small_digits.n_classes
+        )

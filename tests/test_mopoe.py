@@ -1,6 +1,7 @@
 """MoPoE: the subsets, the products with the prior expert where the authors put it, the subset
 mixture's density against an explicit loop, the loss against a plain VAE and against the
 stratified sampling written out, posteriors, planted collapse, and training on real digits."""
+
 import itertools
 
 import numpy as np
@@ -25,11 +26,17 @@ def small_views(n=16, names=("x1", "x2"), observed=1, seed=0):
     data, modalities = {}, {}
     for i, m in enumerate(names):
         gaussian = m == "x2"
-        data[m] = (rng.normal(size=(n, 5 + i)) if gaussian
-                   else rng.uniform(size=(n, 5 + i))).astype(np.float32)
+        data[m] = (
+            rng.normal(size=(n, 5 + i)) if gaussian else rng.uniform(size=(n, 5 + i))
+        ).astype(np.float32)
         modalities[m] = Modality("gaussian" if gaussian else "bernoulli")
-    return Views(data, tuple(names[:observed]), tuple(names[observed:]), rng.integers(0, 3, n),
-                 modalities=modalities)
+    return Views(
+        data,
+        tuple(names[:observed]),
+        tuple(names[observed:]),
+        rng.integers(0, 3, n),
+        modalities=modalities,
+    )
 
 
 def network(views, **params):
@@ -54,7 +61,7 @@ def log_likelihood(net, m, z, x, likelihood):
     h = body(z)
     if likelihood == "laplace":
         mean = head.mean(h)
-        if m != "x2":   # data in [0, 1]: a sigmoid mean, clamped away from 0 and 1
+        if m != "x2":  # data in [0, 1]: a sigmoid mean, clamped away from 0 and 1
             mean = torch.sigmoid(mean).clamp(1e-6, 1 - 1e-6)
         return Laplace(mean, 0.75).log_prob(x).sum(-1)
     if m == "x2":
@@ -66,10 +73,10 @@ def log_likelihood(net, m, z, x, likelihood):
 def test_there_are_two_to_the_m_minus_one_nonempty_subsets(n_modalities):
     mask = nonempty_subsets(n_modalities)
     subsets = {tuple(np.flatnonzero(row)) for row in mask.numpy()}
-    assert mask.shape == (2 ** n_modalities - 1, n_modalities)
+    assert mask.shape == (2**n_modalities - 1, n_modalities)
     assert len(subsets) == len(mask) and () not in subsets
     assert set(np.unique(mask.numpy())) <= {0.0, 1.0}
-    assert mask[-1].tolist() == [1.0] * n_modalities   # the full set last
+    assert mask[-1].tolist() == [1.0] * n_modalities  # the full set last
     with pytest.raises(ValueError, match="at least one modality"):
         nonempty_subsets(0)
 
@@ -94,7 +101,7 @@ def test_with_one_modality_the_loss_is_a_plain_vae_negative_elbo(prior_expert, k
 
     mean, logvar = expert(net, "x1", batch["x1"])
     variance = logvar.exp()
-    if prior_expert != "none":    # the one subset is the full set: times N(0, I)
+    if prior_expert != "none":  # the one subset is the full set: times N(0, I)
         mean, variance = mean / (1 + variance), variance / (1 + variance)
     q = Normal(mean, variance.sqrt())
     prior = Normal(torch.zeros(3), torch.ones(3))
@@ -114,8 +121,7 @@ def explicit_products(experts, n_modalities, prior_expert):
     products = {}
     for size in range(1, n_modalities + 1):
         for subset in itertools.combinations(range(n_modalities), size):
-            with_prior = prior_expert == "all" or (prior_expert == "joint"
-                                                   and size == n_modalities)
+            with_prior = prior_expert == "all" or (prior_expert == "joint" and size == n_modalities)
             precision = float(with_prior) + sum(np.exp(-experts[j][1]) for j in subset)
             weighted = sum(experts[j][0] * np.exp(-experts[j][1]) for j in subset)
             products[subset] = (weighted / precision, 1 / precision)
@@ -130,12 +136,15 @@ def test_subset_mixture_density_equals_an_explicit_loop_over_subsets(prior_exper
     z = torch.randn(views.n, 3, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         got = net.mixture_log_prob(z, net.subset_posteriors(batch)).numpy()
-        experts = [[t.double().numpy() for t in expert(net, m, batch[m])]
-                   for m in ("x1", "x2", "x3")]
+        experts = [
+            [t.double().numpy() for t in expert(net, m, batch[m])] for m in ("x1", "x2", "x3")
+        ]
     products = explicit_products(experts, 3, prior_expert)
     assert len(products) == 7
-    log_densities = [stats.norm.logpdf(z.double().numpy(), mean, np.sqrt(variance)).sum(-1)
-                     for mean, variance in products.values()]
+    log_densities = [
+        stats.norm.logpdf(z.double().numpy(), mean, np.sqrt(variance)).sum(-1)
+        for mean, variance in products.values()
+    ]
     expected = special.logsumexp(log_densities, axis=0) - np.log(7)
     assert np.allclose(got, expected, rtol=1e-5, atol=1e-5)
 
@@ -156,19 +165,22 @@ def test_loss_draws_each_share_of_the_batch_from_its_subset(kl):
     products = list(explicit_products(experts, 2, "joint").values())
     share = [0, 0, 0, 1, 1, 1, 2, 2, 2]
     rows = np.arange(9)
-    means = np.stack([p[0] for p in products])                   # (S, n, d)
+    means = np.stack([p[0] for p in products])  # (S, n, d)
     stds = np.sqrt(np.stack([p[1] for p in products]))
     z = means[share, rows] + stds[share, rows] * noise.double().numpy()
     if kl == "bound":
-        divergence = np.mean([(0.5 * (s ** 2 + m ** 2 - 1) - np.log(s)).sum(-1)
-                              for m, s in zip(means, stds)], axis=0)
+        divergence = np.mean(
+            [(0.5 * (s**2 + m**2 - 1) - np.log(s)).sum(-1) for m, s in zip(means, stds)], axis=0
+        )
     else:
         log_q = special.logsumexp(stats.norm.logpdf(z, means, stds).sum(-1), axis=0) - np.log(3)
         divergence = log_q - stats.norm.logpdf(z).sum(-1)
     z = torch.tensor(z, dtype=torch.float32)
     with torch.no_grad():
-        log_lik = (log_likelihood(net, "x1", z, batch["x1"], "modality")
-                   + 0.5 * log_likelihood(net, "x2", z, batch["x2"], "modality")).double()
+        log_lik = (
+            log_likelihood(net, "x1", z, batch["x1"], "modality")
+            + 0.5 * log_likelihood(net, "x2", z, batch["x2"], "modality")
+        ).double()
     expected = (-log_lik.numpy() + divergence).mean()
     assert loss.item() == pytest.approx(expected, rel=1e-5)
 
@@ -180,14 +192,15 @@ def fitted(views, **params):
 
 
 @pytest.mark.parametrize("z_given_xM", ["missing", "joint"])
-def test_posteriors_are_the_observed_subsets_product_and_the_missing_one_or_the_mixture(
-        z_given_xM):
-    views = small_views(names=("x1", "x3", "x2"), observed=2)     # x2 (Gaussian) missing
+def test_posteriors_are_the_observed_subsets_product_and_the_missing_one_or_the_mixture(z_given_xM):
+    views = small_views(names=("x1", "x3", "x2"), observed=2)  # x2 (Gaussian) missing
     model = fitted(views, z_given_xM=z_given_xM)
     batch = tensors(views)
     with torch.no_grad():
-        experts = [[t.double().numpy() for t in expert(model.module_, m, batch[m])]
-                   for m in ("x1", "x3", "x2")]
+        experts = [
+            [t.double().numpy() for t in expert(model.module_, m, batch[m])]
+            for m in ("x1", "x3", "x2")
+        ]
     products = explicit_products(experts, 3, "joint")
     posteriors = model.posteriors(views)
     # xO = {x1, x3}: not every modality, so no prior expert
@@ -197,16 +210,16 @@ def test_posteriors_are_the_observed_subsets_product_and_the_missing_one_or_the_
     assert np.allclose(model.represent(views.xO), mean, atol=1e-5)
     if z_given_xM == "missing":
         mean, variance = products[(2,)]
-    else:   # the mixture's mean and variance over its 7 products
+    else:  # the mixture's mean and variance over its 7 products
         means = np.stack([p[0] for p in products.values()])
         variances = np.stack([p[1] for p in products.values()])
         mean = means.mean(0)
-        variance = (variances + means ** 2).mean(0) - mean ** 2
+        variance = (variances + means**2).mean(0) - mean**2
     assert np.allclose(posteriors.z_given_xM.mean, mean, atol=1e-5)
     assert np.allclose(posteriors.z_given_xM.logvar, np.log(variance), atol=1e-4)
     # x2 is Gaussian and decoded by a Laplace of scale 0.75: variance 2 x 0.75^2
     assert posteriors.decoder_logvar.shape == (views.n, 7)
-    assert np.allclose(posteriors.decoder_logvar, np.log(2 * 0.75 ** 2))
+    assert np.allclose(posteriors.decoder_logvar, np.log(2 * 0.75**2))
 
 
 def test_generate_decodes_the_observed_subsets_product_mean():
@@ -214,11 +227,11 @@ def test_generate_decodes_the_observed_subsets_product_mean():
     model = fitted(views, likelihood="modality")
     net = model.module_
     with torch.no_grad():
-        mean, _ = expert(net, "x1", tensors(views)["x1"])     # one of two: no prior expert
+        mean, _ = expert(net, "x1", tensors(views)["x1"])  # one of two: no prior expert
         body, head = net.decoders["x2"]
         expected = head.mean(body(mean)).numpy()
     assert np.allclose(model.generate(views.xO)["x2"], expected, atol=1e-5)
-    assert np.allclose(model.posteriors(views).decoder_logvar, np.log(0.75 ** 2))
+    assert np.allclose(model.posteriors(views).decoder_logvar, np.log(0.75**2))
 
 
 def test_collapse_analysis_flags_exactly_the_planted_dimensions():
@@ -245,8 +258,9 @@ def test_collapse_analysis_flags_exactly_the_planted_dimensions():
 
 
 @pytest.mark.parametrize("third_view", [False, True], ids=["two-views", "three-views"])
-def test_trains_on_embedded_mnist_and_returns_documented_shapes(request, check_trained_on_digits,
-                                                                third_view):
+def test_trains_on_embedded_mnist_and_returns_documented_shapes(
+    request, check_trained_on_digits, third_view
+):
     train, valid, test = request.getfixturevalue("digits_three_views" if third_view else "digits")
     model = MoPoE(latent_dim=8, hidden=(64,))
     report = model.fit(train, valid, trainer=TrainConfig(epochs=3, batch_size=100, lr=1e-3))
@@ -257,11 +271,17 @@ def test_trains_on_embedded_mnist_and_returns_documented_shapes(request, check_t
 
 
 def test_bad_hyper_parameters_are_one_line_errors():
-    with pytest.raises(ValueError, match=r"^mopoe: kl: Input should be 'bound' or 'sampled', "
-                                         r"got 'exact'$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^mopoe: kl: Input should be 'bound' or 'sampled', "
+        r"got 'exact'$",
+    ):
         MoPoE(kl="exact")
-    with pytest.raises(ValueError, match=r"^mopoe: prior_expert: Input should be 'joint', 'none' "
-                                         r"or 'all', got 'some'$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^mopoe: prior_expert: Input should be 'joint', 'none' "
+        r"or 'all', got 'some'$",
+    ):
         MoPoE(prior_expert="some")
     with pytest.raises(ValueError, match=r"^mopoe: beta: .* greater than or equal to 0"):
         MoPoE(beta=-1.0)

@@ -1,5 +1,6 @@
 """MVAE: its sub-sampled objective against the formulas written out, KL annealing, one encoding
 per modality, posteriors, planted posterior collapse, and training on real digits."""
+
 import numpy as np
 import pytest
 import torch
@@ -20,11 +21,16 @@ def small_views(n=16, names=("x1", "x2"), seed=0, observed=1):
     data, modalities = {}, {}
     for i, m in enumerate(names):
         gaussian = m == "x2"
-        data[m] = (rng.normal(size=(n, 5 + i)) if gaussian else rng.uniform(size=(n, 5 + i)))
+        data[m] = rng.normal(size=(n, 5 + i)) if gaussian else rng.uniform(size=(n, 5 + i))
         data[m] = data[m].astype(np.float32)
         modalities[m] = Modality("gaussian" if gaussian else "bernoulli")
-    return Views(data, tuple(names[:observed]), tuple(names[observed:]), rng.integers(0, 3, n),
-                 modalities=modalities)
+    return Views(
+        data,
+        tuple(names[:observed]),
+        tuple(names[observed:]),
+        rng.integers(0, 3, n),
+        modalities=modalities,
+    )
 
 
 def network(views, **params):
@@ -56,9 +62,11 @@ def test_loss_is_the_sum_of_the_joint_and_single_modality_elbos():
     (mu1, lv1), (mu2, lv2) = (encoder_stats(net, m, batch[m]) for m in ("x1", "x2"))
     t1, t2 = torch.exp(-lv1), torch.exp(-lv2)
     # Precision-weighted products with the prior N(0, 1) (precision 1, mean 0).
-    products = [((mu1 * t1 + mu2 * t2) / (1 + t1 + t2), 1 / (1 + t1 + t2)),
-                (mu1 * t1 / (1 + t1), 1 / (1 + t1)),
-                (mu2 * t2 / (1 + t2), 1 / (1 + t2))]
+    products = [
+        ((mu1 * t1 + mu2 * t2) / (1 + t1 + t2), 1 / (1 + t1 + t2)),
+        (mu1 * t1 / (1 + t1), 1 / (1 + t1)),
+        (mu2 * t2 / (1 + t2), 1 / (1 + t2)),
+    ]
     reconstructed = [("x1", "x2"), ("x1",), ("x2",)]
 
     def log_lik(m, z):
@@ -74,7 +82,7 @@ def test_loss_is_the_sum_of_the_joint_and_single_modality_elbos():
     expected = 0.0
     for (mean, var), names, eps in zip(products, reconstructed, noise):
         z = mean + var.sqrt() * eps
-        kl = 0.5 * (var + mean ** 2 - 1 - var.log()).sum(1)
+        kl = 0.5 * (var + mean**2 - 1 - var.log()).sum(1)
         expected = expected + (-sum(log_lik(m, z) for m in names) + 0.25 * kl).mean()
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     assert parts["kl_weight"].item() == pytest.approx(0.25)
@@ -85,15 +93,19 @@ def test_kl_weight_rises_linearly_per_step_and_is_one_in_evaluation():
     net = network(views, annealing_epochs=2)
     batch = tensors(views)
     net.train()
-    weights = [net.loss(batch, Progress(step // 3 + 1, step, 3, 5))[1]["kl_weight"].item()
-               for step in range(8)]
+    weights = [
+        net.loss(batch, Progress(step // 3 + 1, step, 3, 5))[1]["kl_weight"].item()
+        for step in range(8)
+    ]
     assert weights == pytest.approx([1 / 6, 2 / 6, 3 / 6, 4 / 6, 5 / 6, 1, 1, 1])
     # the weight is (step + 1) / 6 rounded to float32 once, as the KL it multiplies
     assert weights[0] == np.float32(1 / 6)
     net.eval()
     assert net.loss(batch, None)[1]["kl_weight"].item() == 1.0
-    assert network(views, annealing_epochs=0).loss(batch, Progress(1, 0, 3, 5))[1][
-        "kl_weight"].item() == 1.0
+    assert (
+        network(views, annealing_epochs=0).loss(batch, Progress(1, 0, 3, 5))[1]["kl_weight"].item()
+        == 1.0
+    )
 
 
 def test_fit_anneals_over_the_configured_epochs():
@@ -111,7 +123,8 @@ def test_each_modality_is_encoded_once_and_each_decoder_runs_once():
     for kind in calls:
         for module in getattr(net, kind).values():
             module.register_forward_hook(
-                lambda mod, inputs, out, kind=kind: calls[kind].append(inputs[0].shape))
+                lambda mod, inputs, out, kind=kind: calls[kind].append(inputs[0].shape)
+            )
     net.train()
     net.loss(tensors(views))
     assert len(calls["encoders"]) == 3 and len(calls["decoders"]) == 3
@@ -152,12 +165,14 @@ def test_posteriors_are_the_products_given_xO_and_given_xM(z_given_xM):
     views = small_views(names=("x1", "x2", "x3"), observed=2)
     model = fitted(views, z_given_xM=z_given_xM)
     with torch.no_grad():
-        stats = {m: [a.numpy()
-                     for a in encoder_stats(model.module_, m, torch.tensor(views.data[m]))]
-                 for m in views.data}
+        stats = {
+            m: [a.numpy() for a in encoder_stats(model.module_, m, torch.tensor(views.data[m]))]
+            for m in views.data
+        }
     given_xO = product_with_prior(*zip(*(stats[m] for m in ("x1", "x2"))))
-    given_xM = product_with_prior(*zip(*(stats[m] for m in (
-        ("x3",) if z_given_xM == "missing" else ("x1", "x2", "x3")))))
+    given_xM = product_with_prior(
+        *zip(*(stats[m] for m in (("x3",) if z_given_xM == "missing" else ("x1", "x2", "x3"))))
+    )
     posteriors = model.posteriors(views)
     assert np.allclose(posteriors.z_given_xO.mean, given_xO[0], atol=1e-5)
     assert np.allclose(posteriors.z_given_xO.logvar, given_xO[1], atol=1e-5)
@@ -190,8 +205,9 @@ def test_collapse_analysis_flags_exactly_the_planted_dimensions():
 
 
 @pytest.mark.parametrize("third_view", [False, True], ids=["two-views", "three-views"])
-def test_trains_on_embedded_mnist_and_returns_documented_shapes(request, check_trained_on_digits,
-                                                                third_view):
+def test_trains_on_embedded_mnist_and_returns_documented_shapes(
+    request, check_trained_on_digits, third_view
+):
     train, valid, test = request.getfixturevalue("digits_three_views" if third_view else "digits")
     model = MVAE(latent_dim=8, hidden=(64,), annealing_epochs=2)
     report = model.fit(train, valid, trainer=TrainConfig(epochs=3, batch_size=100, lr=1e-3))
@@ -202,8 +218,9 @@ def test_trains_on_embedded_mnist_and_returns_documented_shapes(request, check_t
 
 
 def test_bad_hyper_parameters_are_one_line_errors():
-    with pytest.raises(ValueError, match="^mvae: z_given_xM: Input should be 'missing' or "
-                                         "'joint', got 'both'$"):
+    with pytest.raises(
+        ValueError, match="^mvae: z_given_xM: Input should be 'missing' or 'joint', got 'both'$"
+    ):
         MVAE(z_given_xM="both")
     with pytest.raises(ValueError, match="^mvae: latent_dim: .* greater than or equal to 1"):
         MVAE(latent_dim=0)

@@ -1,6 +1,7 @@
 """Building blocks: dropout's mask and scaling, heads that let a diverged network's NaN reach
 the loss (where the trainer reports it) instead of raising in a distribution's validation, the
 decoder log-variances the collapse analysis reads, and mirrored decoder layers."""
+
 import math
 import typing
 
@@ -8,8 +9,15 @@ import pytest
 import torch
 
 from mmbench.config import Activation
-from mmbench.nn import (ACTIVATIONS, CategoricalHead, Dropout, GaussianHead, decoder_layers,
-                        diagonal_normal, gaussian_logvars)
+from mmbench.nn import (
+    ACTIVATIONS,
+    CategoricalHead,
+    Dropout,
+    GaussianHead,
+    decoder_layers,
+    diagonal_normal,
+    gaussian_logvars,
+)
 
 
 @pytest.mark.parametrize("p", [0.2, 0.5])

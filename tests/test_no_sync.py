@@ -11,6 +11,7 @@ values (e.g. a random subset drawn with ``torch.randint`` on the host) are not d
 reading them is not a sync. The step's own reads are the difference between an epoch of three
 mini-batches and an epoch of one (the epoch's single read of the losses cancels).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -31,22 +32,33 @@ from mmbench.views import Likelihood, Modality, Views
 aten = torch.ops.aten
 ON_DEVICE = "_counted_as_device_value"
 # Ops that read a value back to the host, or whose output shape depends on the values.
-SYNCING = {aten._local_scalar_dense, aten.is_nonzero, aten.equal, aten.nonzero,
-           aten.masked_select, aten.repeat_interleave, aten._unique2, aten.unique_dim,
-           aten.unique_consecutive}
+SYNCING = {
+    aten._local_scalar_dense,
+    aten.is_nonzero,
+    aten.equal,
+    aten.nonzero,
+    aten.masked_select,
+    aten.repeat_interleave,
+    aten._unique2,
+    aten.unique_dim,
+    aten.unique_consecutive,
+}
 # Tensor methods that copy to the host without an op a CPU dispatch mode would see.
 HOST_COPIES = ("tolist", "numpy", "cpu", "__array__")
 # Functions that check their input's values on the host on the CPU only (on a GPU they rely on
 # device-side asserts instead): reads inside them are not counted.
 CPU_ONLY_CHECKS = ((nn.functional, "one_hot"),)
 BATCH = 16
+
+
 def is_device_value(value: object) -> bool:
     return isinstance(value, torch.Tensor) and getattr(value, ON_DEVICE, False)
 
 
 def boolean_index(args: tuple) -> bool:
-    return any(isinstance(i, torch.Tensor) and i.dtype == torch.bool
-               for i in pytree.tree_leaves(args[1:]))
+    return any(
+        isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in pytree.tree_leaves(args[1:])
+    )
 
 
 class HostReads(TorchDispatchMode):
@@ -67,14 +79,16 @@ class HostReads(TorchDispatchMode):
         for t in tensors:
             setattr(t, ON_DEVICE, True)
 
-    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (),
-                           kwargs: dict | None = None) -> Any:
+    def __torch_dispatch__(
+        self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None
+    ) -> Any:
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         if any(is_device_value(t) for t in pytree.tree_leaves((args, kwargs))):
             if not self._in_cpu_only_check and (
-                    func.overloadpacket in SYNCING
-                    or (func.overloadpacket is aten.index and boolean_index(args))):
+                func.overloadpacket in SYNCING
+                or (func.overloadpacket is aten.index and boolean_index(args))
+            ):
                 self.reads.append(str(func))
             self.mark(t for t in pytree.tree_leaves(out) if isinstance(t, torch.Tensor))
         return out
@@ -85,14 +99,21 @@ class HostReads(TorchDispatchMode):
 
     def __enter__(self):
         for name in HOST_COPIES:
-            def counted(tensor: torch.Tensor, *args: Any, _name: str = name,
-                        _original: Any = getattr(torch.Tensor, name), **kwargs: Any) -> Any:
+
+            def counted(
+                tensor: torch.Tensor,
+                *args: Any,
+                _name: str = name,
+                _original: Any = getattr(torch.Tensor, name),
+                **kwargs: Any,
+            ) -> Any:
                 if is_device_value(tensor):
                     self.reads.append(f"Tensor.{_name}")
                 return _original(tensor, *args, **kwargs)
 
             self._replace(torch.Tensor, name, counted)
         for owner, name in CPU_ONLY_CHECKS:
+
             def uncounted(*args: Any, _original: Any = getattr(owner, name), **kwargs: Any) -> Any:
                 self._in_cpu_only_check += 1
                 try:
@@ -112,23 +133,39 @@ class HostReads(TorchDispatchMode):
 
 def random_views(spec: DataSpec, n: int) -> Views:
     rng = np.random.default_rng(0)
-    data = {m: (rng.random((n, d)) if spec.likelihoods[m] == "bernoulli"
-                else rng.standard_normal((n, d))).astype(np.float32)
-            for m, d in spec.dims.items()}
-    return Views(data, tuple(spec.observed), tuple(spec.missing),
-                 rng.integers(0, spec.n_classes, n),
-                 modalities={m: Modality(cast(Likelihood, spec.likelihoods[m]))
-                             for m in spec.dims})
+    data = {
+        m: (
+            rng.random((n, d))
+            if spec.likelihoods[m] == "bernoulli"
+            else rng.standard_normal((n, d))
+        ).astype(np.float32)
+        for m, d in spec.dims.items()
+    }
+    return Views(
+        data,
+        tuple(spec.observed),
+        tuple(spec.missing),
+        rng.integers(0, spec.n_classes, n),
+        modalities={m: Modality(cast(Likelihood, spec.likelihoods[m])) for m in spec.dims},
+    )
 
 
 SPECS = {
-    "two": DataSpec(observed={"x1": 12}, missing={"x2": 10},
-                    likelihoods={"x1": "bernoulli", "x2": "gaussian"}, n_classes=3,
-                    multilabel=False),
+    "two": DataSpec(
+        observed={"x1": 12},
+        missing={"x2": 10},
+        likelihoods={"x1": "bernoulli", "x2": "gaussian"},
+        n_classes=3,
+        multilabel=False,
+    ),
     # three modalities: MVAE draws random subsets on the host, MMVAE has M^2 expert densities
-    "three": DataSpec(observed={"x1": 12, "x3": 8}, missing={"x2": 10},
-                      likelihoods={"x1": "bernoulli", "x2": "gaussian", "x3": "bernoulli"},
-                      n_classes=3, multilabel=False),
+    "three": DataSpec(
+        observed={"x1": 12, "x3": 8},
+        missing={"x2": 10},
+        likelihoods={"x1": "bernoulli", "x2": "gaussian", "x3": "bernoulli"},
+        n_classes=3,
+        multilabel=False,
+    ),
 }
 
 
@@ -139,11 +176,21 @@ def step_reads(module: nn.Module, data: dict[str, torch.Tensor]) -> tuple[int, l
     train_epoch(module, optimizer, data, BATCH)  # creates the optimizer state: not counted
     counts, three = [], []
     for batches in (1, 3):
-        subset = {k: v[:batches * BATCH] for k, v in data.items()}
+        subset = {k: v[: batches * BATCH] for k, v in data.items()}
         with HostReads() as reads:
-            reads.mark([*subset.values(), *module.parameters(), *module.buffers(),
-                        *(t for state in optimizer.state.values() for t in state.values()
-                          if isinstance(t, torch.Tensor))])
+            reads.mark(
+                [
+                    *subset.values(),
+                    *module.parameters(),
+                    *module.buffers(),
+                    *(
+                        t
+                        for state in optimizer.state.values()
+                        for t in state.values()
+                        if isinstance(t, torch.Tensor)
+                    ),
+                ]
+            )
             train_epoch(module, optimizer, subset, BATCH)
         counts.append(len(reads.reads))
         three = reads.reads
@@ -153,8 +200,11 @@ def step_reads(module: nn.Module, data: dict[str, torch.Tensor]) -> tuple[int, l
 
 
 def model_cases() -> list:
-    return [pytest.param(name, spec, id=f"{name}-{spec}")
-            for name in available_models() for spec in SPECS]
+    return [
+        pytest.param(name, spec, id=f"{name}-{spec}")
+        for name in available_models()
+        for spec in SPECS
+    ]
 
 
 @pytest.mark.parametrize("name,spec_name", model_cases())
@@ -170,8 +220,10 @@ def test_training_step_reads_nothing_from_the_device(name, spec_name):
     model.device_ = torch.device("cpu")
     data = model.tensors(random_views(spec, 3 * BATCH))
     per_step, reads = step_reads(model.build(spec), data)
-    assert per_step == 0, (f"{name} reads {per_step} device value(s) back per training step; "
-                           f"an epoch of three steps read: {reads}")
+    assert per_step == 0, (
+        f"{name} reads {per_step} device value(s) back per training step; "
+        f"an epoch of three steps read: {reads}"
+    )
 
 
 class SyncingNetwork(nn.Module):
@@ -200,9 +252,18 @@ class SyncingNetwork(nn.Module):
         return loss, {}
 
 
-@pytest.mark.parametrize("how,expected", [("item", 1), ("bool", 1), ("tolist", 1), ("mask", 1),
-                                          ("host random", 0), ("one_hot", 0),
-                                          ("none", 0)])
+@pytest.mark.parametrize(
+    "how,expected",
+    [
+        ("item", 1),
+        ("bool", 1),
+        ("tolist", 1),
+        ("mask", 1),
+        ("host random", 0),
+        ("one_hot", 0),
+        ("none", 0),
+    ],
+)
 def test_the_counter_sees_each_kind_of_host_read(how, expected):
     data = {"x1": torch.rand(3 * BATCH, 12), "y": torch.randint(0, 3, (3 * BATCH,))}
     assert step_reads(SyncingNetwork(how), data)[0] == expected

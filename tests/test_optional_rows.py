@@ -1,5 +1,6 @@
 """The optional (commented-out) model rows of the paper suites: uncommented they give a valid
 suite, and the throughput benchmark reads exactly those blocks."""
+
 import importlib.util
 import re
 import sys
@@ -19,7 +20,7 @@ def throughput():
     path = ROOT / "benchmarks" / "throughput.py"
     spec = importlib.util.spec_from_file_location("throughput", path)
     module = importlib.util.module_from_spec(spec)
-    sys.modules["throughput"] = module      # its dataclasses look their module up
+    sys.modules["throughput"] = module  # its dataclasses look their module up
     try:
         spec.loader.exec_module(module)
         yield module
@@ -32,13 +33,16 @@ def uncommented(text: str) -> str:
     "# - name" line on, "# " removed after each line's indentation."""
     lines = text.splitlines()
     first = next(i for i, line in enumerate(lines) if line.lstrip().startswith("# - name"))
-    return "\n".join(lines[:first] + [re.sub(r"^(\s*)# ", r"\1", line)
-                                       for line in lines[first:]]) + "\n"
+    return (
+        "\n".join(lines[:first] + [re.sub(r"^(\s*)# ", r"\1", line) for line in lines[first:]])
+        + "\n"
+    )
 
 
 @pytest.mark.parametrize("name", SUITES)
 def test_uncommented_optional_rows_make_a_valid_suite_that_the_benchmark_reads(
-        name, throughput, tmp_path):
+    name, throughput, tmp_path
+):
     path = ROOT / "suites" / f"{name}.yaml"
     text = path.read_text()
     rows = throughput.optional_rows(text)
@@ -46,13 +50,13 @@ def test_uncommented_optional_rows_make_a_valid_suite_that_the_benchmark_reads(
     plain = load_suite(path)
     suite_file = tmp_path / path.name
     suite_file.write_text(uncommented(text))
-    suite = load_suite(suite_file)     # validates every model's params and train settings
+    suite = load_suite(suite_file)  # validates every model's params and train settings
     assert [m.name for m in suite.models] == [m.name for m in plain.models] + [
-        row["name"] for row in rows]
-    for block, row in zip(suite.models[len(plain.models):], rows):
+        row["name"] for row in rows
+    ]
+    for block, row in zip(suite.models[len(plain.models) :], rows):
         assert block.label == row["label"] and block.params == row["params"]
-    assert set(throughput.suite_models(f"suites/{name}.yaml")) == {
-        m.name for m in suite.models}
+    assert set(throughput.suite_models(f"suites/{name}.yaml")) == {m.name for m in suite.models}
 
 
 def test_a_suite_without_optional_rows_has_none(throughput):

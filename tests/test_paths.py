@@ -1,4 +1,5 @@
 """Names used in file names, and paths kept inside their folder."""
+
 import os
 import re
 
@@ -12,8 +13,24 @@ def test_safe_names_are_returned_unchanged(name):
     assert safe_name("view name", name) == name
 
 
-@pytest.mark.parametrize("name", ["", "../evil", "a/b", "/etc", ".hidden", "..", "a b", "tab\t",
-                                  "é", "A" * 101, "x\x00", 3, None])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        "../evil",
+        "a/b",
+        "/etc",
+        ".hidden",
+        "..",
+        "a b",
+        "tab\t",
+        "é",
+        "A" * 101,
+        "x\x00",
+        3,
+        None,
+    ],
+)
 def test_unsafe_names_are_refused_with_the_name_and_the_rule(name):
     with pytest.raises(UnsafePath) as raised:
         safe_name("view name", name)
@@ -32,8 +49,11 @@ def test_inside_accepts_paths_in_the_folder_and_returns_them_absolute(tmp_path):
 
 @pytest.mark.parametrize("path", ["../outside", "a/../../outside", "/etc/passwd"])
 def test_inside_refuses_paths_that_climb_out(tmp_path, path):
-    with pytest.raises(UnsafePath, match=rf"lies outside {re.escape(str(tmp_path))}; mmbench "
-                                         r"writes only inside"):
+    with pytest.raises(
+        UnsafePath,
+        match=rf"lies outside {re.escape(str(tmp_path))}; mmbench "
+        r"writes only inside",
+    ):
         inside(tmp_path, path)
     # a sibling folder whose name starts like the folder's is outside too
     with pytest.raises(UnsafePath):

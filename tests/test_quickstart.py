@@ -1,5 +1,6 @@
 """The quickstart suite end to end through the CLI, on a tiny budget: every model tuned (two
 trials each on the smoke budget), then its best trial on a replicate seed."""
+
 import json
 import shutil
 from pathlib import Path
@@ -38,10 +39,14 @@ def test_quickstart_tunes_and_records_every_model_and_resumes(tmp_path):
     table = table[table.role != "trial"]
     errors = table[table.metric == "error_pct"]
     assert dict(errors.groupby("label").seed.apply(sorted)) == {
-        label: [0] for label in [*labels, "raw xO"]}
+        label: [0] for label in [*labels, "raw xO"]
+    }
     assert errors.value.between(0, 100).all()
-    generators = {label for label, name in {**labels, **references}.items()
-                  if "generate" in model_class(name).capabilities}
+    generators = {
+        label
+        for label, name in {**labels, **references}.items()
+        if "generate" in model_class(name).capabilities
+    }
     assert set(table[table.metric == "rmse"].label) == generators
     assert {"CMMD", "CCA", "MVAE", "mean xM", "ridge xO→xM"} <= generators
     assert "M-xO" not in generators and "raw xO" not in generators

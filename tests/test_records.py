@@ -1,6 +1,7 @@
 """Typed runs and records: run ids hash the config JSON exactly as they always have, record.json
 written by earlier versions loads and resumes, the JSON layout round-trips, and the reports and
 the command line start without torch."""
+
 import hashlib
 import json
 import shutil
@@ -52,14 +53,20 @@ def sha256_12(payload: dict) -> str:
 
 
 def test_run_id_hashes_the_config_json_and_the_role_only_when_not_a_model_run():
-    as_json = {"data": {"name": "synthetic", "options": {"n_classes": 3}},
-               "model": {"name": "mxo", "params": {"hidden": [8]}},
-               "train": {"epochs": 2, "seed": 7},
-               "downstream": {"classifier": "linear_svm", "grid": None, "max_train": None},
-               "seed": 1}
-    config = RunConfig(DataChoice("synthetic", {"n_classes": 3}),
-                       ModelChoice("mxo", {"hidden": [8]}), {"epochs": 2, "seed": 7},
-                       DownstreamSettings(), seed=1)
+    as_json = {
+        "data": {"name": "synthetic", "options": {"n_classes": 3}},
+        "model": {"name": "mxo", "params": {"hidden": [8]}},
+        "train": {"epochs": 2, "seed": 7},
+        "downstream": {"classifier": "linear_svm", "grid": None, "max_train": None},
+        "seed": 1,
+    }
+    config = RunConfig(
+        DataChoice("synthetic", {"n_classes": 3}),
+        ModelChoice("mxo", {"hidden": [8]}),
+        {"epochs": 2, "seed": 7},
+        DownstreamSettings(),
+        seed=1,
+    )
     assert config.to_json() == as_json
     coordinates = Coordinates({}, "mxo", {}, 1)
     assert Run(config, "M-xO", coordinates).run_id == sha256_12(as_json)
@@ -88,26 +95,45 @@ def test_legacy_records_load_and_write_back_the_same_json():
 
 
 def test_a_full_record_round_trips_through_its_json():
-    config = RunConfig(DataChoice("xrmb", {"protocol": "folds", "fold": 2}),
-                       ModelChoice("cmmd", {"omega": 0.5, "hidden": [8, 8]}),
-                       {"epochs": 3, "lr": 1e-3, "seed": 11},
-                       DownstreamSettings("mlp", {"alpha": [0.1]}, 100), seed=2, smoke=True)
+    config = RunConfig(
+        DataChoice("xrmb", {"protocol": "folds", "fold": 2}),
+        ModelChoice("cmmd", {"omega": 0.5, "hidden": [8, 8]}),
+        {"epochs": 3, "lr": 1e-3, "seed": 11},
+        DownstreamSettings("mlp", {"alpha": [0.1]}, 100),
+        seed=2,
+        smoke=True,
+    )
     run = Run(config, "CMMD", Coordinates({"fold": 2}, "cmmd", {"omega": 0.5}, 2), role="trial")
-    record = Record.of(run, status="ok", started=1.0, finished=2.0, environment={"torch": "x"},
-                       metrics={"error_pct": 12.5}, timings=Timings(3.0, 0.25),
-                       fit=FitSummary(3, 2, -1.5, "patience", [{"epoch": 1, "loss": 0.5}]),
-                       diagnostics={"kl": [0.1]}, downstream_params={"alpha": 0.1},
-                       metrics_by_group={"7": {"error_pct": 10.0}}, data_info={"n": 5},
-                       modalities={"x1": ModalityInfo("gaussian", (2, 3))},
-                       artifacts=("generated.npz",))
+    record = Record.of(
+        run,
+        status="ok",
+        started=1.0,
+        finished=2.0,
+        environment={"torch": "x"},
+        metrics={"error_pct": 12.5},
+        timings=Timings(3.0, 0.25),
+        fit=FitSummary(3, 2, -1.5, "patience", [{"epoch": 1, "loss": 0.5}]),
+        diagnostics={"kl": [0.1]},
+        downstream_params={"alpha": 0.1},
+        metrics_by_group={"7": {"error_pct": 10.0}},
+        data_info={"n": 5},
+        modalities={"x1": ModalityInfo("gaussian", (2, 3))},
+        artifacts=("generated.npz",),
+    )
     text = json.dumps(record.to_json())
     assert Record.from_json(json.loads(text)) == record
     assert json.loads(text)["role"] == "trial"
 
 
 def test_the_store_reads_typed_records_skips_staging_and_reports_a_broken_file(tmp_path):
-    kept = write_run(tmp_path, label="CMMD", model="cmmd", seed=0, metrics={"error_pct": 1.0},
-                     arrays={"representation": {"z": np.ones((2, 3)), "labels": np.zeros(2)}})
+    kept = write_run(
+        tmp_path,
+        label="CMMD",
+        model="cmmd",
+        seed=0,
+        metrics={"error_pct": 1.0},
+        arrays={"representation": {"z": np.ones((2, 3)), "labels": np.zeros(2)}},
+    )
     store = RunStore(tmp_path)
     (record,) = store.records()
     assert record.run_id == kept and record.artifacts == ("representation.npz",)
@@ -124,19 +150,27 @@ def test_the_store_reads_typed_records_skips_staging_and_reports_a_broken_file(t
     assert store.unreadable == {broken / "record.json": "the field 'label' is missing"}
     result = CliRunner().invoke(app, ["table", str(tmp_path)])
     assert result.exit_code == 0
-    assert "0123456789ab/record.json cannot be read: the field 'label' is missing" in \
-        result.output.replace("\n", "")
+    assert (
+        "0123456789ab/record.json cannot be read: the field 'label' is missing"
+        in result.output.replace("\n", "")
+    )
 
 
 # The quickstart as it was when the legacy records were written (before it was tuned), CCA only
 LEGACY_QUICKSTART = {
-    "name": "quickstart", "seed": 0, "seeds": [0, 1, 2],
-    "data": {"name": "mnist_embedded",
-             "options": {"seed": 0, "valid_fraction": 0.2, "test_fraction": 0.2}},
+    "name": "quickstart",
+    "seed": 0,
+    "seeds": [0, 1, 2],
+    "data": {
+        "name": "mnist_embedded",
+        "options": {"seed": 0, "valid_fraction": 0.2, "test_fraction": 0.2},
+    },
     "train": {"epochs": 40, "batch_size": 100, "lr": 1.0e-3, "patience": 10},
     "downstream": {"classifier": "linear_svm"},
-    "models": [{"name": "cca", "label": "CCA",
-                "params": {"n_components": 20, "reg1": 0.1, "reg2": 0.1}}]}
+    "models": [
+        {"name": "cca", "label": "CCA", "params": {"n_components": 20, "reg1": 0.1, "reg2": 0.1}}
+    ],
+}
 
 
 def test_legacy_results_make_tables_and_count_as_done(legacy, tmp_path):
@@ -145,8 +179,10 @@ def test_legacy_results_make_tables_and_count_as_done(legacy, tmp_path):
     assert "| CCA | 35.55 |" in table.output  # 35.546875, the legacy record's error (no mark)
     suite = tmp_path / "quickstart.yaml"
     suite.write_text(json.dumps(LEGACY_QUICKSTART))
-    plan = CliRunner().invoke(app, ["run", str(suite), "--models", "cca", "--smoke",
-                                    "--results", str(legacy), "--dry-run"])
+    plan = CliRunner().invoke(
+        app,
+        ["run", str(suite), "--models", "cca", "--smoke", "--results", str(legacy), "--dry-run"],
+    )
     assert plan.exit_code == 0, plan.output
     row = next(line for line in plan.output.splitlines() if LEGACY_OK in line)
     assert row.split("│")[-2].strip() == "ok"
@@ -155,14 +191,19 @@ def test_legacy_results_make_tables_and_count_as_done(legacy, tmp_path):
 
 def test_stored_statistics_round_trip_through_their_arrays():
     rng = np.random.default_rng(0)
-    posteriors = PosteriorStats(GaussianStats(rng.random((4, 2)), rng.random((4, 2))),
-                                decoder_logvar=rng.random((4, 3)))
+    posteriors = PosteriorStats(
+        GaussianStats(rng.random((4, 2)), rng.random((4, 2))), decoder_logvar=rng.random((4, 3))
+    )
     back = PosteriorStats.from_arrays(posteriors.to_arrays())
     np.testing.assert_array_equal(back.z_given_xO.mean, posteriors.z_given_xO.mean)
     assert back.z_given_xM is None and back.decoder_logvar.shape == (4, 3)
-    generations = Generations(generated={"x2": rng.random((3, 2))}, truth={"x2": np.ones((3, 2))},
-                              observed={"x1": np.zeros((3, 5))},
-                              vocabulary={"x2": np.array(["sky", "sea"])}, index=np.arange(3))
+    generations = Generations(
+        generated={"x2": rng.random((3, 2))},
+        truth={"x2": np.ones((3, 2))},
+        observed={"x1": np.zeros((3, 5))},
+        vocabulary={"x2": np.array(["sky", "sea"])},
+        index=np.arange(3),
+    )
     arrays = generations.to_arrays()
     assert sorted(arrays) == ["generated.x2", "index", "observed.x1", "truth.x2", "vocabulary.x2"]
     back = Generations.from_arrays(arrays)
@@ -201,11 +242,23 @@ def test_reports_and_the_command_line_start_without_torch(legacy, tmp_path):
     results = tmp_path / "handmade"
     rng = np.random.default_rng(0)
     zeros = np.zeros((20, 2), dtype=np.float32)
-    write_run(results, label="CMMD", model="cmmd", seed=0, metrics={"error_pct": 1.0},
-              arrays={"posteriors": {"z_given_xO.mean": zeros, "z_given_xO.logvar": zeros},
-                      "representation": {"z": rng.random((20, 3)), "labels": np.arange(20) % 2}})
-    done = subprocess.run([sys.executable, "-c", TORCH_FREE, str(legacy), str(results),
-                           str(tmp_path / "figures")], capture_output=True, text=True,
-                          cwd=REPOSITORY, timeout=300)
+    write_run(
+        results,
+        label="CMMD",
+        model="cmmd",
+        seed=0,
+        metrics={"error_pct": 1.0},
+        arrays={
+            "posteriors": {"z_given_xO.mean": zeros, "z_given_xO.logvar": zeros},
+            "representation": {"z": rng.random((20, 3)), "labels": np.arange(20) % 2},
+        },
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", TORCH_FREE, str(legacy), str(results), str(tmp_path / "figures")],
+        capture_output=True,
+        text=True,
+        cwd=REPOSITORY,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "torch-free" in done.stdout

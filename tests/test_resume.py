@@ -1,6 +1,7 @@
 """Runs are never computed twice: a suite killed mid-way (SIGKILL or Ctrl-C) and run again ends
 with exactly one record per run; a failed run keeps its error and the suite goes on; every
 record carries its provenance."""
+
 import os
 import signal
 import subprocess
@@ -22,14 +23,28 @@ from mmbench.suite import load_suite
 
 # six runs of about half a second each (a time budget, not epochs, bounds every fit)
 SLOW_SUITE = {
-    "name": "resume", "seeds": [0, 1, 2],
+    "name": "resume",
+    "seeds": [0, 1, 2],
     "data": {"name": "synthetic", "options": {"n_train": 1000, "n_valid": 200, "n_test": 200}},
-    "train": {"epochs": 100000, "batch_size": 100, "lr": 1.0e-3, "patience": None,
-              "max_seconds": 0.3},
-    "models": [{"name": "mxo", "label": "small", "params": {"hidden": [16], "latent_dim": 4,
-                                                              "classifier_hidden": [4]}},
-               {"name": "mxo", "label": "wider", "params": {"hidden": [32], "latent_dim": 4,
-                                                              "classifier_hidden": [4]}}],
+    "train": {
+        "epochs": 100000,
+        "batch_size": 100,
+        "lr": 1.0e-3,
+        "patience": None,
+        "max_seconds": 0.3,
+    },
+    "models": [
+        {
+            "name": "mxo",
+            "label": "small",
+            "params": {"hidden": [16], "latent_dim": 4, "classifier_hidden": [4]},
+        },
+        {
+            "name": "mxo",
+            "label": "wider",
+            "params": {"hidden": [32], "latent_dim": 4, "classifier_hidden": [4]},
+        },
+    ],
 }
 
 
@@ -39,9 +54,13 @@ def records_of(results: Path) -> list[Record]:
 
 def start_suite(suite: Path, results: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "mmbench.cli", "run", str(suite),
-                             "--results", str(results)], cwd=Path(__file__).parents[1],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "mmbench.cli", "run", str(suite), "--results", str(results)],
+        cwd=Path(__file__).parents[1],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
 
 
 @pytest.mark.parametrize("kill_signal", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
@@ -82,9 +101,16 @@ class FailingModel(MxO):
 def test_failed_run_keeps_its_error_and_is_redone_only_when_asked(tmp_path, register_model):
     # registered for this test only, so that no other test sees the model
     register_model("failing", f"{__name__}:FailingModel")
-    suite = dict(SLOW_SUITE, seeds=[0], train={"epochs": 2, "batch_size": 100, "lr": 1e-3},
-                 models=[{"name": "failing", "params": {"hidden": [8]}},
-                         {"name": "mxo", "params": {"hidden": [8]}}], references=[])
+    suite = dict(
+        SLOW_SUITE,
+        seeds=[0],
+        train={"epochs": 2, "batch_size": 100, "lr": 1e-3},
+        models=[
+            {"name": "failing", "params": {"hidden": [8]}},
+            {"name": "mxo", "params": {"hidden": [8]}},
+        ],
+        references=[],
+    )
     path = tmp_path / "failing.yaml"
     path.write_text(yaml.safe_dump(suite))
     results = tmp_path / "results"
@@ -108,14 +134,25 @@ def test_failed_run_keeps_its_error_and_is_redone_only_when_asked(tmp_path, regi
 
 
 def test_records_keep_provenance_and_posterior_statistics(tmp_path):
-    suite = {"name": "provenance", "seeds": [0],
-             "data": {"name": "synthetic",
-                      "options": {"n_train": 200, "n_valid": 100, "n_test": 100}},
-             "train": {"epochs": 2, "batch_size": 100, "lr": 1e-3},
-             "models": [{"name": "cmmd", "params": {
-                 "latent_dim": 3, "encoder_hidden": [8], "prior_hidden": [8],
-                 "decoder_hidden": [8], "classifier_hidden": [4]}}],
-             "references": []}
+    suite = {
+        "name": "provenance",
+        "seeds": [0],
+        "data": {"name": "synthetic", "options": {"n_train": 200, "n_valid": 100, "n_test": 100}},
+        "train": {"epochs": 2, "batch_size": 100, "lr": 1e-3},
+        "models": [
+            {
+                "name": "cmmd",
+                "params": {
+                    "latent_dim": 3,
+                    "encoder_hidden": [8],
+                    "prior_hidden": [8],
+                    "decoder_hidden": [8],
+                    "classifier_hidden": [4],
+                },
+            }
+        ],
+        "references": [],
+    }
     path = tmp_path / "provenance.yaml"
     path.write_text(yaml.safe_dump(suite))
     results = tmp_path / "results"
@@ -124,24 +161,38 @@ def test_records_keep_provenance_and_posterior_statistics(tmp_path):
     env = record.environment
     assert env["torch"] == torch.__version__ and env["device"] == "cpu"
     assert {"numpy", "scikit-learn", "python", "mmbench", "platform"} <= set(env)
-    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                          cwd=Path(__file__).parents[1]).stdout.strip()
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parents[1]
+    ).stdout.strip()
     assert env["git_commit"] == (head or None)
     assert record.timings.train_seconds > 0 and record.timings.eval_seconds > 0
     assert record.modalities["x2"].likelihood == "gaussian"
-    assert set(record.artifacts) == {"posteriors.npz", "generated.npz", "representation.npz",
-                                     "checkpoint.pt"}
+    assert set(record.artifacts) == {
+        "posteriors.npz",
+        "generated.npz",
+        "representation.npz",
+        "checkpoint.pt",
+    }
     # what the collapse analysis reads, so that a new eps grid or delta never retrains
     with np.load(RunStore(results).path(record.run_id) / "posteriors.npz") as stored:
-        assert sorted(stored.files) == ["decoder_logvar", "z_given_xM.logvar", "z_given_xM.mean",
-                                        "z_given_xO.logvar", "z_given_xO.mean"]
+        assert sorted(stored.files) == [
+            "decoder_logvar",
+            "z_given_xM.logvar",
+            "z_given_xM.mean",
+            "z_given_xO.logvar",
+            "z_given_xO.mean",
+        ]
         assert stored["z_given_xO.mean"].shape == (100, 3)
 
 
 def test_numpy_arrays_of_the_data_info_are_kept_as_an_artifact():
     from mmbench.runner import _arrays_in
-    info = {"seed": 0, "pairs": {"train": {"mnist": np.arange(3), "svhn": np.arange(2)}},
-            "pairs_sha256": "abc"}
+
+    info = {
+        "seed": 0,
+        "pairs": {"train": {"mnist": np.arange(3), "svhn": np.arange(2)}},
+        "pairs_sha256": "abc",
+    }
     kept = _arrays_in(info)
     assert sorted(kept) == ["pairs.train.mnist", "pairs.train.svhn"]
     assert kept["pairs.train.svhn"].tolist() == [0, 1]

@@ -2,6 +2,7 @@
 data, no CUDA: exit 2, nothing recorded), failed runs (each distinct reason once, exit 1), plain
 log lines when stdout is a pipe, overrides, --threads, --version, a user's file found from the
 suite's folder whose content is part of the run ids."""
+
 import hashlib
 import json
 import os
@@ -21,19 +22,28 @@ from mmbench.suite import load_suite
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_MXO = {"hidden": [8], "latent_dim": 4, "classifier_hidden": [4]}
-TINY = {"name": "tiny", "seeds": [0],
-        "data": {"name": "synthetic", "options": {"n_train": 200, "n_valid": 100, "n_test": 100}},
-        "train": {"epochs": 2, "batch_size": 50, "lr": 1.0e-3},
-        "resources": {"cpus": 2},
-        "models": [{"name": "mxo", "params": TINY_MXO}], "references": []}
+TINY = {
+    "name": "tiny",
+    "seeds": [0],
+    "data": {"name": "synthetic", "options": {"n_train": 200, "n_valid": 100, "n_test": 100}},
+    "train": {"epochs": 2, "batch_size": 50, "lr": 1.0e-3},
+    "resources": {"cpus": 2},
+    "models": [{"name": "mxo", "params": TINY_MXO}],
+    "references": [],
+}
 STAMP = r"\d\d:\d\d:\d\d"
 
 
 def mmbench_cli(*args, cwd: Path = REPO) -> subprocess.CompletedProcess:
     """``python -m mmbench.cli ARGS`` with stdout and stderr to a pipe (not a terminal)."""
-    return subprocess.run([sys.executable, "-m", "mmbench.cli", *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "COLUMNS": "200"})
+    return subprocess.run(
+        [sys.executable, "-m", "mmbench.cli", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "COLUMNS": "200"},
+    )
 
 
 def write_suite(folder: Path, content: dict, name: str = "suite.yaml") -> Path:
@@ -47,23 +57,40 @@ def test_version_and_help_start_without_the_training_stack():
     version = mmbench_cli("--version")
     assert version.returncode == 0 and version.stdout.strip() == f"mmbench {mmbench.__version__}"
     from importlib.metadata import version as installed
+
     assert installed("mmbench") == mmbench.__version__  # one version, read from the package
     helped = mmbench_cli("run", "--help")
     assert helped.returncode == 0
-    for status in ("0 every selected run is done", "1 some runs failed", "2 bad input",
-                   "130 interrupted"):
+    for status in (
+        "0 every selected run is done",
+        "1 some runs failed",
+        "2 bad input",
+        "130 interrupted",
+    ):
         assert status in helped.stdout
     loaded = subprocess.run(
-        [sys.executable, "-c", "import sys, mmbench, mmbench.cli; print(sorted({'torch', "
-         "'pandas', 'numpy', 'sklearn', 'matplotlib'} & set(sys.modules)))"],
-        capture_output=True, text=True, check=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys, mmbench, mmbench.cli; print(sorted({'torch', "
+            "'pandas', 'numpy', 'sklearn', 'matplotlib'} & set(sys.modules)))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert loaded.stdout.strip() == "[]"
 
 
 def test_missing_data_is_one_full_error_exit_2_and_nothing_recorded(tmp_path):
-    suite = write_suite(tmp_path, {**TINY, "seeds": [0, 1],
-                                   "data": {"name": "xrmb", "options": {"protocol": "folds"},
-                                            "grid": {"fold": [1, 2]}}})
+    suite = write_suite(
+        tmp_path,
+        {
+            **TINY,
+            "seeds": [0, 1],
+            "data": {"name": "xrmb", "options": {"protocol": "folds"}, "grid": {"fold": [1, 2]}},
+        },
+    )
     empty, results = tmp_path / "no-data", tmp_path / "results"
     empty.mkdir()
     result = mmbench_cli("run", suite, "--smoke", "--results", results, "--data-dir", empty)
@@ -90,8 +117,16 @@ def test_cuda_without_cuda_is_a_preflight_error(tmp_path):
 def test_a_run_logs_plain_lines_takes_overrides_and_threads_and_exits_0(tmp_path):
     suite = write_suite(tmp_path, TINY)
     results = tmp_path / "results"
-    result = mmbench_cli("run", suite, "train.epochs=3", "models.mxo.params.latent_dim=3",
-                         "--threads", "1", "--results", results)
+    result = mmbench_cli(
+        "run",
+        suite,
+        "train.epochs=3",
+        "models.mxo.params.latent_dim=3",
+        "--threads",
+        "1",
+        "--results",
+        results,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert re.search(rf"^{STAMP} suite  tiny: 1 runs, 0 already done, 1 to run", out, re.M)
@@ -102,8 +137,11 @@ def test_a_run_logs_plain_lines_takes_overrides_and_threads_and_exits_0(tmp_path
     assert record.config.epochs == 3 and record.config.model.params["latent_dim"] == 3
     assert record.environment["threads"] == 1  # --threads wins over resources.cpus: 2
     # the overrides make the runs of the file edited the same way
-    edited = {**TINY, "train": {**TINY["train"], "epochs": 3},
-              "models": [{"name": "mxo", "params": {**TINY_MXO, "latent_dim": 3}}]}
+    edited = {
+        **TINY,
+        "train": {**TINY["train"], "epochs": 3},
+        "models": [{"name": "mxo", "params": {**TINY_MXO, "latent_dim": 3}}],
+    }
     (run,) = load_suite(write_suite(tmp_path / "edited", edited)).runs()
     assert record.run_id == run.run_id
     assert record.run_id not in {r.run_id for r in load_suite(suite).runs()}
@@ -122,10 +160,18 @@ def test_a_bad_override_names_its_key_and_exits_2(tmp_path):
 
 
 def test_failed_runs_print_each_reason_once_with_the_hint_and_exit_1(tmp_path):
-    suite = write_suite(tmp_path, {**TINY, "seeds": [0, 1], "models": [
-        {"name": "cca", "label": "CCA-30", "params": {"n_components": 30}},
-        {"name": "cca", "label": "CCA-50", "params": {"n_components": 50}},
-        {"name": "mxo", "params": TINY_MXO}]})
+    suite = write_suite(
+        tmp_path,
+        {
+            **TINY,
+            "seeds": [0, 1],
+            "models": [
+                {"name": "cca", "label": "CCA-30", "params": {"n_components": 30}},
+                {"name": "cca", "label": "CCA-50", "params": {"n_components": 50}},
+                {"name": "mxo", "params": TINY_MXO},
+            ],
+        },
+    )
     results = tmp_path / "results"
     first = mmbench_cli("run", suite, "--results", results)
     assert first.returncode == 1, first.stdout + first.stderr
@@ -136,8 +182,9 @@ def test_failed_runs_print_each_reason_once_with_the_hint_and_exit_1(tmp_path):
         # the log gives the reason in full once (then refers to that run), the summary once
         assert first.stdout.count(reason) == 2
         assert f"{label} seed 1: failed in " in first.stdout
-        assert re.search(rf"{label} seed 1: failed in [0-9.]+ s, as {label} seed 0$",
-                         first.stdout, re.M)
+        assert re.search(
+            rf"{label} seed 1: failed in [0-9.]+ s, as {label} seed 0$", first.stdout, re.M
+        )
     assert "4 of 6 run(s) failed or diverged" in first.stdout and "--retry-failed" in first.stdout
     assert {r.status for r in RunStore(results).records()} == {"ok", "failed"}
 
@@ -149,22 +196,32 @@ def test_failed_runs_print_each_reason_once_with_the_hint_and_exit_1(tmp_path):
 def test_workers_print_epoch_lines_for_logs(tmp_path):
     """Under the process executor the epoch lines come from the worker (every 0 s here)."""
     suite = write_suite(tmp_path, TINY)
-    script = ("import mmbench.api as api; from mmbench.progress import LogLines; "
-              f"api.run_suite({str(suite)!r}, {str(tmp_path / 'out')!r}, executor='process', "
-              "jobs=1, progress=LogLines(every=0.0))")
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            cwd=REPO, timeout=600)
+    script = (
+        "import mmbench.api as api; from mmbench.progress import LogLines; "
+        f"api.run_suite({str(suite)!r}, {str(tmp_path / 'out')!r}, executor='process', "
+        "jobs=1, progress=LogLines(every=0.0))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=600
+    )
     assert result.returncode == 0, result.stderr
     for epoch in (1, 2):
-        assert re.search(rf"^{STAMP} epoch  mxo seed 0: {epoch}/2, loss [-0-9.e]+, valid loss",
-                         result.stdout, re.M), result.stdout
+        assert re.search(
+            rf"^{STAMP} epoch  mxo seed 0: {epoch}/2, loss [-0-9.e]+, valid loss",
+            result.stdout,
+            re.M,
+        ), result.stdout
 
 
 def write_user_file(path: Path, shift: float) -> None:
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, size=120)
-    np.savez(path, view_a=rng.normal(size=(120, 3)) + labels[:, None] + shift,
-             view_b=rng.normal(size=(120, 2)), labels=labels)
+    np.savez(
+        path,
+        view_a=rng.normal(size=(120, 3)) + labels[:, None] + shift,
+        view_b=rng.normal(size=(120, 2)),
+        labels=labels,
+    )
 
 
 def test_own_data_is_found_beside_the_suite_and_its_content_is_in_the_run_ids(tmp_path):
@@ -172,8 +229,10 @@ def test_own_data_is_found_beside_the_suite_and_its_content_is_in_the_run_ids(tm
     project.mkdir()
     elsewhere.mkdir()
     write_user_file(project / "mine.npz", shift=0.0)
-    suite = write_suite(project, {**TINY, "data": {"name": "npz", "options": {
-        "path": "mine.npz", "observed": ["a"]}}})
+    suite = write_suite(
+        project,
+        {**TINY, "data": {"name": "npz", "options": {"path": "mine.npz", "observed": ["a"]}}},
+    )
     result = mmbench_cli("run", suite, "--results", tmp_path / "results", cwd=elsewhere)
     assert result.returncode == 0, result.stdout + result.stderr
     (record,) = RunStore(tmp_path / "results").records()
@@ -189,9 +248,10 @@ def test_own_data_is_found_beside_the_suite_and_its_content_is_in_the_run_ids(tm
 
 
 def test_data_sets_without_a_user_file_keep_their_run_ids():
-    (run,) = load_suite(REPO / "suites" / "quickstart.yaml",
-                        ["seeds=[0]", "models=[{name: mxo}]", "tune=null",
-                         "references=[]"]).runs()
+    (run,) = load_suite(
+        REPO / "suites" / "quickstart.yaml",
+        ["seeds=[0]", "models=[{name: mxo}]", "tune=null", "references=[]"],
+    ).runs()
     assert run.config.data.digest is None
     assert set(run.config.to_json()["data"]) == {"name", "options"}  # hashed as before
 
@@ -199,6 +259,13 @@ def test_data_sets_without_a_user_file_keep_their_run_ids():
 def test_data_list_shows_embedded_sets_and_user_formats():
     result = mmbench_cli("data", "list")
     assert result.returncode == 0
-    for name in ("mnist_embedded", "digits_embedded", "synthetic", "npz", "parquet",
-                 "view_<name>", "<view>__<i>"):
+    for name in (
+        "mnist_embedded",
+        "digits_embedded",
+        "synthetic",
+        "npz",
+        "parquet",
+        "view_<name>",
+        "<view>__<i>",
+    ):
         assert name in result.stdout

@@ -1,6 +1,7 @@
 """Significance marks and rank analysis against independent answers: scipy's tests run here on
 the hand-made values, closed forms (the exact Wilcoxon tail, the t statistic by hand), hand-ranked
 Friedman examples, Demšar's worked example and his table of q_alpha."""
+
 import io
 import math
 import subprocess
@@ -25,8 +26,7 @@ SEEDS = range(6)
 
 
 def series(values, index=None):
-    return pd.Series(values, index=index if index is not None else range(len(values)),
-                     dtype=float)
+    return pd.Series(values, index=index if index is not None else range(len(values)), dtype=float)
 
 
 def test_six_pairs_use_wilcoxon_whose_exact_tail_is_known():
@@ -55,16 +55,16 @@ def test_degenerate_pairs():
     assert (identical.test, identical.worse) == ("identical", False)
     # one shared seed only (seed 1): no test, never "tied"
     lonely = paired_test(series([5.0, 6.0], [0, 1]), series([4.0, 4.5], [1, 2]))
-    assert (lonely.test, lonely.n_pairs, lonely.p_value, lonely.tested) == ("none", 1, None,
-                                                                              False)
+    assert (lonely.test, lonely.n_pairs, lonely.p_value, lonely.tested) == ("none", 1, None, False)
     # the same non-zero difference in every pair: the t statistic is infinite
     shifted = paired_test(series([2.0, 3.0, 4.0]), series([1.0, 2.0, 3.0]))
     assert (shifted.test, shifted.p_value) == ("paired_t", 0.0)
 
 
 def test_pairs_are_the_shared_index_labels():
-    best = series([1.0, 2.0, 3.0, 9.0], [("fold 1", 0), ("fold 1", 1), ("fold 2", 0),
-                                         ("fold 2", 1)])
+    best = series(
+        [1.0, 2.0, 3.0, 9.0], [("fold 1", 0), ("fold 1", 1), ("fold 2", 0), ("fold 2", 1)]
+    )
     other = series([1.5, 2.0, 3.5], [("fold 1", 0), ("fold 1", 1), ("fold 2", 0)])
     expected = stats.ttest_rel([1.5, 2.0, 3.5], [1.0, 2.0, 3.0]).pvalue
     comparison = paired_test(other, best)
@@ -73,19 +73,27 @@ def test_pairs_are_the_shared_index_labels():
 
 # error_pct per seed (6 seeds, so the table uses Wilcoxon): A is best; B is consistently worse;
 # C is worse by noise only; the reference row "raw xO" is never marked.
-SIX_SEEDS = {"A": [10.0, 12.0, 11.0, 13.0, 12.5, 11.5],
-             "B": [12.0, 13.5, 12.0, 14.5, 14.0, 13.0],
-             "C": [11.0, 11.5, 12.0, 12.5, 13.5, 11.0],
-             "raw xO": [20.0, 21.0, 19.5, 20.5, 22.0, 21.0]}
+SIX_SEEDS = {
+    "A": [10.0, 12.0, 11.0, 13.0, 12.5, 11.5],
+    "B": [12.0, 13.5, 12.0, 14.5, 14.0, 13.0],
+    "C": [11.0, 11.5, 12.0, 12.5, 13.5, 11.0],
+    "raw xO": [20.0, 21.0, 19.5, 20.5, 22.0, 21.0],
+}
 
 
 @pytest.fixture
 def six_seeds(tmp_path):
     for label, values in SIX_SEEDS.items():
         for seed, value in zip(SEEDS, values):
-            write_run(tmp_path, label=label, model=label.lower(), seed=seed,
-                      dataset="mnist_noisy", metrics={"error_pct": value},
-                      role="reference" if label == "raw xO" else "model")
+            write_run(
+                tmp_path,
+                label=label,
+                model=label.lower(),
+                seed=seed,
+                dataset="mnist_noisy",
+                metrics={"error_pct": value},
+                role="reference" if label == "raw xO" else "model",
+            )
     return tmp_path
 
 
@@ -96,8 +104,11 @@ def csv_cells(tables):
 def test_marks_of_a_six_seed_table_follow_scipys_wilcoxon(six_seeds):
     (table,) = build_table(run_frame(ok_records(six_seeds)), "error_pct")
     best = SIX_SEEDS["A"]
-    p = {name: stats.wilcoxon(values, best, zero_method="zsplit").pvalue
-         for name, values in SIX_SEEDS.items() if name != "A"}
+    p = {
+        name: stats.wilcoxon(values, best, zero_method="zsplit").pvalue
+        for name, values in SIX_SEEDS.items()
+        if name != "A"
+    }
     assert p["B"] < 0.05 <= p["C"]  # the hand-made values do what they are meant to
     marks = {row.name: row.cells["test"].mark for row in table.rows}
     assert marks == {"A": "best", "B": "", "C": "tied", "raw xO": ""}
@@ -117,8 +128,14 @@ def test_marks_with_three_seeds_follow_scipys_paired_t_test(tmp_path):
     values = {"A": [10.0, 12.0, 11.0], "B": [12.0, 14.5, 13.0], "C": [11.0, 11.5, 13.0]}
     for label, per_seed in values.items():
         for seed, value in enumerate(per_seed):
-            write_run(tmp_path, label=label, model=label.lower(), seed=seed,
-                      dataset="mnist_noisy", metrics={"error_pct": value})
+            write_run(
+                tmp_path,
+                label=label,
+                model=label.lower(),
+                seed=seed,
+                dataset="mnist_noisy",
+                metrics={"error_pct": value},
+            )
     (table,) = build_table(run_frame(ok_records(tmp_path)), "error_pct")
     p_b = stats.ttest_rel(values["B"], values["A"]).pvalue
     p_c = stats.ttest_rel(values["C"], values["A"]).pvalue
@@ -132,12 +149,21 @@ def test_marks_with_three_seeds_follow_scipys_paired_t_test(tmp_path):
 
 def test_nothing_is_bold_when_every_model_is_tied(tmp_path):
     # the rmse of three models that all predict about the training mean: no model is worse
-    values = {"VCCA": [0.298, 0.301, 0.299], "MVAE": [0.301, 0.298, 0.300],
-              "CMMD": [0.299, 0.300, 0.302]}
+    values = {
+        "VCCA": [0.298, 0.301, 0.299],
+        "MVAE": [0.301, 0.298, 0.300],
+        "CMMD": [0.299, 0.300, 0.302],
+    }
     for label, per_seed in values.items():
         for seed, value in enumerate(per_seed):
-            write_run(tmp_path, label=label, model=label.lower(), seed=seed,
-                      dataset="mnist_noisy", metrics={"rmse": value})
+            write_run(
+                tmp_path,
+                label=label,
+                model=label.lower(),
+                seed=seed,
+                dataset="mnist_noisy",
+                metrics={"rmse": value},
+            )
     (table,) = build_table(run_frame(ok_records(tmp_path)), "rmse")
     best = min(values, key=lambda name: np.mean(values[name]))
     for name in values:
@@ -151,8 +177,11 @@ def test_nothing_is_bold_when_every_model_is_tied(tmp_path):
 
 def test_equal_means_as_shown_are_tied_whatever_the_test():
     # B is worse in every seed by 0.0002: significant, but both show 0.298 at 3 digits
-    samples = {"A": series([0.2980, 0.2981, 0.2979]), "B": series([0.2982, 0.2983, 0.2981]),
-               "C": series([0.310, 0.311, 0.312])}
+    samples = {
+        "A": series([0.2980, 0.2981, 0.2979]),
+        "B": series([0.2982, 0.2983, 0.2981]),
+        "C": series([0.310, 0.311, 0.312]),
+    }
     means = {name: float(values.mean()) for name, values in samples.items()}
     assert stats.ttest_rel(samples["B"], samples["A"]).pvalue < 0.05
     marks = mark_column(samples, means, False, ["A", "B", "C"], digits=3).marks
@@ -162,8 +191,14 @@ def test_equal_means_as_shown_are_tied_whatever_the_test():
 
 def test_one_seed_has_no_test_and_bold_is_the_best_mean(tmp_path):
     for label, value in (("A", 3.0), ("B", 4.0)):
-        write_run(tmp_path, label=label, model=label.lower(), seed=0, dataset="mnist_noisy",
-                  metrics={"map_micro_pct": value})
+        write_run(
+            tmp_path,
+            label=label,
+            model=label.lower(),
+            seed=0,
+            dataset="mnist_noisy",
+            metrics={"map_micro_pct": value},
+        )
     (table,) = build_table(run_frame(ok_records(tmp_path)), "map_micro_pct")
     assert [r.cells["test"].mark for r in table.rows] == ["", "best"]  # higher is better
     assert "No test where fewer than 2 runs pair up" in table.caption
@@ -172,23 +207,33 @@ def test_one_seed_has_no_test_and_bold_is_the_best_mean(tmp_path):
 
 def test_the_average_column_pairs_runs_by_fold_and_seed(tmp_path):
     # 2 folds x 3 seeds: each fold column has 3 pairs (t-test), the average 6 (Wilcoxon)
-    values = {"A": {1: [10.0, 11.0, 12.0], 2: [20.0, 21.0, 22.0]},
-              "B": {1: [10.5, 11.0, 13.0], 2: [21.0, 21.5, 22.5]}}
+    values = {
+        "A": {1: [10.0, 11.0, 12.0], 2: [20.0, 21.0, 22.0]},
+        "B": {1: [10.5, 11.0, 13.0], 2: [21.0, 21.5, 22.5]},
+    }
     for label, folds in values.items():
         for fold, per_seed in folds.items():
             for seed, value in enumerate(per_seed):
-                write_run(tmp_path, label=label, model=label.lower(), seed=seed,
-                          metrics={"error_pct": value}, options={"protocol": "folds"},
-                          data_grid={"fold": fold})
+                write_run(
+                    tmp_path,
+                    label=label,
+                    model=label.lower(),
+                    seed=seed,
+                    metrics={"error_pct": value},
+                    options={"protocol": "folds"},
+                    data_grid={"fold": fold},
+                )
     (table,) = build_table(run_frame(ok_records(tmp_path)), "error_pct")
     cells = csv_cells([table])
     a = values["A"][1] + values["A"][2]
     b = values["B"][1] + values["B"][2]
     assert cells.loc[("B", "average")].p_value == pytest.approx(
-        stats.wilcoxon(b, a, zero_method="zsplit").pvalue)
+        stats.wilcoxon(b, a, zero_method="zsplit").pvalue
+    )
     assert cells.loc[("B", "average")].pairs == 6
     assert cells.loc[("B", "fold 2")].p_value == pytest.approx(
-        stats.ttest_rel(values["B"][2], values["A"][2]).pvalue)
+        stats.ttest_rel(values["B"][2], values["A"][2]).pvalue
+    )
     assert "runs paired by fold and seed" in table.caption
 
 
@@ -199,8 +244,10 @@ def test_the_average_column_pairs_runs_by_fold_and_seed(tmp_path):
 #   C 3.  Rank sums: A 5, B 8, C 11; average ranks 1.25, 2.0, 2.75.
 #   Friedman chi2 = 12 N / (k (k + 1)) * sum(R_j^2) - 3 N (k + 1) with R_j the average ranks:
 #   12 * 4 / 12 * (1.5625 + 4 + 7.5625) - 3 * 4 * 4 = 4 * 13.125 - 48 = 4.5
-HAND = pd.DataFrame({"A": [1.0, 2.0, 5.0, 0.1], "B": [2.0, 9.0, 4.0, 0.2],
-                     "C": [3.0, 8.0, 6.0, 0.3]}, index=["d1", "d2", "d3", "d4"])
+HAND = pd.DataFrame(
+    {"A": [1.0, 2.0, 5.0, 0.1], "B": [2.0, 9.0, 4.0, 0.2], "C": [3.0, 8.0, 6.0, 0.3]},
+    index=["d1", "d2", "d3", "d4"],
+)
 
 
 def test_friedman_statistic_and_average_ranks_by_hand():
@@ -224,15 +271,15 @@ def test_demsar_worked_example():
 
 
 # Demšar (2006), Table 5(a): q_0.05 of the two-tailed Nemenyi test for k = 2..10
-Q_005 = {2: 1.960, 3: 2.343, 4: 2.569, 5: 2.728, 6: 2.850, 7: 2.949, 8: 3.031, 9: 3.102,
-         10: 3.164}
+Q_005 = {2: 1.960, 3: 2.343, 4: 2.569, 5: 2.728, 6: 2.850, 7: 2.949, 8: 3.031, 9: 3.102, 10: 3.164}
 
 
 @pytest.mark.parametrize("k", sorted(Q_005))
 def test_critical_difference_uses_the_tabulated_q(k):
     assert nemenyi_q(k) == pytest.approx(Q_005[k], abs=0.0015)
     assert critical_difference(k, 10) == pytest.approx(
-        Q_005[k] * math.sqrt(k * (k + 1) / 60), abs=0.002)
+        Q_005[k] * math.sqrt(k * (k + 1) / 60), abs=0.002
+    )
 
 
 def test_groups_join_models_closer_than_the_critical_difference():
@@ -259,15 +306,28 @@ def test_table_ranks_command_across_folds_writes_the_diagram(tmp_path):
     for model, block_values in HAND.items():
         for fold, value in enumerate(block_values, start=1):
             for seed in (0, 1):
-                write_run(results, label=model, model=model.lower(), seed=seed,
-                          metrics={"error_pct": value + 0.01 * seed},
-                          options={"protocol": "folds"}, data_grid={"fold": fold})
+                write_run(
+                    results,
+                    label=model,
+                    model=model.lower(),
+                    seed=seed,
+                    metrics={"error_pct": value + 0.01 * seed},
+                    options={"protocol": "folds"},
+                    data_grid={"fold": fold},
+                )
     # a reference row is not ranked
-    write_run(results, label="raw xO", model="raw", seed=0, metrics={"error_pct": 0.0},
-              options={"protocol": "folds"}, data_grid={"fold": 1}, role="reference")
+    write_run(
+        results,
+        label="raw xO",
+        model="raw",
+        seed=0,
+        metrics={"error_pct": 0.0},
+        options={"protocol": "folds"},
+        data_grid={"fold": 1},
+        role="reference",
+    )
     figures = tmp_path / "figures"
-    result = CliRunner().invoke(app, ["table", str(results), "--ranks", "--figures",
-                                      str(figures)])
+    result = CliRunner().invoke(app, ["table", str(results), "--ranks", "--figures", str(figures)])
     assert result.exit_code == 0, result.output
     assert "| model | fold 1 | fold 2 | fold 3 | fold 4 | average rank |" in result.output
     assert "| A | 1 | 1 | 2 | 1 | 1.25 |" in result.output
@@ -282,8 +342,9 @@ def test_table_ranks_command_across_folds_writes_the_diagram(tmp_path):
 
 @pytest.mark.parametrize("width", [6.75, 3.25])
 def test_cd_diagram_has_the_asked_width_and_readable_fonts(width):
-    ten = pd.DataFrame(np.arange(60, dtype=float).reshape(6, 10) % 7,
-                       columns=[f"model {i}" for i in range(10)])
+    ten = pd.DataFrame(
+        np.arange(60, dtype=float).reshape(6, 10) % 7, columns=[f"model {i}" for i in range(10)]
+    )
     figure = plot_cd(rank_models(ten, "error_pct", higher_is_better=False), width)
     assert figure.get_size_inches()[0] == pytest.approx(width)
     texts = figure.axes[0].texts
@@ -292,7 +353,9 @@ def test_cd_diagram_has_the_asked_width_and_readable_fonts(width):
 
 
 def test_rank_reports_start_without_torch():
-    code = ("import sys, mmbench.report.ranks, mmbench.report.cd_diagram, "
-            "mmbench.report.significance, mmbench.report.table_formats; "
-            "assert 'torch' not in sys.modules")
+    code = (
+        "import sys, mmbench.report.ranks, mmbench.report.cd_diagram, "
+        "mmbench.report.significance, mmbench.report.table_formats; "
+        "assert 'torch' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

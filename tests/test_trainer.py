@@ -1,4 +1,5 @@
 """The shared trainer: batches, early stopping, reproducibility; and the downstream protocol."""
+
 import numpy as np
 import pytest
 import torch
@@ -126,15 +127,23 @@ def test_history_and_validation_loss_are_means_over_batches():
     row = report.history[0]
     assert row["loss"] == pytest.approx(float(train_batches.mean()))
     assert row["square"] == pytest.approx(row["loss"])
-    assert row["valid_loss"] == pytest.approx(float(15 * valid_batches[0] + 15 * valid_batches[1]
-                                                    + 10 * valid_batches[2]) / 40)
+    assert row["valid_loss"] == pytest.approx(
+        float(15 * valid_batches[0] + 15 * valid_batches[1] + 10 * valid_batches[2]) / 40
+    )
 
 
-@pytest.mark.parametrize("settings, message", [
-    ({"epochs": 0}, "epochs"), ({"epochs": 2.5}, "epochs"), ({"lr": "fast"}, "lr"),
-    ({"amsgrad": "yes"}, "amsgrad"), ({"patience": 0}, "patience"), ({"seed": -1}, "seed"),
-    ({"epoch": 3}, "epoch"),
-])
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"epochs": 0}, "epochs"),
+        ({"epochs": 2.5}, "epochs"),
+        ({"lr": "fast"}, "lr"),
+        ({"amsgrad": "yes"}, "amsgrad"),
+        ({"patience": 0}, "patience"),
+        ({"seed": -1}, "seed"),
+        ({"epoch": 3}, "epoch"),
+    ],
+)
 def test_train_settings_reject_bad_values_naming_the_field(settings, message):
     with pytest.raises(ValidationError, match=message):
         TrainConfig(**settings)
@@ -177,7 +186,8 @@ def test_downstream_selects_hyper_parameters_on_the_validation_split():
     # Labels depend on feature 0 only; feature 1 is noise. With C tiny the SVM underfits.
     z = rng.normal(size=(600, 2))
     y = (z[:, 0] > 0).astype(int)
-    result = fit_downstream("linear_svm", (z[:300], y[:300]), (z[300:400], y[300:400]), z[400:],
-                            grid={"C": [1e-6, 1.0]})
+    result = fit_downstream(
+        "linear_svm", (z[:300], y[:300]), (z[300:400], y[300:400]), z[400:], grid={"C": [1e-6, 1.0]}
+    )
     assert result.params == {"C": 1.0}
     assert error_pct(y[400:], result.scores) < 3.0

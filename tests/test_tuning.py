@@ -1,6 +1,7 @@
 """Tuning: a study finds the known optimum of a synthetic objective within its budget, asks the
 same trials however often it is run or resumed, redoes only a lost trial, and its final runs are
 its best trial's configuration over the replicate seeds."""
+
 import math
 
 import numpy as np
@@ -74,15 +75,38 @@ def known(register_model):
     register_model("known_objective", f"{__name__}:KnownObjective")
 
 
-def known_suite(tmp_path, objective="error_pct", trials=20, sampler="tpe", startup=8,
-                parallel=1, search=None, seeds=(0, 1)):
-    suite = {"name": "known", "seed": 0, "seeds": list(seeds), "references": [],
-             "data": {"name": "synthetic",
-                      "options": {"n_train": 100, "n_valid": 200, "n_test": 100}},
-             "tune": {"objective": objective, "trials": trials, "epochs": 1,
-                      "sampler": sampler, "startup": startup, "parallel": parallel},
-             "models": [{"name": "known_objective", "label": "Known",
-                         "search": search or {"h": {"uniform": [0, 1]}, "k": {"int": [1, 10]}}}]}
+def known_suite(
+    tmp_path,
+    objective="error_pct",
+    trials=20,
+    sampler="tpe",
+    startup=8,
+    parallel=1,
+    search=None,
+    seeds=(0, 1),
+):
+    suite = {
+        "name": "known",
+        "seed": 0,
+        "seeds": list(seeds),
+        "references": [],
+        "data": {"name": "synthetic", "options": {"n_train": 100, "n_valid": 200, "n_test": 100}},
+        "tune": {
+            "objective": objective,
+            "trials": trials,
+            "epochs": 1,
+            "sampler": sampler,
+            "startup": startup,
+            "parallel": parallel,
+        },
+        "models": [
+            {
+                "name": "known_objective",
+                "label": "Known",
+                "search": search or {"h": {"uniform": [0, 1]}, "k": {"int": [1, 10]}},
+            }
+        ],
+    }
     path = tmp_path / f"known-{sampler}-{objective}.yaml"
     path.write_text(yaml.safe_dump(suite))
     return path
@@ -100,13 +124,15 @@ def by_role(results, role) -> list[Record]:
 
 def trial_table(results) -> dict[int, tuple[str, dict, float]]:
     """Trial number -> (run id, searched values, validation objective), from the records."""
-    return {r.tuning.trial: (r.run_id, r.tuning.params, r.metrics)
-            for r in by_role(results, TRIAL_ROLE)}
+    return {
+        r.tuning.trial: (r.run_id, r.tuning.params, r.metrics) for r in by_role(results, TRIAL_ROLE)
+    }
 
 
 @pytest.mark.parametrize("sampler, trials, tolerance", [("tpe", 24, 0.02), ("random", 60, 0.06)])
-def test_a_study_finds_the_known_optimum_within_its_budget(tmp_path, known, sampler, trials,
-                                                           tolerance):
+def test_a_study_finds_the_known_optimum_within_its_budget(
+    tmp_path, known, sampler, trials, tolerance
+):
     suite = known_suite(tmp_path, sampler=sampler, trials=trials)
     results = tmp_path / "results"
     run_suite(suite, results)
@@ -115,8 +141,10 @@ def test_a_study_finds_the_known_optimum_within_its_budget(tmp_path, known, samp
     for record in trials_run:  # the objective is the known function, on validation only
         h, k = record.tuning.params["h"], record.tuning.params["k"]
         wrong = round(200 * gap(h, k))  # of the 200 validation points
-        assert record.metrics == {"valid_error_pct": pytest.approx(100 * wrong / 200),
-                                  "valid_rmse": pytest.approx(abs(h - H_BEST), abs=1e-6)}
+        assert record.metrics == {
+            "valid_error_pct": pytest.approx(100 * wrong / 200),
+            "valid_rmse": pytest.approx(abs(h - H_BEST), abs=1e-6),
+        }
     finals = by_role(results, MODEL_ROLE)
     assert sorted(r.coordinates.seed for r in finals) == [0, 1]
     (chosen,) = {tuple(sorted(r.tuning.params.items())) for r in finals}
@@ -125,13 +153,15 @@ def test_a_study_finds_the_known_optimum_within_its_budget(tmp_path, known, samp
     assert chosen_params(finals) == {"Known": {"h": [h], "k": [k]}}
     assert budget_caption(finals) == (
         f"Tuned on validation error_pct: {trials} trials x 1 epochs per model "
-        f"({'TPE' if sampler == 'tpe' else 'random search'})")
+        f"({'TPE' if sampler == 'tpe' else 'random search'})"
+    )
 
 
 def test_final_runs_are_the_best_trial_over_the_seeds(tmp_path, known):
     results = tmp_path / "results"
-    run_suite(known_suite(tmp_path, objective="rmse", trials=10, startup=4, seeds=(0, 1, 2)),
-              results)
+    run_suite(
+        known_suite(tmp_path, objective="rmse", trials=10, startup=4, seeds=(0, 1, 2)), results
+    )
     table = trial_table(results)
     # the best trial by the records' validation rmse, the earliest among ties
     best = min(table, key=lambda n: (table[n][2]["valid_rmse"], n))
@@ -165,8 +195,9 @@ def test_the_same_study_asks_the_same_trials_and_a_lost_trial_alone_is_redone(tm
     (store.path(lost_id)).rename(staging)
     dry = CliRunner().invoke(app, ["run", str(suite), "--results", str(first), "--dry-run"])
     # trial 7 is asked from the results of trials 0-6: it waits for trial 5 to be redone
-    assert ("8 trials: 6 ok, 1 pending, 1 waiting; 2 final runs: 2 waiting"
-            in " ".join(dry.output.split())), dry.output
+    assert "8 trials: 6 ok, 1 pending, 1 waiting; 2 final runs: 2 waiting" in " ".join(
+        dry.output.split()
+    ), dry.output
     run_suite(suite, first)
     after = {r.run_id: r.finished for r in store.records()}
     assert set(after) == set(stamps)
@@ -187,13 +218,13 @@ def test_dry_run_and_cell_follow_the_order_of_the_study(tmp_path, known):
     runner = CliRunner()
     dry = runner.invoke(app, ["run", str(suite), "--results", str(results), "--dry-run"])
     assert dry.exit_code == 0, dry.output
-    assert "4 trials: 2 pending, 2 waiting; 1 final runs: 1 waiting" in " ".join(
-        dry.output.split())
+    assert "4 trials: 2 pending, 2 waiting; 1 final runs: 1 waiting" in " ".join(dry.output.split())
     # line 2 is trial 2: asked from trials 0 and 1, which have not run
     early = runner.invoke(app, ["run", str(suite), "--results", str(results), "--cell", "2"])
     assert early.exit_code == 2
-    assert "trial(s) [0, 1] have no record yet: run cell(s) [0, 1] first" in \
-        " ".join(early.output.split())
+    assert "trial(s) [0, 1] have no record yet: run cell(s) [0, 1] first" in " ".join(
+        early.output.split()
+    )
     assert not (results / "runs").exists()  # nothing ran
     for cell in ("0", "1", "2", "3"):
         runner.invoke(app, ["run", str(suite), "--results", str(results), "--cell", cell])

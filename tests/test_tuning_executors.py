@@ -1,6 +1,7 @@
 """Trials are ordinary runs: the process executor runs a study's independent trials side by side
 and writes the records a local run writes, and a study killed mid-trial (SIGKILL) resumes by
 redoing only what it lost."""
+
 import os
 import signal
 import subprocess
@@ -18,22 +19,30 @@ from mmbench.store import RunStore
 # Four trials (two independent startup trials, then two asked from them) and two final runs of
 # M-xO; every fit runs a fixed number of epochs, so results do not depend on timing.
 STUDY = {
-    "name": "tuned-executors", "seeds": [0, 1], "references": [],
+    "name": "tuned-executors",
+    "seeds": [0, 1],
+    "references": [],
     "data": {"name": "synthetic", "options": {"n_train": 1000, "n_valid": 200, "n_test": 200}},
     "train": {"batch_size": 100, "patience": None},
     "resources": {"cpus": 1},
     "tune": {"objective": "error_pct", "trials": 4, "epochs": 15, "startup": 2, "parallel": 2},
-    "models": [{"name": "mxo", "label": "M-xO",
-                "params": {"hidden": [32], "classifier_hidden": [8]},
-                "search": {"lr": {"loguniform": [1.0e-3, 3.0e-2]},
-                           "latent_dim": {"choice": [2, 4]}}}],
+    "models": [
+        {
+            "name": "mxo",
+            "label": "M-xO",
+            "params": {"hidden": [32], "classifier_hidden": [8]},
+            "search": {"lr": {"loguniform": [1.0e-3, 3.0e-2]}, "latent_dim": {"choice": [2, 4]}},
+        }
+    ],
 }
 
 
 def outcomes(results: Path) -> dict[str, tuple]:
     """What each run computed, by run id: role, trial, values, status and metrics."""
-    return {r.run_id: (r.role, r.tuning.trial, r.tuning.params, r.status, r.metrics)
-            for r in RunStore(results).records()}
+    return {
+        r.run_id: (r.role, r.tuning.trial, r.tuning.params, r.status, r.metrics)
+        for r in RunStore(results).records()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -51,14 +60,18 @@ def study(tmp_path_factory):
 
 def test_the_process_executor_runs_trials_and_writes_the_records_of_a_local_run(study, tmp_path):
     suite, reference = study
-    result = CliRunner().invoke(app, ["run", str(suite), "--results", str(tmp_path),
-                                      "--executor", "process", "--jobs", "2"])
+    result = CliRunner().invoke(
+        app, ["run", str(suite), "--results", str(tmp_path), "--executor", "process", "--jobs", "2"]
+    )
     assert result.exit_code == 0, result.output
     assert outcomes(tmp_path) == reference
     # the two startup trials went together, then the two asked from them, then the final runs
     rounds = [line for line in result.output.splitlines() if "to run now" in line]
     assert [line.split(": ")[1].split(" other")[0] for line in rounds] == [
-        "2 trial(s) and 0", "2 trial(s) and 0", "0 trial(s) and 2"]
+        "2 trial(s) and 0",
+        "2 trial(s) and 0",
+        "0 trial(s) and 2",
+    ]
 
 
 def test_a_study_killed_mid_trial_resumes_and_redoes_only_what_it_lost(study, tmp_path):
@@ -66,8 +79,11 @@ def test_a_study_killed_mid_trial_resumes_and_redoes_only_what_it_lost(study, tm
     results = tmp_path / "results"
     process = subprocess.Popen(
         [sys.executable, "-m", "mmbench.cli", "run", str(suite), "--results", str(results)],
-        cwd=Path(__file__).parents[1], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        cwd=Path(__file__).parents[1],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     store = RunStore(results)
     deadline = time.monotonic() + 120
     while len(store.records()) < 2 and time.monotonic() < deadline:

@@ -1,5 +1,6 @@
 """VCCA and VCCA-private: the objective against the formulas written out, test-time wiring,
 dropout on the latents, planted posterior collapse, and training on real digits."""
+
 from dataclasses import replace
 
 import numpy as np
@@ -19,10 +20,16 @@ SMALL = dict(latent_dim=3, hidden=(8,), dropout=0.0)
 
 def small_views(n=16, seed=0):
     rng = np.random.default_rng(seed)
-    return Views({"x1": rng.uniform(size=(n, 6)).astype(np.float32),
-                  "x2": rng.normal(size=(n, 5)).astype(np.float32)},
-                 ("x1",), ("x2",), rng.integers(0, 3, n),
-                 modalities={"x1": Modality("bernoulli"), "x2": Modality("gaussian")})
+    return Views(
+        {
+            "x1": rng.uniform(size=(n, 6)).astype(np.float32),
+            "x2": rng.normal(size=(n, 5)).astype(np.float32),
+        },
+        ("x1",),
+        ("x2",),
+        rng.integers(0, 3, n),
+        modalities={"x1": Modality("bernoulli"), "x2": Modality("gaussian")},
+    )
 
 
 def network(cls, views, **params):
@@ -45,7 +52,7 @@ def log_gaussian(x, mean, logvar):
 
 
 def kl_standard(mean, logvar):
-    return 0.5 * (logvar.exp() + mean ** 2 - 1 - logvar).sum(1)
+    return 0.5 * (logvar.exp() + mean**2 - 1 - logvar).sum(1)
 
 
 @pytest.mark.parametrize("cls", [VCCA, VCCAPrivate])
@@ -101,8 +108,9 @@ def fitted(cls, views, **params):
 
 def test_private_variant_generates_with_h2_at_its_prior_mean_and_reports_q_h2_as_z_given_xM():
     views = small_views()
-    model = fitted(VCCAPrivate, views, private_dim=2,
-                   decoder_variance={"x1": 1.0, "x2": 0.01})   # XRMB's fixed stds 1.0, 0.1
+    model = fitted(
+        VCCAPrivate, views, private_dim=2, decoder_variance={"x1": 1.0, "x2": 0.01}
+    )  # XRMB's fixed stds 1.0, 0.1
     net = model.module_
     with torch.no_grad():
         x1, x2 = torch.tensor(views.data["x1"]), torch.tensor(views.data["x2"])
@@ -147,7 +155,7 @@ def test_collapse_analysis_flags_exactly_the_planted_dimensions():
         head.mean.weight.zero_()
         head.logvar.weight.zero_()
         head.mean.bias.normal_()
-        head.logvar.bias.fill_(-4.0)   # KL >= 0.5 (e^-4 - 1 + 4) > 1 nat whatever the mean
+        head.logvar.bias.fill_(-4.0)  # KL >= 0.5 (e^-4 - 1 + 4) > 1 nat whatever the mean
         head.mean.bias[planted] = 0.0  # planted: exactly N(0, 1), KL = 0
         head.logvar.bias[planted] = 0.0
     kl = kl_to_standard_normal(model.posteriors(views).z_given_xO)
@@ -156,8 +164,9 @@ def test_collapse_analysis_flags_exactly_the_planted_dimensions():
 
 
 @pytest.mark.parametrize("cls", [VCCA, VCCAPrivate])
-def test_trains_on_embedded_mnist_and_returns_documented_shapes(digits, check_trained_on_digits,
-                                                                cls):
+def test_trains_on_embedded_mnist_and_returns_documented_shapes(
+    digits, check_trained_on_digits, cls
+):
     train, valid, test = digits
     model = cls(latent_dim=8, hidden=(64,))
     report = model.fit(train, valid, trainer=TrainConfig(epochs=3, batch_size=100, lr=1e-3))
@@ -167,9 +176,15 @@ def test_trains_on_embedded_mnist_and_returns_documented_shapes(digits, check_tr
 
 
 def test_three_modalities_two_missing(digits):
-    train, valid, test = [replace(v, data={**v.data, "x3": 1.0 - v.data["x1"]},
-                                  modalities={**v.modalities, "x3": Modality("bernoulli")},
-                                  missing=("x2", "x3")) for v in digits]
+    train, valid, test = [
+        replace(
+            v,
+            data={**v.data, "x3": 1.0 - v.data["x1"]},
+            modalities={**v.modalities, "x3": Modality("bernoulli")},
+            missing=("x2", "x3"),
+        )
+        for v in digits
+    ]
     model = VCCAPrivate(latent_dim=8, private_dim=4, hidden=(64,))
     model.fit(train, valid, trainer=TrainConfig(epochs=1, batch_size=100, lr=1e-3))
     generated = model.generate(test.xO)

@@ -2,6 +2,7 @@
 ``collapse`` and ``figure`` (:mod:`mmbench.cli.report`), and ``data`` (:mod:`mmbench.cli.data`).
 Commands import the heavy libraries (torch, pandas, matplotlib, scikit-learn, numpy) when they
 run, so ``mmbench --help`` starts fast."""
+
 from __future__ import annotations
 
 import typer
@@ -9,8 +10,11 @@ import typer
 from mmbench import __version__
 from mmbench.cli import data, report, run
 
-app = typer.Typer(help="Benchmark multimodal generative models with missing modalities.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Benchmark multimodal generative models with missing modalities.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 
 
 def _print_version(asked: bool) -> None:
@@ -20,8 +24,15 @@ def _print_version(asked: bool) -> None:
 
 
 @app.callback()
-def main(version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
-                                      help="Print mmbench's version and exit")) -> None:
+def main(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        is_eager=True,
+        callback=_print_version,
+        help="Print mmbench's version and exit",
+    ),
+) -> None:
     """The options of ``mmbench`` itself (its help is the Typer's)."""
 
 

@@ -1,6 +1,7 @@
 """What every command shares: the console it prints to (mmbench's logged warnings too, e.g. a
 record that cannot be read), the one way a command fails, the one way Ctrl-C ends a command,
 and comma-separated option values."""
+
 from __future__ import annotations
 
 import functools
@@ -24,8 +25,9 @@ class _ConsoleHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         # not wrapped: the message names files, which stay whole for copying
-        console.print(f"[yellow]warning:[/] {escape(record.getMessage())}", highlight=False,
-                      soft_wrap=True)
+        console.print(
+            f"[yellow]warning:[/] {escape(record.getMessage())}", highlight=False, soft_wrap=True
+        )
 
 
 logging.getLogger("mmbench").addHandler(_ConsoleHandler(logging.WARNING))
@@ -34,6 +36,7 @@ logging.getLogger("mmbench").addHandler(_ConsoleHandler(logging.WARNING))
 def interruptible(command: Callable[..., T]) -> Callable[..., T]:
     """Decorator: Ctrl-C during ``command`` prints one line, :data:`INTERRUPTED`, and exits with
     130 (128 + SIGINT), without a traceback."""
+
     @functools.wraps(command)
     def run(*args: Any, **kwargs: Any) -> T:
         try:
@@ -41,6 +44,7 @@ def interruptible(command: Callable[..., T]) -> Callable[..., T]:
         except KeyboardInterrupt:
             console.print(INTERRUPTED, highlight=False)
             raise typer.Exit(130) from None
+
     return run
 
 
@@ -53,5 +57,5 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 
 def csv_list(value: str | None, cast: Callable[[str], T] = str) -> list[T] | None:
-    """"a,b" -> ["a", "b"] (each through ``cast``); None stays None."""
+    """ "a,b" -> ["a", "b"] (each through ``cast``); None stays None."""
     return None if value is None else [cast(v) for v in value.split(",") if v]

@@ -5,6 +5,7 @@ adds the plan (``--dry-run``), one run by its index (``--cell``), the summary ta
 failed and lost runs and the exit status. The training stack (torch, the executors, pandas) is
 imported when a command runs, not when the command line starts.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -25,8 +26,8 @@ if TYPE_CHECKING:
     from mmbench.records import Run
     from mmbench.store import RunStore
     from mmbench.suite import Suite
-    from mmbench.tuning import PlanRow
     from mmbench.tracking import Tracker
+    from mmbench.tuning import PlanRow
 
 # The exit statuses of ``mmbench run`` (also in its --help and the README)
 EXIT_OK, EXIT_RUNS_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -44,47 +45,65 @@ class ExecutorKind(str, Enum):
 def run(
     suite_file: Path = typer.Argument(..., help="Suite YAML, e.g. suites/quickstart.yaml"),
     overrides: list[str] | None = typer.Argument(
-        None, metavar="KEY=VALUE",
+        None,
+        metavar="KEY=VALUE",
         help="Changes to the suite, as if the file said so (checked alike, part of run ids): "
-             "a dotted path and a YAML value, e.g. train.epochs=5 seeds=[0,1] "
-             "models.0.params.latent_dim=8 models.CMMD.params.omega=0.3 (a block by label)"),
+        "a dotted path and a YAML value, e.g. train.epochs=5 seeds=[0,1] "
+        "models.0.params.latent_dim=8 models.CMMD.params.omega=0.3 (a block by label)",
+    ),
     results: Path | None = typer.Option(
-        None, help="Results directory \\[default: results/<suite name>]"),
-    models: str | None = typer.Option(
-        None, help="Comma-separated model names or labels to run"),
+        None, help="Results directory \\[default: results/<suite name>]"
+    ),
+    models: str | None = typer.Option(None, help="Comma-separated model names or labels to run"),
     seeds: str | None = typer.Option(None, help="Comma-separated replicate seeds to run"),
-    device: str | None = typer.Option(
-        None, help="cpu, cuda or cuda:N \\[default: the suite's]"),
+    device: str | None = typer.Option(None, help="cpu, cuda or cuda:N \\[default: the suite's]"),
     smoke: bool = typer.Option(
-        False, help="Tiny budget (2 epochs, a few hundred points) to check plumbing"),
+        False, help="Tiny budget (2 epochs, a few hundred points) to check plumbing"
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the runs and whether each is done"),
     cell: int | None = typer.Option(None, help="Run only the run with this --dry-run index"),
     retry_failed: bool = typer.Option(
-        False, help="Run again the runs recorded as failed or diverged"),
-    data_dir: str | None = typer.Option(
-        None, help="Data directory \\[default: $MMBENCH_DATA]"),
+        False, help="Run again the runs recorded as failed or diverged"
+    ),
+    data_dir: str | None = typer.Option(None, help="Data directory \\[default: $MMBENCH_DATA]"),
     executor: ExecutorKind = typer.Option(
-        ExecutorKind.local, help="local: one run after another in this process; process: "
-                                 "--jobs runs at once, a worker process each; ray: Ray tasks"),
+        ExecutorKind.local,
+        help="local: one run after another in this process; process: "
+        "--jobs runs at once, a worker process each; ray: Ray tasks",
+    ),
     jobs: int | None = typer.Option(
-        None, min=1, help="Runs at once (process), CPUs of the local Ray cluster (ray) "
-                          "\\[default: the number of CPU cores]"),
+        None,
+        min=1,
+        help="Runs at once (process), CPUs of the local Ray cluster (ray) "
+        "\\[default: the number of CPU cores]",
+    ),
     threads: int | None = typer.Option(
-        None, min=1, help="Torch threads per run, over the suite's resources.cpus \\[default: "
-                          "resources.cpus, else torch's default (local), cores // jobs "
-                          "(process), 1 (ray)]; on a shared machine 1 is often fastest"),
+        None,
+        min=1,
+        help="Torch threads per run, over the suite's resources.cpus \\[default: "
+        "resources.cpus, else torch's default (local), cores // jobs "
+        "(process), 1 (ray)]; on a shared machine 1 is often fastest",
+    ),
     address: str | None = typer.Option(
-        None, help="Ray cluster to run on, e.g. auto or ray://head:10001 \\[default: start a "
-                   "local one]; the results directory must be on a file system all nodes share"),
+        None,
+        help="Ray cluster to run on, e.g. auto or ray://head:10001 \\[default: start a "
+        "local one]; the results directory must be on a file system all nodes share",
+    ),
     allow_large: bool = typer.Option(
-        False, "--allow-large", help="Accept a suite of more runs (or grid points) than "
-                                     "mmbench.suite.MAX_RUNS"),
+        False,
+        "--allow-large",
+        help="Accept a suite of more runs (or grid points) than mmbench.suite.MAX_RUNS",
+    ),
     track: str | None = typer.Option(
-        None, help="Log every run (params, losses per epoch, metrics) to a tracker: mlflow "
-                   "(pip install 'mmbench[mlflow]')"),
+        None,
+        help="Log every run (params, losses per epoch, metrics) to a tracker: mlflow "
+        "(pip install 'mmbench[mlflow]')",
+    ),
     track_uri: str | None = typer.Option(
-        None, help="Where --track logs \\[default: the MLflow file store ./mlruns], e.g. "
-                   "http://localhost:5000"),
+        None,
+        help="Where --track logs \\[default: the MLflow file store ./mlruns], e.g. "
+        "http://localhost:5000",
+    ),
 ) -> None:
     """Run a suite; finished runs are skipped, so an interrupted suite resumes.
 
@@ -103,6 +122,7 @@ def run(
     from mmbench.executors import ExecutorError
     from mmbench.store import RecordError, RunStore
     from mmbench.suite import SuiteError
+
     try:
         if device is not None:
             device = _device(device)
@@ -110,8 +130,15 @@ def run(
         api.check_executor_options(executor.value, jobs, address, threads)
         runs = api.select_runs(suite, csv_list(models), _seeds(seeds), smoke, data_dir)
         results = results or api.default_results_dir(suite, smoke)
-        options = dict(device=device, data_dir=data_dir, executor=executor.value, jobs=jobs,
-                       address=address, threads=threads, retry_failed=retry_failed)
+        options = dict(
+            device=device,
+            data_dir=data_dir,
+            executor=executor.value,
+            jobs=jobs,
+            address=address,
+            threads=threads,
+            retry_failed=retry_failed,
+        )
         if suite.tune is not None:
             selection = api.TunedSelection(smoke, csv_list(models), _seeds(seeds))
             if not dry_run:
@@ -127,12 +154,18 @@ def run(
                 if not 0 <= cell < len(runs):
                     fail(f"--cell {cell}: the suite has runs 0..{len(runs) - 1} (see --dry-run)")
                 runs = [runs[cell]]
-            outcome = api.execute_runs(suite, runs, results, **options,
-                                       tracker=_tracker(track, track_uri, suite.name),
-                                       progress=_progress(executor, jobs, threads))
+            outcome = api.execute_runs(
+                suite,
+                runs,
+                results,
+                **options,
+                tracker=_tracker(track, track_uri, suite.name),
+                progress=_progress(executor, jobs, threads),
+            )
     except (SuiteError, api.RunError, DataError, RecordError, ExecutorError) as error:
         fail(str(error))
     import pandas as pd
+
     _print_summary(pd.read_csv(outcome.tidy), [r.run_id for r in outcome.runs])
     console.print(f"tidy results: {outcome.tidy}", highlight=False, soft_wrap=True)
     if _report_problems(outcome):
@@ -142,11 +175,13 @@ def run(
 def _progress(executor: ExecutorKind, jobs: int | None, threads: int | None):
     from mmbench import api
     from mmbench.progress import suite_progress
+
     return suite_progress(console, executor.value, api.concurrency(executor.value, jobs, threads))
 
 
 def _device(device: str) -> str:
     from mmbench.suite import check_device
+
     try:
         return check_device(device)
     except ValueError as error:
@@ -168,6 +203,7 @@ def _tracker(kind: str | None, uri: str | None, experiment: str) -> Tracker | No
             fail("--track-uri needs --track mlflow")
         return None
     from mmbench.tracking import TrackingError, open_tracker
+
     try:
         return open_tracker(kind, uri, experiment)
     except TrackingError as error:
@@ -193,21 +229,36 @@ def _report_problems(outcome: SuiteOutcome) -> bool:
     for (status, reason), hit in failed.items():
         named = ", ".join(describe_run(r) for r in hit[:NAMED_RUNS])
         more = f" and {len(hit) - NAMED_RUNS} more" if len(hit) > NAMED_RUNS else ""
-        console.print(f"[bold red]{len(hit)} run(s) {status}:[/] {escape(reason)}\n"
-                      f"  runs: {escape(named)}{more}", highlight=False, soft_wrap=True)
+        console.print(
+            f"[bold red]{len(hit)} run(s) {status}:[/] {escape(reason)}\n"
+            f"  runs: {escape(named)}{more}",
+            highlight=False,
+            soft_wrap=True,
+        )
     n_failed = sum(len(hit) for hit in failed.values())
     if n_failed:
-        console.print(f"[bold red]{n_failed} of {len(outcome.runs)} run(s) failed or "
-                      "diverged[/]: fix the cause, then run the same command with "
-                      "--retry-failed to redo them", highlight=False, soft_wrap=True)
+        console.print(
+            f"[bold red]{n_failed} of {len(outcome.runs)} run(s) failed or "
+            "diverged[/]: fix the cause, then run the same command with "
+            "--retry-failed to redo them",
+            highlight=False,
+            soft_wrap=True,
+        )
     if outcome.failed_studies:
-        console.print(f"[bold red]no trial succeeded[/] in the studies of "
-                      f"{outcome.failed_studies}: see their errors (mmbench run --dry-run lists "
-                      "them), fix the cause and run the suite again with --retry-failed",
-                      highlight=False, soft_wrap=True)
+        console.print(
+            f"[bold red]no trial succeeded[/] in the studies of "
+            f"{outcome.failed_studies}: see their errors (mmbench run --dry-run lists "
+            "them), fix the cause and run the suite again with --retry-failed",
+            highlight=False,
+            soft_wrap=True,
+        )
     if outcome.lost:
-        console.print(f"[bold red]{len(outcome.lost)} run(s) lost[/] (their worker died): run "
-                      "the suite again to redo them", highlight=False, soft_wrap=True)
+        console.print(
+            f"[bold red]{len(outcome.lost)} run(s) lost[/] (their worker died): run "
+            "the suite again to redo them",
+            highlight=False,
+            soft_wrap=True,
+        )
     return bool(n_failed or outcome.lost or outcome.failed_studies)
 
 
@@ -218,33 +269,50 @@ def _print_plan(runs: list[Run], store: RunStore) -> None:
         record = store.record(run.run_id)
         status = "pending" if record is None else record.status
         c = run.coordinates
-        table.add_row(str(index), run.run_id, run.label,
-                      ", ".join(f"{k}={v}" for k, v in c.data.items()),
-                      ", ".join(f"{k}={v}" for k, v in c.grid.items()), str(c.seed), status)
+        table.add_row(
+            str(index),
+            run.run_id,
+            run.label,
+            ", ".join(f"{k}={v}" for k, v in c.data.items()),
+            ", ".join(f"{k}={v}" for k, v in c.grid.items()),
+            str(c.seed),
+            status,
+        )
         counts[status] = counts.get(status, 0) + 1
     console.print(table)
-    console.print(f"{len(runs)} runs: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-                  + (f"; run one with --cell N (0..{len(runs) - 1})" if runs else ""),
-                  highlight=False)
+    console.print(
+        f"{len(runs)} runs: "
+        + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        + (f"; run one with --cell N (0..{len(runs) - 1})" if runs else ""),
+        highlight=False,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # Tuned suites (mmbench.tuning): trials in rounds, then final runs
 
 
-def _run_tuned_suite(suite: Suite, fixed: list[Run], results: Path,
-                     selection: TunedSelection, dry_run: bool, cell: int | None,
-                     options: dict) -> SuiteOutcome | None:
+def _run_tuned_suite(
+    suite: Suite,
+    fixed: list[Run],
+    results: Path,
+    selection: TunedSelection,
+    dry_run: bool,
+    cell: int | None,
+    options: dict,
+) -> SuiteOutcome | None:
     """Print the plan of a tuned suite (``dry_run``: returns None) or run it, all of it or the
     plan's line ``cell``, in rounds (see :func:`mmbench.api.execute_tuned_suite`)."""
     from mmbench import api, tuning
     from mmbench.records import TRIAL_ROLE
     from mmbench.store import RunStore
+
     assert suite.tune is not None
     store = RunStore(results)
     states = api.tuning_states(suite, results, selection, options["data_dir"])
-    rows = tuning.plan_rows([(r, _status(store, r)) for r in fixed], states,
-                            list(selection.seeds or suite.seeds))
+    rows = tuning.plan_rows(
+        [(r, _status(store, r)) for r in fixed], states, list(selection.seeds or suite.seeds)
+    )
     if dry_run:
         _print_tuning_plan(rows, suite.tune.objective)
         return None
@@ -254,20 +322,31 @@ def _run_tuned_suite(suite: Suite, fixed: list[Run], results: Path,
         assert row.run is not None
         only = [row.run]
     executor = ExecutorKind(options["executor"])
+
     def announce(todo: list[Run]) -> None:
         trials = sum(run.role == TRIAL_ROLE for run in todo)
-        console.print(f"[bold]{escape(suite.name)}[/]: {trials} trial(s) and {len(todo) - trials} "
-                      f"other run(s) to run now", highlight=False)
+        console.print(
+            f"[bold]{escape(suite.name)}[/]: {trials} trial(s) and {len(todo) - trials} "
+            f"other run(s) to run now",
+            highlight=False,
+        )
 
-    outcome = api.execute_tuned_suite(suite, fixed, results, selection, only=only, **options,
-                                      progress=_progress(executor, options["jobs"],
-                                                         options["threads"]),
-                                      on_round=announce)
+    outcome = api.execute_tuned_suite(
+        suite,
+        fixed,
+        results,
+        selection,
+        only=only,
+        **options,
+        progress=_progress(executor, options["jobs"], options["threads"]),
+        on_round=announce,
+    )
     unfinished = [s.study.name for s in outcome.studies if not s.finished]
     if unfinished and cell is None and not outcome.lost:
         console.print(f"studies not finished: {unfinished}", highlight=False)
-    console.print(f"studies: {Path(results) / tuning.SUMMARY_FILE}", highlight=False,
-                  soft_wrap=True)
+    console.print(
+        f"studies: {Path(results) / tuning.SUMMARY_FILE}", highlight=False, soft_wrap=True
+    )
     return outcome
 
 
@@ -286,20 +365,28 @@ def _tuned_cell(rows: list[PlanRow], cell: int) -> PlanRow:
         return row
     assert row.study is not None  # the suite's runs that are not tuned are always known
     if row.status == "no trial succeeded":
-        fail(f"--cell {cell}: every trial of {row.study.name} failed, so it has no final runs; "
-             "see the trials' errors with --dry-run")
-    first = [index for index, other in enumerate(rows)
-             if other.study == row.study and other.step in {f"trial {n}" for n in row.needs}]
+        fail(
+            f"--cell {cell}: every trial of {row.study.name} failed, so it has no final runs; "
+            "see the trials' errors with --dry-run"
+        )
+    first = [
+        index
+        for index, other in enumerate(rows)
+        if other.study == row.study and other.step in {f"trial {n}" for n in row.needs}
+    ]
     what = "its study's trials" if row.kind == "final" else "the trials before it"
-    fail(f"--cell {cell}: {row.study.name} {row.step} is asked from the results of {what}; "
-         f"trial(s) {list(row.needs)} have no record yet: run cell(s) {first} first")
+    fail(
+        f"--cell {cell}: {row.study.name} {row.step} is asked from the results of {what}; "
+        f"trial(s) {list(row.needs)} have no record yet: run cell(s) {first} first"
+    )
 
 
 def _print_tuning_plan(rows: list[PlanRow], objective: str) -> None:
     """The plan of a tuned suite: every line with its searched values, and each trial's
     objective on the validation split ("best" marks the chosen trial of a finished study)."""
-    table = Table("index", "run id", "model", "data", "step", "values", f"valid {objective}",
-                  "status")
+    table = Table(
+        "index", "run id", "model", "data", "step", "values", f"valid {objective}", "status"
+    )
     counts: dict[str, dict[str, int]] = {"run": {}, "trial": {}, "final": {}}
     for index, row in enumerate(rows):
         run, study = row.run, row.study
@@ -315,18 +402,29 @@ def _print_tuning_plan(rows: list[PlanRow], objective: str) -> None:
         if row.needs:
             status += f" for trials {_ranges(row.needs)}"
         score = "" if row.value is None else f"{row.value:.4g}" + (" best" if row.best else "")
-        table.add_row(str(index), "" if run is None else run.run_id, escape(label),
-                      ", ".join(f"{k}={v}" for k, v in point.items()),
-                      f"final {row.step}" if row.kind == "final" else row.step, escape(values),
-                      score, escape(status))
+        table.add_row(
+            str(index),
+            "" if run is None else run.run_id,
+            escape(label),
+            ", ".join(f"{k}={v}" for k, v in point.items()),
+            f"final {row.step}" if row.kind == "final" else row.step,
+            escape(values),
+            score,
+            escape(status),
+        )
         counts[row.kind][row.status] = counts[row.kind].get(row.status, 0) + 1
     console.print(table)
     names = {"run": "other runs", "trial": "trials", "final": "final runs"}
-    console.print("; ".join(
-        f"{sum(found.values())} {names[kind]}: "
-        + ", ".join(f"{n} {status}" for status, n in sorted(found.items()))
-        for kind, found in counts.items() if found)
-        + (f"; run one with --cell N (0..{len(rows) - 1})" if rows else ""), highlight=False)
+    console.print(
+        "; ".join(
+            f"{sum(found.values())} {names[kind]}: "
+            + ", ".join(f"{n} {status}" for status, n in sorted(found.items()))
+            for kind, found in counts.items()
+            if found
+        )
+        + (f"; run one with --cell N (0..{len(rows) - 1})" if rows else ""),
+        highlight=False,
+    )
 
 
 def _short(value: object) -> str:
@@ -346,6 +444,7 @@ def _ranges(numbers: tuple[int, ...]) -> str:
 
 def _print_summary(frame: pd.DataFrame, run_ids: list[str]) -> None:
     from mmbench.results import summarize
+
     if "run_id" not in frame:  # no record yet
         return
     # a tuned suite's trials are left out, and with them the columns only they fill
@@ -359,10 +458,14 @@ def _print_summary(frame: pd.DataFrame, run_ids: list[str]) -> None:
     console.print(table)
 
 
-def models(name: str | None = typer.Argument(
-        None, help="A model: show its description and hyper-parameters")) -> None:
+def models(
+    name: str | None = typer.Argument(
+        None, help="A model: show its description and hyper-parameters"
+    ),
+) -> None:
     """List the registered models and their capabilities, or describe one model."""
     from mmbench.registry import available_models, model_class
+
     if name is not None:
         if name not in available_models():
             fail(f"unknown model {name!r}; available: {', '.join(available_models())}")
@@ -371,8 +474,9 @@ def models(name: str | None = typer.Argument(
     table = Table("model", "capabilities", "description")
     for model in available_models():
         cls = model_class(model)
-        table.add_row(model, ", ".join(sorted(cls.capabilities)),
-                      (cls.__doc__ or "").strip().splitlines()[0])
+        table.add_row(
+            model, ", ".join(sorted(cls.capabilities)), (cls.__doc__ or "").strip().splitlines()[0]
+        )
     console.print(table)
 
 
@@ -381,10 +485,12 @@ def describe_model(name: str) -> None:
     declares them: type and allowed values, default, one-line doc."""
     from mmbench.config import describe
     from mmbench.registry import config_class, model_class
+
     console.print(f"[bold]{name}[/]", highlight=False)
     console.print(escape(inspect.getdoc(model_class(name)) or ""), highlight=False)
     table = Table("hyper-parameter", "allowed", "default", "description")
     for field in describe(config_class(name)):
-        table.add_row(field.name, escape(field.allowed), escape(repr(field.default)),
-                      escape(field.doc))
+        table.add_row(
+            field.name, escape(field.allowed), escape(repr(field.default)), escape(field.doc)
+        )
     console.print(table)

@@ -7,14 +7,16 @@ and one-line doc (see :mod:`mmbench.data.options`). ``data_dir`` and ``base_dir`
 mmbench passes them to the loaders that accept them (the data directory, and the folder that a
 relative path of a user's file is taken from).
 """
+
 from __future__ import annotations
 
 import importlib
 import inspect
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from mmbench.data import options as _options
 from mmbench.data.errors import DataError
@@ -39,9 +41,11 @@ _LOADERS: dict[str, _Registered] = {}
 def register_dataset(name: str, rules: tuple[Rule, ...] = ()) -> Callable[[Loader], Loader]:
     """Register a loader under ``name``; ``rules`` check combinations of its options (each takes
     every option, defaults filled in, and returns a problem or None)."""
+
     def add(loader: Loader) -> Loader:
         _LOADERS[name] = _Registered(loader, tuple(rules))
         return loader
+
     return add
 
 
@@ -60,8 +64,9 @@ def _registered(name: str) -> _Registered:
 def dataset_options(name: str) -> dict[str, object]:
     """The options a suite may set for data set ``name`` and their defaults (``...`` for a
     required one such as npz's ``path``)."""
-    return {spec.name: ... if spec.required else spec.default
-            for spec in describe_dataset_options(name)}
+    return {
+        spec.name: ... if spec.required else spec.default for spec in describe_dataset_options(name)
+    }
 
 
 def dataset_doc(name: str) -> str:
@@ -93,8 +98,13 @@ def data_dir(explicit: str | os.PathLike | None = None) -> Path:
     return Path(chosen).expanduser()
 
 
-def load_dataset(name: str, *, data_dir_: str | os.PathLike | None = None,
-                 base_dir: str | os.PathLike | None = None, **options) -> DataSplits:
+def load_dataset(
+    name: str,
+    *,
+    data_dir_: str | os.PathLike | None = None,
+    base_dir: str | os.PathLike | None = None,
+    **options,
+) -> DataSplits:
     """Load data set ``name`` with its ``options`` (checked first, see :func:`check_options`).
 
     data_dir_: the data directory (default :func:`data_dir`). base_dir: the folder a relative
@@ -118,9 +128,13 @@ def load_dataset(name: str, *, data_dir_: str | os.PathLike | None = None,
     return splits
 
 
-def user_data_digest(name: str, options: dict[str, Any], *,
-                     base_dir: str | os.PathLike | None = None,
-                     data_dir_: str | os.PathLike | None = None) -> str | None:
+def user_data_digest(
+    name: str,
+    options: dict[str, Any],
+    *,
+    base_dir: str | os.PathLike | None = None,
+    data_dir_: str | os.PathLike | None = None,
+) -> str | None:
     """``"sha256:<hex>"`` of the user's file that data set ``name`` with ``options`` reads (npz,
     parquet), None for the other data sets. Cached by the file's size and modification time, so
     a large file is hashed once; put it into run ids so that editing the file in place reruns."""
@@ -129,8 +143,9 @@ def user_data_digest(name: str, options: dict[str, Any], *,
     from mmbench.data.digests import content_digest
     from mmbench.data.user import locate_user_file
 
-    return content_digest(locate_user_file(options.get("path"), name, base_dir,
-                                           data_dir(data_dir_)))
+    return content_digest(
+        locate_user_file(options.get("path"), name, base_dir, data_dir(data_dir_))
+    )
 
 
 def _import_builtin_loaders() -> None:

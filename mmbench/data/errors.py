@@ -1,4 +1,5 @@
 """The one exception the data loaders raise for bad or missing input."""
+
 from __future__ import annotations
 
 

@@ -11,6 +11,7 @@ trust it, and then reports its sha256. An archive is downloaded and unpacked ins
 checks, was unpacked without a member escaping the staging folder and holds every file of its
 source. Unpacking folders left by a killed fetch are removed by the next one.
 """
+
 from __future__ import annotations
 
 import http.client
@@ -28,8 +29,15 @@ from pathlib import Path
 from rich.progress import Progress
 
 from mmbench.data.errors import DataError
-from mmbench.data.sources import (DataFile, Source, checksum_matches, file_digest, find, find_in,
-                                  is_verified)
+from mmbench.data.sources import (
+    DataFile,
+    Source,
+    checksum_matches,
+    file_digest,
+    find,
+    find_in,
+    is_verified,
+)
 
 CHUNK_BYTES = 1 << 20
 STAGING = ".mmbench-staging"
@@ -37,9 +45,16 @@ FOREIGN_STAGING_SECONDS = 24 * 3600  # unpacking folders of other hosts are stal
 _UNPACKING = re.compile(r"(?P<source>.+)\.unpacking\.(?P<host>.+)\.(?P<pid>\d+)")
 
 
-def download(url: str, destination: Path, *, checksum: str | None = None, size: int | None = None,
-             progress: Progress | None = None, retry: str = "mmbench data fetch",
-             timeout: float = 60.0) -> None:
+def download(
+    url: str,
+    destination: Path,
+    *,
+    checksum: str | None = None,
+    size: int | None = None,
+    progress: Progress | None = None,
+    retry: str = "mmbench data fetch",
+    timeout: float = 60.0,
+) -> None:
     """Download ``url`` to ``destination``, resuming a ``.part`` file left by an earlier attempt.
 
     checksum: ``"sha256:<hex>"`` / ``"md5:<hex>"`` to verify, or None. size: expected bytes, or
@@ -53,26 +68,37 @@ def download(url: str, destination: Path, *, checksum: str | None = None, size: 
     os.replace(partial, destination)
 
 
-def _transfer(url: str, partial: Path, size: int | None, progress: Progress | None, retry: str,
-              timeout: float) -> None:
+def _transfer(
+    url: str, partial: Path, size: int | None, progress: Progress | None, retry: str, timeout: float
+) -> None:
     """Append the rest of ``url`` to ``partial`` (all of it when the server ignores Range)."""
     offset = partial.stat().st_size if partial.exists() else 0
     headers = {"Range": f"bytes={offset}-"} if offset else {}
     kept = f"the partial download is kept in {partial}: run `{retry}` again to resume"
     total = size
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers),
-                                    timeout=timeout) as response:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, headers=headers), timeout=timeout
+        ) as response:
             resumed = response.status == 206
             if resumed:
                 start, total = _content_range(response.headers.get("Content-Range", ""))
                 if start != offset:
-                    raise DataError(f"{url}: asked to resume at byte {offset}, the server sent "
-                                    f"bytes from {start}; delete {partial} and run `{retry}` again")
+                    raise DataError(
+                        f"{url}: asked to resume at byte {offset}, the server sent "
+                        f"bytes from {start}; delete {partial} and run `{retry}` again"
+                    )
             elif response.headers.get("Content-Length") is not None:
                 total = int(response.headers["Content-Length"])
-            task = progress.add_task(partial.name.removesuffix(".part"), total=total,
-                                     completed=offset if resumed else 0) if progress else None
+            task = (
+                progress.add_task(
+                    partial.name.removesuffix(".part"),
+                    total=total,
+                    completed=offset if resumed else 0,
+                )
+                if progress
+                else None
+            )
             partial.parent.mkdir(parents=True, exist_ok=True)
             with open(partial, "ab" if resumed else "wb") as out:
                 while chunk := response.read(CHUNK_BYTES):
@@ -82,18 +108,25 @@ def _transfer(url: str, partial: Path, size: int | None, progress: Progress | No
     except urllib.error.HTTPError as error:
         if error.code == 416:  # the .part is no prefix of the file the server has now
             partial.unlink(missing_ok=True)
-            raise DataError(f"{url}: the server cannot resume from byte {offset}; the partial "
-                            f"download was deleted, run `{retry}` again") from None
-        raise DataError(f"{url}: HTTP {error.code} {error.reason}; check the address or your "
-                        f"network and run `{retry}` again") from None
+            raise DataError(
+                f"{url}: the server cannot resume from byte {offset}; the partial "
+                f"download was deleted, run `{retry}` again"
+            ) from None
+        raise DataError(
+            f"{url}: HTTP {error.code} {error.reason}; check the address or your "
+            f"network and run `{retry}` again"
+        ) from None
     except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
         received = partial.stat().st_size if partial.exists() else 0
         reason = getattr(error, "reason", error)
         if received == 0:
-            raise DataError(f"{url}: cannot download ({reason}); check your network connection "
-                            f"and run `{retry}` again") from None
-        raise DataError(f"{url}: download stopped after {received} bytes ({reason}); "
-                        f"{kept}") from None
+            raise DataError(
+                f"{url}: cannot download ({reason}); check your network connection "
+                f"and run `{retry}` again"
+            ) from None
+        raise DataError(
+            f"{url}: download stopped after {received} bytes ({reason}); {kept}"
+        ) from None
     received = partial.stat().st_size
     if total is not None and received < total:
         raise DataError(f"{url}: the connection closed after {received} of {total} bytes; {kept}")
@@ -119,13 +152,20 @@ def _verify(partial: Path, url: str, checksum: str | None, size: int | None, ret
             problem = f"its checksum is {actual}, expected {checksum}"
     if problem:
         partial.unlink()
-        raise DataError(f"{url}: the download is corrupt ({problem}) and was deleted; run "
-                        f"`{retry}` again, and if this repeats the file on the server has changed: "
-                        f"download it by hand and verify it")
+        raise DataError(
+            f"{url}: the download is corrupt ({problem}) and was deleted; run "
+            f"`{retry}` again, and if this repeats the file on the server has changed: "
+            f"download it by hand and verify it"
+        )
 
 
-def fetch_source(source: Source, data_dir: Path, progress: Progress | None = None,
-                 retry: str | None = None, trust_unverified: bool = False) -> list[str]:
+def fetch_source(
+    source: Source,
+    data_dir: Path,
+    progress: Progress | None = None,
+    retry: str | None = None,
+    trust_unverified: bool = False,
+) -> list[str]:
     """Download every missing or corrupt file of ``source`` into ``data_dir``; returns one line
     per file saying what was done. retry: the command that runs this again (for messages).
     trust_unverified: install files that have no recorded sha256 (refused otherwise, before any
@@ -154,10 +194,18 @@ def fetch_source(source: Source, data_dir: Path, progress: Progress | None = Non
             if corrupt:
                 report.append(f"{file.name}: present but fails its checksum, downloading it again")
             destination = folder / file.name
-            download(file.url, destination, checksum=file.checksum, size=file.size,
-                     progress=progress, retry=retry)
-            report.append(f"{file.name}: downloaded from {file.url}; "
-                          f"{_verification(file.checksum, destination)}")
+            download(
+                file.url,
+                destination,
+                checksum=file.checksum,
+                size=file.size,
+                progress=progress,
+                retry=retry,
+            )
+            report.append(
+                f"{file.name}: downloaded from {file.url}; "
+                f"{_verification(file.checksum, destination)}"
+            )
     finally:
         if created:
             _remove_if_empty(folder)
@@ -165,18 +213,22 @@ def fetch_source(source: Source, data_dir: Path, progress: Progress | None = Non
 
 
 def _unverified_message(source: Source, names: list[str], retry: str) -> str:
-    return (f"{source.title}: no sha256 checksum is recorded for {', '.join(names)}, so mmbench "
-            f"cannot verify what the server sends; nothing was downloaded. Run `{retry} "
-            "--trust-unverified` to install anyway (each sha256 is then printed, to compare "
-            f"with the publisher's), or obtain it yourself from {source.obtain}")
+    return (
+        f"{source.title}: no sha256 checksum is recorded for {', '.join(names)}, so mmbench "
+        f"cannot verify what the server sends; nothing was downloaded. Run `{retry} "
+        "--trust-unverified` to install anyway (each sha256 is then printed, to compare "
+        f"with the publisher's), or obtain it yourself from {source.obtain}"
+    )
 
 
 def _verification(checksum: str | None, path: Path) -> str:
     """What was verified of the downloaded ``path``, for the report."""
     if is_verified(checksum):
         return "sha256 checksum verified"
-    return (f"NOT verified, no sha256 recorded; its sha256 is {file_digest(path, 'sha256')}: "
-            "compare it with the publisher's")
+    return (
+        f"NOT verified, no sha256 recorded; its sha256 is {file_digest(path, 'sha256')}: "
+        "compare it with the publisher's"
+    )
 
 
 def _trusted(path: Path, file: DataFile) -> bool:
@@ -226,15 +278,18 @@ def _remove_if_empty(folder: Path) -> None:
         pass
 
 
-def _fetch_archive(source: Source, data_dir: Path, progress: Progress | None, retry: str,
-                   trust_unverified: bool) -> list[str]:
+def _fetch_archive(
+    source: Source, data_dir: Path, progress: Progress | None, retry: str, trust_unverified: bool
+) -> list[str]:
     archive = source.archive
     target = source.folder_in(data_dir)
     if all(find(data_dir, source, f) for f in source.files):
         return [f"{source.name}: every file present in {target}, kept"]
     if target.exists():
-        raise DataError(f"{target} exists but misses files of {source.title}; move it away and "
-                        f"run `{retry}` again to download and unpack {archive.url}")
+        raise DataError(
+            f"{target} exists but misses files of {source.title}; move it away and "
+            f"run `{retry}` again to download and unpack {archive.url}"
+        )
     if not is_verified(archive.checksum) and not trust_unverified:
         raise DataError(_unverified_message(source, [archive.filename], retry))
     staging = data_dir / STAGING
@@ -242,19 +297,29 @@ def _fetch_archive(source: Source, data_dir: Path, progress: Progress | None, re
     unpacking = staging / f"{source.name}.unpacking.{socket.gethostname()}.{os.getpid()}"
     try:
         if archive_path.exists():  # left complete by a fetch killed while unpacking
-            if not (is_verified(archive.checksum)
-                    and checksum_matches(archive_path, archive.checksum)[0]):
+            if not (
+                is_verified(archive.checksum)
+                and checksum_matches(archive_path, archive.checksum)[0]
+            ):
                 archive_path.unlink()
         if not archive_path.exists():
-            download(archive.url, archive_path, checksum=archive.checksum, size=archive.size,
-                     progress=progress, retry=retry)
+            download(
+                archive.url,
+                archive_path,
+                checksum=archive.checksum,
+                size=archive.size,
+                progress=progress,
+                retry=retry,
+            )
         verification = _verification(archive.checksum, archive_path)
         try:
             folder = _unpack(archive_path, archive.url, archive.marker, unpacking, retry)
             absent = [f.name for f in source.files if not find_in(folder, f)]
             if absent:
-                raise DataError(f"{archive.url}: the archive lacks {absent} of {source.title}; it "
-                                "was deleted and nothing was installed")
+                raise DataError(
+                    f"{archive.url}: the archive lacks {absent} of {source.title}; it "
+                    "was deleted and nothing was installed"
+                )
             os.replace(folder, target)
         finally:
             archive_path.unlink(missing_ok=True)
@@ -274,13 +339,19 @@ def _unpack(archive_path: Path, url: str, marker: str, unpacking: Path, retry: s
         with tarfile.open(archive_path) as tar:
             tar.extractall(unpacking, filter="data")
     except tarfile.FilterError as error:
-        raise DataError(f"{url}: the archive holds a member that is refused ({error}); it was "
-                        "deleted and nothing was installed") from None
+        raise DataError(
+            f"{url}: the archive holds a member that is refused ({error}); it was "
+            "deleted and nothing was installed"
+        ) from None
     except (tarfile.TarError, EOFError, OSError, zlib.error) as error:
-        raise DataError(f"{url}: cannot unpack {archive_path.name} ({error}); it was deleted, run "
-                        f"`{retry}` again") from None
+        raise DataError(
+            f"{url}: cannot unpack {archive_path.name} ({error}); it was deleted, run "
+            f"`{retry}` again"
+        ) from None
     holders = sorted(unpacking.rglob(marker), key=lambda p: len(p.parts))
     if not holders:
-        raise DataError(f"{url}: the archive holds no {marker}, so it is not the expected "
-                        "archive; it was deleted and nothing was installed")
+        raise DataError(
+            f"{url}: the archive holds no {marker}, so it is not the expected "
+            "archive; it was deleted and nothing was installed"
+        )
     return holders[0].parent

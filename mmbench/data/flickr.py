@@ -8,6 +8,7 @@ several files concatenated in sorted name order), ``text/text_all_2000_labelled.
 set), and the unlabelled part ``image/unlabelled/combined-*.npy`` with
 ``text/text_all_2000_unlabelled.npz`` (about 975,000 images).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,8 +32,7 @@ def read_feature_files(paths: list[Path], rows: np.ndarray | None = None) -> np.
     ``paths``, as float32 (n, d). Files are memory-mapped, so only the wanted rows are read."""
     matrices = [np.load(path, mmap_mode="r") for path in paths]
     for path, matrix in zip(paths, matrices):
-        check_shape(matrix, (None, matrices[0].shape[1]),
-                    f"{path} (as wide as {paths[0].name})")
+        check_shape(matrix, (None, matrices[0].shape[1]), f"{path} (as wide as {paths[0].name})")
     if rows is None:
         return np.concatenate([np.asarray(m, dtype=np.float32) for m in matrices])
     starts = np.cumsum([0] + [len(m) for m in matrices])
@@ -52,11 +52,13 @@ def read_tags(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def read_vocabulary(path: Path, n_tags: int) -> tuple[str, ...]:
     """The tags of ``vocab.txt``, one per line (the first word of the line)."""
-    words = tuple(line.split()[0] for line in path.read_text(encoding="utf-8").splitlines()
-                  if line.strip())
+    words = tuple(
+        line.split()[0] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
+    )
     if len(words) != n_tags:
-        raise DataError(f"{path} lists {len(words)} tags; expected {n_tags}, one per column of the "
-                        "tag matrix")
+        raise DataError(
+            f"{path} lists {len(words)} tags; expected {n_tags}, one per column of the tag matrix"
+        )
     return words
 
 
@@ -70,17 +72,28 @@ def _zscore_with(train: np.ndarray):
 
 
 @register_dataset("flickr")
-def flickr(seed: Seed = 0, data_dir: Path | None = None,
-           split: Annotated[int, Field(ge=1, le=N_SPLITS, description=(
-               "which of the 5 published train / valid / test splits"))] = 1,
-           standardize: Annotated[bool, Field(description=(
-               "z-score the image features with training statistics"))] = True,
-           unlabelled: Annotated[bool, Field(description=(
-               "also return the unlabelled images (two-stage training)"))] = False,
-           min_tags: Annotated[int, Field(ge=0, description=(
-               "unlabelled images with fewer distinct tags are left out"))] = 2,
-           max_unlabelled: Annotated[Count | None, Field(description=(
-               "unlabelled images kept, drawn at random (null: all)"))] = None) -> DataSplits:
+def flickr(
+    seed: Seed = 0,
+    data_dir: Path | None = None,
+    split: Annotated[
+        int,
+        Field(
+            ge=1, le=N_SPLITS, description=("which of the 5 published train / valid / test splits")
+        ),
+    ] = 1,
+    standardize: Annotated[
+        bool, Field(description=("z-score the image features with training statistics"))
+    ] = True,
+    unlabelled: Annotated[
+        bool, Field(description=("also return the unlabelled images (two-stage training)"))
+    ] = False,
+    min_tags: Annotated[
+        int, Field(ge=0, description=("unlabelled images with fewer distinct tags are left out"))
+    ] = 2,
+    max_unlabelled: Annotated[
+        Count | None, Field(description=("unlabelled images kept, drawn at random (null: all)"))
+    ] = None,
+) -> DataSplits:
     """MIR-Flickr: "image" (observed, 3857-D, Gaussian) and "tags" (missing, 2000-D {0, 1},
     Bernoulli; tag counts binarised), 38 labels per image.
 
@@ -102,22 +115,34 @@ def flickr(seed: Seed = 0, data_dir: Path | None = None,
     check_shape(tags, (n, None), f"{tags_path} (one row per labelled image)")
     check_shape(labels, (n, None), f"{labels_path} (one row per labelled image)")
     if not np.isin(labels, (0, 1)).all():
-        raise DataError(f"{labels_path} holds values other than 0 and 1; expected label "
-                        "indicators (n, 38)")
+        raise DataError(
+            f"{labels_path} holds values other than 0 and 1; expected label indicators (n, 38)"
+        )
     vocabulary = read_vocabulary(locate_one(data_dir, "flickr", "text/vocab.txt"), tags.shape[1])
     parts = {part: _split_indices(data_dir, part, split, n) for part in ("train", "valid", "test")}
     zscore = _zscore_with(images[parts["train"]]) if standardize else (lambda array: array)
-    everything = Views({"image": zscore(images), "tags": tags.toarray().astype(np.float32)},
-                       ("image",), ("tags",), labels.astype(np.int64),
-                       modalities={"image": Modality("gaussian"),
-                                   "tags": Modality("bernoulli", vocabulary=vocabulary)})
+    everything = Views(
+        {"image": zscore(images), "tags": tags.toarray().astype(np.float32)},
+        ("image",),
+        ("tags",),
+        labels.astype(np.int64),
+        modalities={
+            "image": Modality("gaussian"),
+            "tags": Modality("bernoulli", vocabulary=vocabulary),
+        },
+    )
     info: dict[str, object] = {"split": split, "standardized": standardize}
     if unlabelled:
-        info["unlabelled"] = _unlabelled(data_dir, zscore, min_tags, max_unlabelled,
-                                         np.random.default_rng(seed))
+        info["unlabelled"] = _unlabelled(
+            data_dir, zscore, min_tags, max_unlabelled, np.random.default_rng(seed)
+        )
         info.update(n_unlabelled=len(info["unlabelled"]["image"]), min_tags=min_tags)
-    return DataSplits("flickr", *(everything.subset(parts[p]) for p in ("train", "valid", "test")),
-                      n_classes=labels.shape[1], info=info)
+    return DataSplits(
+        "flickr",
+        *(everything.subset(parts[p]) for p in ("train", "valid", "test")),
+        n_classes=labels.shape[1],
+        info=info,
+    )
 
 
 def _split_indices(data_dir: Path, part: str, split: int, n: int) -> np.ndarray:
@@ -125,23 +150,31 @@ def _split_indices(data_dir: Path, part: str, split: int, n: int) -> np.ndarray:
     indices = np.load(path)
     check_shape(indices, (None,), str(path))
     if indices.size and (indices.min() < 0 or indices.max() >= n):
-        raise DataError(f"{path} holds rows {indices.min()}..{indices.max()}; expected rows of "
-                        f"the {n} labelled images (0..{n - 1})")
+        raise DataError(
+            f"{path} holds rows {indices.min()}..{indices.max()}; expected rows of "
+            f"the {n} labelled images (0..{n - 1})"
+        )
     return indices.astype(np.int64)
 
 
-def _unlabelled(data_dir: Path, zscore, min_tags: int, max_unlabelled: int | None,
-                rng: np.random.Generator) -> dict[str, np.ndarray]:
+def _unlabelled(
+    data_dir: Path, zscore, min_tags: int, max_unlabelled: int | None, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
     """The unlabelled images with at least ``min_tags`` tags:
     {"image": (m, d), "tags": (m, 2000)}."""
     image_paths = locate(data_dir, "flickr", "image/unlabelled/combined-*.npy")
     tags_path = locate_one(data_dir, "flickr", "text/text_all_2000_unlabelled.npz")
     tags, tag_counts = read_tags(tags_path)
     n_images = sum(len(np.load(p, mmap_mode="r")) for p in image_paths)
-    check_shape(tags, (n_images, None), f"{tags_path} (one row per unlabelled image in "
-                f"{image_paths[0].parent})")
+    check_shape(
+        tags,
+        (n_images, None),
+        f"{tags_path} (one row per unlabelled image in {image_paths[0].parent})",
+    )
     rows = np.flatnonzero(tag_counts >= min_tags)
     if max_unlabelled is not None and max_unlabelled < len(rows):
         rows = np.sort(rng.choice(rows, size=max_unlabelled, replace=False))
-    return {"image": zscore(read_feature_files(image_paths, rows)),
-            "tags": tags[rows].toarray().astype(np.float32)}
+    return {
+        "image": zscore(read_feature_files(image_paths, rows)),
+        "tags": tags[rows].toarray().astype(np.float32),
+    }

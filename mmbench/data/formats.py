@@ -6,12 +6,14 @@
 - Sparse CSR matrices saved as ``.npz`` with arrays ``data``, ``indices``, ``indptr``, ``shape``
   (MIR-Flickr tags).
 """
+
 from __future__ import annotations
 
 import gzip
 import struct
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,25 +31,31 @@ def read_idx(path: Path) -> np.ndarray:
     e.g. (60000, 28, 28) for MNIST training images and (60000,) for their labels."""
     with open(path, "rb") as raw:
         compressed = raw.read(2) == _GZIP_MAGIC
-    with (gzip.open(path, "rb") if compressed else open(path, "rb")) as stream:
+    with gzip.open(path, "rb") if compressed else open(path, "rb") as stream:
         try:
             content = stream.read()
         except (OSError, EOFError) as error:
-            raise DataError(f"{path}: cannot decompress ({error}); the file is damaged, "
-                            "delete it and fetch it again") from None
+            raise DataError(
+                f"{path}: cannot decompress ({error}); the file is damaged, "
+                "delete it and fetch it again"
+            ) from None
     if len(content) < 4:
         raise DataError(f"{path}: {len(content)} bytes is too short for an IDX file")
     zero, type_code, ndim = struct.unpack(">HBB", content[:4])
     if zero != 0 or type_code != _IDX_UNSIGNED_BYTE or ndim == 0:
-        raise DataError(f"{path}: not an IDX file of unsigned bytes (header "
-                        f"{content[:4].hex()}; expected 0000 08 followed by the number of "
-                        "dimensions)")
+        raise DataError(
+            f"{path}: not an IDX file of unsigned bytes (header "
+            f"{content[:4].hex()}; expected 0000 08 followed by the number of "
+            "dimensions)"
+        )
     header_size = 4 + 4 * ndim
     dims = struct.unpack(f">{ndim}I", content[4:header_size])
     values = np.frombuffer(content, dtype=np.uint8, offset=header_size)
     if values.size != int(np.prod(dims)):
-        raise DataError(f"{path}: the header promises shape {dims} ({int(np.prod(dims))} values) "
-                        f"but the file holds {values.size}; it is truncated, fetch it again")
+        raise DataError(
+            f"{path}: the header promises shape {dims} ({int(np.prod(dims))} values) "
+            f"but the file holds {values.size}; it is truncated, fetch it again"
+        )
     return values.reshape(dims)
 
 
@@ -66,8 +74,13 @@ def read_mat(path: Path, keys: Sequence[str]) -> dict[str, np.ndarray]:
             return {key: np.asarray(stored[key]).T for key in keys}
     try:
         contents = scipy.io.loadmat(path, variable_names=list(keys))
-    except (scipy.io.matlab.MatReadError, ValueError, TypeError, OSError,
-            NotImplementedError) as error:
+    except (
+        scipy.io.matlab.MatReadError,
+        ValueError,
+        TypeError,
+        OSError,
+        NotImplementedError,
+    ) as error:
         raise DataError(f"{path}: not a readable MATLAB v5 or v7.3 file ({error})") from None
     if any(key not in contents for key in keys):
         _require_keys(path, keys, [name for name, _, _ in scipy.io.whosmat(path)])
@@ -77,8 +90,10 @@ def read_mat(path: Path, keys: Sequence[str]) -> dict[str, np.ndarray]:
 def _require_keys(path: Path, keys: Sequence[str], present: Sequence[str]) -> None:
     missing = [key for key in keys if key not in present]
     if missing:
-        raise DataError(f"{path}: no variable(s) {missing}; the file has {sorted(present)}, "
-                        f"expected {list(keys)}")
+        raise DataError(
+            f"{path}: no variable(s) {missing}; the file has {sorted(present)}, "
+            f"expected {list(keys)}"
+        )
 
 
 def read_sparse_npz(path: Path) -> scipy.sparse.csr_matrix:
@@ -90,10 +105,12 @@ def read_sparse_npz(path: Path) -> scipy.sparse.csr_matrix:
         shape = tuple(int(s) for s in stored["shape"])
         try:
             return scipy.sparse.csr_matrix(
-                (stored["data"], stored["indices"], stored["indptr"]), shape=shape)
+                (stored["data"], stored["indices"], stored["indptr"]), shape=shape
+            )
         except ValueError as error:
-            raise DataError(f"{path}: data/indices/indptr do not form a CSR matrix of shape "
-                            f"{shape} ({error})") from None
+            raise DataError(
+                f"{path}: data/indices/indptr do not form a CSR matrix of shape {shape} ({error})"
+            ) from None
 
 
 def check_shape(array: np.ndarray, expected: tuple[int | None, ...], where: str) -> None:
@@ -102,7 +119,8 @@ def check_shape(array: np.ndarray, expected: tuple[int | None, ...], where: str)
     ``where`` names the array, e.g. ``"/data/MNIST.mat: X1"``.
     """
     matches = array.ndim == len(expected) and all(
-        e is None or e == s for e, s in zip(expected, array.shape))
+        e is None or e == s for e, s in zip(expected, array.shape)
+    )
     if not matches:
         wanted = "(" + ", ".join("n" if e is None else str(e) for e in expected) + ")"
         raise DataError(f"{where} has shape {array.shape}; expected {wanted}")
@@ -117,7 +135,9 @@ def column(array: np.ndarray, where: str) -> np.ndarray:
 
 def check_label_range(labels: np.ndarray, low: int, high: int, where: str) -> None:
     """Raise a :class:`DataError` unless every label is an integer in [low, high]."""
-    if labels.size and (labels.min() < low or labels.max() > high
-                        or not np.all(labels == np.round(labels))):
-        raise DataError(f"{where} holds labels {labels.min()}..{labels.max()}; expected integers "
-                        f"{low}..{high}")
+    if labels.size and (
+        labels.min() < low or labels.max() > high or not np.all(labels == np.round(labels))
+    ):
+        raise DataError(
+            f"{where} holds labels {labels.min()}..{labels.max()}; expected integers {low}..{high}"
+        )

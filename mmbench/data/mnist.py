@@ -7,6 +7,7 @@
 
 Pixels are float32 in [0, 1]; images are flattened row by row (SVHN as height, width, channel).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -30,12 +31,16 @@ SVHN_SHAPE = (32, 32, 3)
 SPLITS = ("train", "valid", "test")
 _IDX_PREFIX = {"train": "train", "test": "t10k"}
 
-MaxAngle = Annotated[float, Field(ge=0, le=180, description=(
-    "rotations are drawn from U[-max_angle, max_angle] degrees"))]
+MaxAngle = Annotated[
+    float,
+    Field(ge=0, le=180, description=("rotations are drawn from U[-max_angle, max_angle] degrees")),
+]
 PairsPerImage = Annotated[Count, Field(description="random pairings of each image (Shi et al.)")]
 MaxPerClass = Annotated[Count, Field(description="images of each class used for pairing")]
-ValidFraction = Annotated[Fraction, Field(description=(
-    "share of the training images of each class held out for validation pairs"))]
+ValidFraction = Annotated[
+    Fraction,
+    Field(description=("share of the training images of each class held out for validation pairs")),
+]
 Pairs = Annotated[Count | None, Field(description="pairs kept, drawn at random (null: all)")]
 
 
@@ -65,7 +70,7 @@ def read_svhn(data_dir: Path, part: str) -> tuple[np.ndarray, np.ndarray]:
 
 def digits_from_1_to_10(labels: np.ndarray) -> np.ndarray:
     """Digit classes 0..9 from the MATLAB convention 1..10 where 10 stands for the digit 0."""
-    return (np.asarray(labels).astype(np.int64) % 10)
+    return np.asarray(labels).astype(np.int64) % 10
 
 
 def _pixels(images: np.ndarray) -> np.ndarray:
@@ -75,20 +80,37 @@ def _pixels(images: np.ndarray) -> np.ndarray:
 
 # --- noisy 2-view MNIST --------------------------------------------------------------------------
 
+
 def _noisy_views(x1: np.ndarray, x2: np.ndarray, labels: np.ndarray) -> Views:
-    return Views({"x1": x1, "x2": x2}, ("x1",), ("x2",), labels,
-                 modalities={"x1": Modality("bernoulli", MNIST_SHAPE),
-                             "x2": Modality("gaussian", MNIST_SHAPE)})
+    return Views(
+        {"x1": x1, "x2": x2},
+        ("x1",),
+        ("x2",),
+        labels,
+        modalities={
+            "x1": Modality("bernoulli", MNIST_SHAPE),
+            "x2": Modality("gaussian", MNIST_SHAPE),
+        },
+    )
 
 
 @register_dataset("mnist_noisy")
-def mnist_noisy(seed: Seed = 0, data_dir: Path | None = None,
-                source: Annotated[Literal["idx", "mat"], Field(description=(
-                    "build the views from the MNIST IDX files, or read Wang et al.'s "
-                    "MNIST.mat"))] = "idx",
-                n_valid: Annotated[Count, Field(description=(
-                    "last training digits that form the tune split (idx)"))] = 10000,
-                max_angle: MaxAngle = 45.0) -> DataSplits:
+def mnist_noisy(
+    seed: Seed = 0,
+    data_dir: Path | None = None,
+    source: Annotated[
+        Literal["idx", "mat"],
+        Field(
+            description=(
+                "build the views from the MNIST IDX files, or read Wang et al.'s MNIST.mat"
+            )
+        ),
+    ] = "idx",
+    n_valid: Annotated[
+        Count, Field(description=("last training digits that form the tune split (idx)"))
+    ] = 10000,
+    max_angle: MaxAngle = 45.0,
+) -> DataSplits:
     """Wang et al.'s noisy 2-view MNIST: 50,000 / 10,000 / 10,000 train / tune / test digits.
 
     x1 (observed, 784-D): the digit rotated by an angle from U[-max_angle, max_angle] degrees;
@@ -107,26 +129,39 @@ def mnist_noisy(seed: Seed = 0, data_dir: Path | None = None,
     train_images, train_labels = read_mnist(data_dir, "train")
     test_images, test_labels = read_mnist(data_dir, "test")
     if not 0 < n_valid < len(train_images):
-        raise DataError(f"mnist_noisy: n_valid={n_valid} must lie in 1..{len(train_images) - 1} "
-                        f"(the training file has {len(train_images)} digits)")
+        raise DataError(
+            f"mnist_noisy: n_valid={n_valid} must lie in 1..{len(train_images) - 1} "
+            f"(the training file has {len(train_images)} digits)"
+        )
     cut = len(train_images) - n_valid
-    parts = {"train": (train_images[:cut], train_labels[:cut]),
-             "valid": (train_images[cut:], train_labels[cut:]),
-             "test": (test_images, test_labels)}
+    parts = {
+        "train": (train_images[:cut], train_labels[:cut]),
+        "valid": (train_images[cut:], train_labels[cut:]),
+        "test": (test_images, test_labels),
+    }
     rng = np.random.default_rng(seed)
     views = {}
     for split, (images, labels) in parts.items():
         x1, x2 = noisy_two_view(images.astype(np.float32) / 255.0, labels, rng, max_angle)
         views[split] = _noisy_views(x1, x2, labels)
-    return DataSplits("mnist_noisy", views["train"], views["valid"], views["test"], n_classes=10,
-                      info={"source": "idx", "seed": seed, "max_angle": max_angle})
+    return DataSplits(
+        "mnist_noisy",
+        views["train"],
+        views["valid"],
+        views["test"],
+        n_classes=10,
+        info={"source": "idx", "seed": seed, "max_angle": max_angle},
+    )
 
 
 def _read_wang_mnist(data_dir: Path) -> list[Views]:
     """Train, tune and test :class:`Views` of Wang et al.'s ``MNIST.mat``."""
     path = locate_one(data_dir, "mnist_wang", "MNIST.mat")
-    keys = {"train": ("X1", "X2", "trainLabel"), "valid": ("XV1", "XV2", "tuneLabel"),
-            "test": ("XTe1", "XTe2", "testLabel")}
+    keys = {
+        "train": ("X1", "X2", "trainLabel"),
+        "valid": ("XV1", "XV2", "tuneLabel"),
+        "test": ("XTe1", "XTe2", "testLabel"),
+    }
     stored = read_mat(path, [k for split in SPLITS for k in keys[split]])
     views = []
     for split in SPLITS:
@@ -135,8 +170,13 @@ def _read_wang_mnist(data_dir: Path) -> list[Views]:
         check_label_range(labels, 1, 10, f"{path}: {label_key}")
         for key in (view1_key, view2_key):
             check_shape(stored[key], (len(labels), 784), f"{path}: {key} (one row per label)")
-        views.append(_noisy_views(_row_major(stored[view1_key]), _row_major(stored[view2_key]),
-                                  digits_from_1_to_10(labels)))
+        views.append(
+            _noisy_views(
+                _row_major(stored[view1_key]),
+                _row_major(stored[view2_key]),
+                digits_from_1_to_10(labels),
+            )
+        )
     return views
 
 
@@ -149,8 +189,14 @@ def _row_major(columns_first: np.ndarray) -> np.ndarray:
 
 # --- MNIST-SVHN pairing --------------------------------------------------------------------------
 
-def pair_by_class(labels_a: np.ndarray, labels_b: np.ndarray, pairs_per_image: int,
-                  max_per_class: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+
+def pair_by_class(
+    labels_a: np.ndarray,
+    labels_b: np.ndarray,
+    pairs_per_image: int,
+    max_per_class: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
     """Shi et al.'s (MMVAE) random pairing of two labelled collections by class.
 
     For each class c: n_c = min(#a of class c, #b of class c, max_per_class); the first n_c
@@ -171,8 +217,9 @@ def pair_by_class(labels_a: np.ndarray, labels_b: np.ndarray, pairs_per_image: i
     return np.concatenate(into_a), np.concatenate(into_b)
 
 
-def random_member_of_class(candidate_labels: np.ndarray, wanted: np.ndarray,
-                           rng: np.random.Generator) -> np.ndarray:
+def random_member_of_class(
+    candidate_labels: np.ndarray, wanted: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     """For each class in ``wanted`` (k,), the position of a candidate of that class drawn
     uniformly at random (with replacement) from ``candidate_labels`` (n,)."""
     order = np.argsort(candidate_labels, kind="stable")
@@ -210,38 +257,58 @@ class DigitPairs:
 
     def pixels(self) -> dict[str, np.ndarray]:
         """{"mnist": (k, 784), "svhn": (k, 3072)} float32 pixels in [0, 1] of the pairs."""
-        return {"mnist": _pixels(self.mnist_images[self.mnist]),
-                "svhn": _pixels(self.svhn_images[self.svhn])}
+        return {
+            "mnist": _pixels(self.mnist_images[self.mnist]),
+            "svhn": _pixels(self.svhn_images[self.svhn]),
+        }
 
 
-def _pair_digits(data_dir: Path, rng: np.random.Generator, pairs_per_image: int,
-                 max_per_class: int, valid_fraction: float,
-                 sizes: dict[str, int | None]) -> dict[str, DigitPairs]:
+def _pair_digits(
+    data_dir: Path,
+    rng: np.random.Generator,
+    pairs_per_image: int,
+    max_per_class: int,
+    valid_fraction: float,
+    sizes: dict[str, int | None],
+) -> dict[str, DigitPairs]:
     """The MNIST-SVHN pairs of each split, {split: DigitPairs}, in the order of ``SPLITS``.
 
     Validation images are held out from the training files (stratified, ``valid_fraction`` of
     each) before pairing, so no image is in both a training and a validation pair. A split with
     more pairs than ``sizes[split]`` keeps that many, drawn at random (None keeps every pair).
     """
-    files = {part: (read_mnist(data_dir, part), read_svhn(data_dir, part))
-             for part in ("train", "test")}
+    files = {
+        part: (read_mnist(data_dir, part), read_svhn(data_dir, part)) for part in ("train", "test")
+    }
     (_, mnist_train_labels), (_, svhn_train_labels) = files["train"]
-    mnist_fit, mnist_valid = stratified_split(mnist_train_labels,
-                                              (1 - valid_fraction, valid_fraction), rng)
-    svhn_fit, svhn_valid = stratified_split(svhn_train_labels,
-                                            (1 - valid_fraction, valid_fraction), rng)
+    mnist_fit, mnist_valid = stratified_split(
+        mnist_train_labels, (1 - valid_fraction, valid_fraction), rng
+    )
+    svhn_fit, svhn_valid = stratified_split(
+        svhn_train_labels, (1 - valid_fraction, valid_fraction), rng
+    )
     (mnist_test, _), (svhn_test, _) = files["test"]
-    pools = {"train": ("train", mnist_fit, svhn_fit),
-             "valid": ("train", mnist_valid, svhn_valid),
-             "test": ("test", np.arange(len(mnist_test)), np.arange(len(svhn_test)))}
+    pools = {
+        "train": ("train", mnist_fit, svhn_fit),
+        "valid": ("train", mnist_valid, svhn_valid),
+        "test": ("test", np.arange(len(mnist_test)), np.arange(len(svhn_test))),
+    }
     pairs = {}
     for split, (part, mnist_pool, svhn_pool) in pools.items():
         (mnist_images, mnist_labels), (svhn_images, svhn_labels) = files[part]
-        into_mnist, into_svhn = pair_by_class(mnist_labels[mnist_pool], svhn_labels[svhn_pool],
-                                              pairs_per_image, max_per_class, rng)
+        into_mnist, into_svhn = pair_by_class(
+            mnist_labels[mnist_pool], svhn_labels[svhn_pool], pairs_per_image, max_per_class, rng
+        )
         keep = _subsample(len(into_mnist), sizes[split], rng)
-        pairs[split] = DigitPairs(part, mnist_pool[into_mnist[keep]], svhn_pool[into_svhn[keep]],
-                                  mnist_pool, mnist_images, mnist_labels, svhn_images)
+        pairs[split] = DigitPairs(
+            part,
+            mnist_pool[into_mnist[keep]],
+            svhn_pool[into_svhn[keep]],
+            mnist_pool,
+            mnist_images,
+            mnist_labels,
+            svhn_images,
+        )
     return pairs
 
 
@@ -262,25 +329,49 @@ def _pairs_digest(pairs: dict[str, dict[str, np.ndarray]]) -> str:
     return digest.hexdigest()
 
 
-def _paired_splits(name: str, views: dict[str, Views], indices: dict[str, dict[str, np.ndarray]],
-                   pairs: dict[str, DigitPairs], seed: int, pairs_per_image: int) -> DataSplits:
+def _paired_splits(
+    name: str,
+    views: dict[str, Views],
+    indices: dict[str, dict[str, np.ndarray]],
+    pairs: dict[str, DigitPairs],
+    seed: int,
+    pairs_per_image: int,
+) -> DataSplits:
     """The splits of a paired-digits data set, with the pairing recorded in ``info``."""
-    return DataSplits(name, views["train"], views["valid"], views["test"], n_classes=10,
-                      info={"seed": seed, "pairs_per_image": pairs_per_image,
-                            "pair_files": {s: pairs[s].part for s in SPLITS},
-                            "pairs": indices, "pairs_sha256": _pairs_digest(indices)})
+    return DataSplits(
+        name,
+        views["train"],
+        views["valid"],
+        views["test"],
+        n_classes=10,
+        info={
+            "seed": seed,
+            "pairs_per_image": pairs_per_image,
+            "pair_files": {s: pairs[s].part for s in SPLITS},
+            "pairs": indices,
+            "pairs_sha256": _pairs_digest(indices),
+        },
+    )
 
 
-_DIGIT_MODALITIES = {"mnist": Modality("bernoulli", MNIST_SHAPE),
-                     "mnist_rotated": Modality("bernoulli", MNIST_SHAPE),
-                     "svhn": Modality("bernoulli", SVHN_SHAPE)}
+_DIGIT_MODALITIES = {
+    "mnist": Modality("bernoulli", MNIST_SHAPE),
+    "mnist_rotated": Modality("bernoulli", MNIST_SHAPE),
+    "svhn": Modality("bernoulli", SVHN_SHAPE),
+}
 
 
 @register_dataset("mnist_svhn")
-def mnist_svhn(seed: Seed = 0, data_dir: Path | None = None, pairs_per_image: PairsPerImage = 20,
-               max_per_class: MaxPerClass = 10000, valid_fraction: ValidFraction = 0.1,
-               n_train: Pairs = 80000, n_valid: Pairs = 10000,
-               n_test: Pairs = 20000) -> DataSplits:
+def mnist_svhn(
+    seed: Seed = 0,
+    data_dir: Path | None = None,
+    pairs_per_image: PairsPerImage = 20,
+    max_per_class: MaxPerClass = 10000,
+    valid_fraction: ValidFraction = 0.1,
+    n_train: Pairs = 80000,
+    n_valid: Pairs = 10000,
+    n_test: Pairs = 20000,
+) -> DataSplits:
     """MNIST (observed "mnist", 784-D) paired with an SVHN digit of the same class (missing
     "svhn", 32x32x3 -> 3072-D), both Bernoulli in [0, 1].
 
@@ -294,30 +385,52 @@ def mnist_svhn(seed: Seed = 0, data_dir: Path | None = None, pairs_per_image: Pa
     ``info["pairs"]`` holds, per split, the positions of the paired images in the MNIST and SVHN
     files ("train" files for train and valid); ``info["pairs_sha256"]`` identifies them.
     """
-    pairs = _pair_digits(data_dir, np.random.default_rng(seed), pairs_per_image, max_per_class,
-                         valid_fraction, {"train": n_train, "valid": n_valid, "test": n_test})
-    views = {split: Views(paired.pixels(), ("mnist",), ("svhn",), paired.labels,
-                          modalities=_DIGIT_MODALITIES) for split, paired in pairs.items()}
-    indices = {split: {"mnist": paired.mnist, "svhn": paired.svhn}
-               for split, paired in pairs.items()}
+    pairs = _pair_digits(
+        data_dir,
+        np.random.default_rng(seed),
+        pairs_per_image,
+        max_per_class,
+        valid_fraction,
+        {"train": n_train, "valid": n_valid, "test": n_test},
+    )
+    views = {
+        split: Views(
+            paired.pixels(), ("mnist",), ("svhn",), paired.labels, modalities=_DIGIT_MODALITIES
+        )
+        for split, paired in pairs.items()
+    }
+    indices = {
+        split: {"mnist": paired.mnist, "svhn": paired.svhn} for split, paired in pairs.items()
+    }
     return _paired_splits("mnist_svhn", views, indices, pairs, seed, pairs_per_image)
 
 
 def _observed_proper_subset(options: dict) -> str | None:
     """Rule of ``mnist3``: at least one modality observed and at least one missing."""
     if set(options["observed"]) == set(_DIGIT_MODALITIES):
-        return (f"observed={list(options['observed'])} leaves no modality missing; observe one "
-                "or two of 'mnist', 'mnist_rotated', 'svhn'")
+        return (
+            f"observed={list(options['observed'])} leaves no modality missing; observe one "
+            "or two of 'mnist', 'mnist_rotated', 'svhn'"
+        )
     return None
 
 
 @register_dataset("mnist3", rules=(_observed_proper_subset,))
-def mnist3(seed: Seed = 0, data_dir: Path | None = None,
-           observed: Annotated[tuple[Literal["mnist", "mnist_rotated", "svhn"], ...], Field(
-               min_length=1, description="the modalities available at test time")] = ("mnist",),
-           pairs_per_image: PairsPerImage = 20, max_per_class: MaxPerClass = 10000,
-           valid_fraction: ValidFraction = 0.1, n_train: Pairs = 30000, n_valid: Pairs = 3000,
-           n_test: Pairs = 7000, max_angle: MaxAngle = 45.0) -> DataSplits:
+def mnist3(
+    seed: Seed = 0,
+    data_dir: Path | None = None,
+    observed: Annotated[
+        tuple[Literal["mnist", "mnist_rotated", "svhn"], ...],
+        Field(min_length=1, description="the modalities available at test time"),
+    ] = ("mnist",),
+    pairs_per_image: PairsPerImage = 20,
+    max_per_class: MaxPerClass = 10000,
+    valid_fraction: ValidFraction = 0.1,
+    n_train: Pairs = 30000,
+    n_valid: Pairs = 3000,
+    n_test: Pairs = 7000,
+    max_angle: MaxAngle = 45.0,
+) -> DataSplits:
     """3-modality MNIST (CMMD paper Sec. 4.3.1): "mnist" (784-D), "mnist_rotated" (784-D) and
     "svhn" (3072-D) of one class per sample, all Bernoulli in [0, 1].
 
@@ -329,19 +442,29 @@ def mnist3(seed: Seed = 0, data_dir: Path | None = None,
     observed = tuple(observed)
     missing = tuple(m for m in _DIGIT_MODALITIES if m not in observed)
     rng = np.random.default_rng(seed)
-    pairs = _pair_digits(data_dir, rng, pairs_per_image, max_per_class, valid_fraction,
-                         {"train": n_train, "valid": n_valid, "test": n_test})
+    pairs = _pair_digits(
+        data_dir,
+        rng,
+        pairs_per_image,
+        max_per_class,
+        valid_fraction,
+        {"train": n_train, "valid": n_valid, "test": n_test},
+    )
     views, indices = {}, {}
     for split, paired in pairs.items():
         labels = paired.labels
         pool = paired.mnist_pool
         rotated = pool[random_member_of_class(paired.mnist_digits[pool], labels, rng)]
         angles = rng.uniform(-max_angle, max_angle, size=len(labels))
-        rotated_pixels = rotate_images(paired.mnist_images[rotated].astype(np.float32) / 255.0,
-                                       angles)
+        rotated_pixels = rotate_images(
+            paired.mnist_images[rotated].astype(np.float32) / 255.0, angles
+        )
         pixels = paired.pixels()
-        data = {"mnist": pixels["mnist"], "mnist_rotated": rotated_pixels.reshape(len(labels), -1),
-                "svhn": pixels["svhn"]}
+        data = {
+            "mnist": pixels["mnist"],
+            "mnist_rotated": rotated_pixels.reshape(len(labels), -1),
+            "svhn": pixels["svhn"],
+        }
         views[split] = Views(data, observed, missing, labels, modalities=_DIGIT_MODALITIES)
         indices[split] = {"mnist": paired.mnist, "mnist_rotated": rotated, "svhn": paired.svhn}
     return _paired_splits("mnist3", views, indices, pairs, seed, pairs_per_image)

@@ -10,15 +10,17 @@ a bool, a float or the string "1"), a number must be finite, ranges and choices 
 stays a list. Rules that tie several options together (``valid_fraction + test_fraction < 1``)
 are functions given to ``register_dataset``; each returns a problem or None.
 """
+
 from __future__ import annotations
 
 import inspect
 import os
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Annotated, Any, Callable, Literal, Union
+from functools import cache
+from typing import Annotated, Any, Literal, Union
 
 import annotated_types
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
@@ -28,8 +30,12 @@ from mmbench.data.errors import DataError
 
 INJECTED = ("data_dir", "base_dir")  # set by mmbench (--data-dir, the suite's folder), not a suite
 Rule = Callable[[dict[str, Any]], str | None]
-_BOUNDS = ((annotated_types.Gt, "gt", ">"), (annotated_types.Ge, "ge", ">="),
-           (annotated_types.Lt, "lt", "<"), (annotated_types.Le, "le", "<="))
+_BOUNDS = (
+    (annotated_types.Gt, "gt", ">"),
+    (annotated_types.Ge, "ge", ">="),
+    (annotated_types.Lt, "lt", "<"),
+    (annotated_types.Le, "le", "<="),
+)
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
 
 
@@ -43,8 +49,10 @@ def training_rows_left(options: dict[str, Any]) -> str | None:
     ``test_fraction``: together they must leave rows for training."""
     valid, test = options["valid_fraction"], options["test_fraction"]
     if valid + test >= 1:
-        return (f"valid_fraction + test_fraction = {valid} + {test} = {valid + test:g} leaves "
-                "no rows for training; their sum must be < 1")
+        return (
+            f"valid_fraction + test_fraction = {valid} + {test} = {valid + test:g} leaves "
+            "no rows for training; their sum must be < 1"
+        )
     return None
 
 
@@ -66,7 +74,7 @@ class OptionSpec:
     doc: str
 
 
-@lru_cache(maxsize=None)
+@cache
 def options_model(loader: Callable) -> type[BaseModel]:
     """The strict pydantic model of the options of ``loader`` (every keyword parameter but the
     ``INJECTED`` ones), read from its annotated signature."""
@@ -81,8 +89,9 @@ def options_model(loader: Callable) -> type[BaseModel]:
     return create_model(f"{loader.__name__}_options", __config__=config, **fields)
 
 
-def check(name: str, loader: Callable, rules: tuple[Rule, ...],
-          options: dict[str, Any]) -> dict[str, Any]:
+def check(
+    name: str, loader: Callable, rules: tuple[Rule, ...], options: dict[str, Any]
+) -> dict[str, Any]:
     """``options`` with lists as tuples and paths as strings, or an :class:`OptionError` that
     names every wrong option, its value and what is allowed."""
     given = {key: _plain(value) for key, value in options.items()}
@@ -104,9 +113,16 @@ def check(name: str, loader: Callable, rules: tuple[Rule, ...],
 
 def describe(loader: Callable) -> list[OptionSpec]:
     """Every option of ``loader`` with its default, allowed values and doc."""
-    return [OptionSpec(option, None if field.is_required() else field.default,
-                       field.is_required(), allowed(field), field.description or "")
-            for option, field in options_model(loader).model_fields.items()]
+    return [
+        OptionSpec(
+            option,
+            None if field.is_required() else field.default,
+            field.is_required(),
+            allowed(field),
+            field.description or "",
+        )
+        for option, field in options_model(loader).model_fields.items()
+    ]
 
 
 def allowed(field: FieldInfo) -> str:
@@ -134,16 +150,21 @@ def _explain(model: type[BaseModel], problem: dict) -> str:
         return f"the option {option} is required{doc}"
     where = option + "".join(f"[{i}]" for i in inner if isinstance(i, int))
     reason = problem["msg"][0].lower() + problem["msg"][1:]
-    return (f"{where}={problem['input']!r} is not allowed ({reason}); {option} must be "
-            f"{allowed(field)}{doc}")
+    return (
+        f"{where}={problem['input']!r} is not allowed ({reason}); {option} must be "
+        f"{allowed(field)}{doc}"
+    )
 
 
 def _describe_type(annotation: Any, metadata: list | tuple = ()) -> str:
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin is typing.Annotated:
         inner, *extras = args
-        unpacked = [m for extra in extras
-                    for m in (extra.metadata if isinstance(extra, FieldInfo) else [extra])]
+        unpacked = [
+            m
+            for extra in extras
+            for m in (extra.metadata if isinstance(extra, FieldInfo) else [extra])
+        ]
         return _describe_type(inner, unpacked)
     if origin in (Union, types.UnionType):
         kinds = " or ".join(_describe_type(a) for a in args if a is not type(None))
@@ -155,6 +176,10 @@ def _describe_type(annotation: Any, metadata: list | tuple = ()) -> str:
         length = f" (at least {shortest[0]})" if shortest else ""
         return f"a list{length} whose items are each {_describe_type(args[0])}"
     text = _TYPE_NAMES.get(annotation, getattr(annotation, "__name__", str(annotation)))
-    bounds = [f"{symbol} {getattr(m, attribute)}" for m in metadata
-              for kind, attribute, symbol in _BOUNDS if isinstance(m, kind)]
+    bounds = [
+        f"{symbol} {getattr(m, attribute)}"
+        for m in metadata
+        for kind, attribute, symbol in _BOUNDS
+        if isinstance(m, kind)
+    ]
     return " ".join([text, " and ".join(bounds)]) if bounds else text

@@ -12,6 +12,7 @@ md5 sums the publisher gives). No sha256 of the XRMB files or of the MIR-Flickr 
 published, and they could not be computed here (no network to the publishers): those files are
 unverified until someone records them.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -94,63 +95,113 @@ _FLICKR_SITE = "https://www.cs.toronto.edu/~nitish/multimodal/"
 
 
 def _mnist_file(name: str, sha256: str, size: int) -> DataFile:
-    return DataFile(name, _MNIST_MIRROR + name, f"sha256:{sha256}", size,
-                    also=(name.removesuffix(".gz"),))
+    return DataFile(
+        name, _MNIST_MIRROR + name, f"sha256:{sha256}", size, also=(name.removesuffix(".gz"),)
+    )
 
 
-SOURCES: dict[str, Source] = {s.name: s for s in (
-    Source(
-        "mnist", "MNIST digits, IDX files (LeCun et al.)", "mnist",
-        (_mnist_file("train-images-idx3-ubyte.gz",
-                     "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609", 9912422),
-         _mnist_file("train-labels-idx1-ubyte.gz",
-                     "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c", 28881),
-         _mnist_file("t10k-images-idx3-ubyte.gz",
-                     "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6", 1648877),
-         _mnist_file("t10k-labels-idx1-ubyte.gz",
-                     "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6", 4542)),
-        datasets=("mnist_noisy", "mnist_svhn", "mnist3"),
-        obtain=f"{_MNIST_MIRROR} (a mirror of yann.lecun.com/exdb/mnist)"),
-    Source(
-        "svhn", "SVHN cropped digits, .mat files (Netzer et al.)", "svhn",
-        (DataFile("train_32x32.mat", _SVHN_SITE + "train_32x32.mat",
-                  "sha256:435e94d69a87fde4fd4d7f3dd208dfc32cb6ae8af2240d066de1df7508d083b8",
-                  182040794),
-         DataFile("test_32x32.mat", _SVHN_SITE + "test_32x32.mat",
-                  "sha256:cdce80dfb2a2c4c6160906d0bd7c68ec5a99d7ca4831afa54f09182025b6a75b",
-                  64275384)),
-        datasets=("mnist_svhn", "mnist3"),
-        obtain=_SVHN_SITE),
-    Source(
-        "mnist_wang", "Wang et al.'s noisy MNIST.mat (mnist_noisy, source: mat)",
-        "mnist_wang", (DataFile("MNIST.mat"),),
-        datasets=(),
-        obtain="Wang et al.'s DCCA code, https://ttic.uchicago.edu/~wwang5/papers/dcca.tgz, whose "
-               "createMNIST.m writes MNIST.mat (MATLAB); or use mnist_noisy with source: idx, "
-               "which builds the same construction from the public MNIST files"),
-    Source(
-        "xrmb", "XRMB acoustic + articulatory frames (Wang et al.'s preprocessing)", "xrmb",
-        (DataFile("XRMBf2KALDI_window7_single1.mat",
-                  _XRMB_SITE + "XRMBf2KALDI_window7_single1.mat"),
-         DataFile("XRMBf2KALDI_window7_single2.mat",
-                  _XRMB_SITE + "XRMBf2KALDI_window7_single2.mat")),
-        datasets=("xrmb",),
-        obtain=f"{_XRMB_SITE} (README: {_XRMB_SITE}README)"),
-    Source(
-        "flickr", "MIR-Flickr features, tags and labels (Srivastava & Salakhutdinov)", "flickr",
-        (DataFile("labels.npy"),
-         DataFile("text/vocab.txt"),
-         DataFile("text/text_all_2000_labelled.npz"),
-         DataFile("text/text_all_2000_unlabelled.npz"),
-         DataFile("image/labelled/combined-*.npy"),
-         DataFile("image/unlabelled/combined-*.npy"),
-         DataFile("splits/*_indices_*.npy")),
-        datasets=("flickr",),
-        obtain=f"{_FLICKR_SITE} (flickr_data.tar.gz; unpack it and rename the folder that holds "
-               "labels.npy to 'flickr')",
-        archive=Archive(_FLICKR_SITE + "flickr_data.tar.gz", "flickr_data.tar.gz",
-                        marker="labels.npy")),
-)}
+SOURCES: dict[str, Source] = {
+    s.name: s
+    for s in (
+        Source(
+            "mnist",
+            "MNIST digits, IDX files (LeCun et al.)",
+            "mnist",
+            (
+                _mnist_file(
+                    "train-images-idx3-ubyte.gz",
+                    "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+                    9912422,
+                ),
+                _mnist_file(
+                    "train-labels-idx1-ubyte.gz",
+                    "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+                    28881,
+                ),
+                _mnist_file(
+                    "t10k-images-idx3-ubyte.gz",
+                    "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+                    1648877,
+                ),
+                _mnist_file(
+                    "t10k-labels-idx1-ubyte.gz",
+                    "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+                    4542,
+                ),
+            ),
+            datasets=("mnist_noisy", "mnist_svhn", "mnist3"),
+            obtain=f"{_MNIST_MIRROR} (a mirror of yann.lecun.com/exdb/mnist)",
+        ),
+        Source(
+            "svhn",
+            "SVHN cropped digits, .mat files (Netzer et al.)",
+            "svhn",
+            (
+                DataFile(
+                    "train_32x32.mat",
+                    _SVHN_SITE + "train_32x32.mat",
+                    "sha256:435e94d69a87fde4fd4d7f3dd208dfc32cb6ae8af2240d066de1df7508d083b8",
+                    182040794,
+                ),
+                DataFile(
+                    "test_32x32.mat",
+                    _SVHN_SITE + "test_32x32.mat",
+                    "sha256:cdce80dfb2a2c4c6160906d0bd7c68ec5a99d7ca4831afa54f09182025b6a75b",
+                    64275384,
+                ),
+            ),
+            datasets=("mnist_svhn", "mnist3"),
+            obtain=_SVHN_SITE,
+        ),
+        Source(
+            "mnist_wang",
+            "Wang et al.'s noisy MNIST.mat (mnist_noisy, source: mat)",
+            "mnist_wang",
+            (DataFile("MNIST.mat"),),
+            datasets=(),
+            obtain="Wang et al.'s DCCA code, https://ttic.uchicago.edu/~wwang5/papers/dcca.tgz, whose "
+            "createMNIST.m writes MNIST.mat (MATLAB); or use mnist_noisy with source: idx, "
+            "which builds the same construction from the public MNIST files",
+        ),
+        Source(
+            "xrmb",
+            "XRMB acoustic + articulatory frames (Wang et al.'s preprocessing)",
+            "xrmb",
+            (
+                DataFile(
+                    "XRMBf2KALDI_window7_single1.mat",
+                    _XRMB_SITE + "XRMBf2KALDI_window7_single1.mat",
+                ),
+                DataFile(
+                    "XRMBf2KALDI_window7_single2.mat",
+                    _XRMB_SITE + "XRMBf2KALDI_window7_single2.mat",
+                ),
+            ),
+            datasets=("xrmb",),
+            obtain=f"{_XRMB_SITE} (README: {_XRMB_SITE}README)",
+        ),
+        Source(
+            "flickr",
+            "MIR-Flickr features, tags and labels (Srivastava & Salakhutdinov)",
+            "flickr",
+            (
+                DataFile("labels.npy"),
+                DataFile("text/vocab.txt"),
+                DataFile("text/text_all_2000_labelled.npz"),
+                DataFile("text/text_all_2000_unlabelled.npz"),
+                DataFile("image/labelled/combined-*.npy"),
+                DataFile("image/unlabelled/combined-*.npy"),
+                DataFile("splits/*_indices_*.npy"),
+            ),
+            datasets=("flickr",),
+            obtain=f"{_FLICKR_SITE} (flickr_data.tar.gz; unpack it and rename the folder that holds "
+            "labels.npy to 'flickr')",
+            archive=Archive(
+                _FLICKR_SITE + "flickr_data.tar.gz", "flickr_data.tar.gz", marker="labels.npy"
+            ),
+        ),
+    )
+}
 
 
 def sources_for(name: str) -> list[Source]:
@@ -204,12 +255,16 @@ def _missing_message(data_dir: Path, source: Source, file: DataFile) -> str:
     folder = source.folder_in(data_dir)
     alternatives = f" (or {', '.join(file.also)})" if file.also else ""
     if source.fetchable:
-        how = (f"run `mmbench data fetch {source.name}` to download it, or get it from "
-               f"{file.url or source.obtain} and put it there yourself")
+        how = (
+            f"run `mmbench data fetch {source.name}` to download it, or get it from "
+            f"{file.url or source.obtain} and put it there yourself"
+        )
     else:
         how = f"it has no public download: obtain it from {source.obtain} and put it there"
-    return (f"{source.title}: {file.name}{alternatives} not found in {folder}; {how} "
-            "(--data-dir or $MMBENCH_DATA choose another data directory)")
+    return (
+        f"{source.title}: {file.name}{alternatives} not found in {folder}; {how} "
+        "(--data-dir or $MMBENCH_DATA choose another data directory)"
+    )
 
 
 def file_digest(path: Path, algorithm: str) -> str:

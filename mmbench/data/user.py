@@ -20,6 +20,7 @@ finite in float32 (the precision models compute in); labels are not missing, not
 numbers, and hold at least 2 classes; and after the split every split holds at least
 ``MIN_SPLIT_ROWS`` rows, of at least 2 classes for class labels.
 """
+
 from __future__ import annotations
 
 import math
@@ -50,30 +51,56 @@ _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip file with members, an empty
 _NPY_MAGIC = b"\x93NUMPY"
 _PARQUET_MAGIC = b"PAR1"
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
-_WRITE_AGAIN = {"npz": "write it again with numpy.savez(path, view_<name>=..., labels=...)",
-                "parquet": "write it again with pandas.DataFrame.to_parquet"}
+_WRITE_AGAIN = {
+    "npz": "write it again with numpy.savez(path, view_<name>=..., labels=...)",
+    "parquet": "write it again with pandas.DataFrame.to_parquet",
+}
 
-UserFile = Annotated[str, Field(min_length=1, description=(
-    "your .npz / .parquet file; a relative path is looked for in the suite's folder, the "
-    "working directory, then the data directory"))]
+UserFile = Annotated[
+    str,
+    Field(
+        min_length=1,
+        description=(
+            "your .npz / .parquet file; a relative path is looked for in the suite's folder, the "
+            "working directory, then the data directory"
+        ),
+    ),
+]
 ViewNames = Annotated[tuple[str, ...], Field(description="names of views of the file")]
-Observed = Annotated[tuple[str, ...], Field(min_length=1, description=(
-    "the views available at test time"))]
-Missing = Annotated[tuple[str, ...] | None, Field(description=(
-    "the views to generate at test time (null: every view not observed)"))]
-ValidFraction = Annotated[Fraction, Field(description=(
-    "share of the rows drawn into the validation split, for files without a split"))]
-TestFraction = Annotated[Fraction, Field(description=(
-    "share of the rows drawn into the test split, for files without a split"))]
-Bernoulli = Annotated[ViewNames, Field(description=(
-    "views with values in [0, 1] modelled as Bernoulli (the others are Gaussian)"))]
-Standardize = Annotated[ViewNames, Field(description=(
-    "views z-scored with the statistics of the training split"))]
+Observed = Annotated[
+    tuple[str, ...], Field(min_length=1, description=("the views available at test time"))
+]
+Missing = Annotated[
+    tuple[str, ...] | None,
+    Field(description=("the views to generate at test time (null: every view not observed)")),
+]
+ValidFraction = Annotated[
+    Fraction,
+    Field(
+        description=("share of the rows drawn into the validation split, for files without a split")
+    ),
+]
+TestFraction = Annotated[
+    Fraction,
+    Field(description=("share of the rows drawn into the test split, for files without a split")),
+]
+Bernoulli = Annotated[
+    ViewNames,
+    Field(
+        description=("views with values in [0, 1] modelled as Bernoulli (the others are Gaussian)")
+    ),
+]
+Standardize = Annotated[
+    ViewNames, Field(description=("views z-scored with the statistics of the training split"))
+]
 
 
-def locate_user_file(path: str | os.PathLike | None, loader: str,
-                     base_dir: str | os.PathLike | None = None,
-                     data_dir: str | os.PathLike | None = None) -> Path:
+def locate_user_file(
+    path: str | os.PathLike | None,
+    loader: str,
+    base_dir: str | os.PathLike | None = None,
+    data_dir: str | os.PathLike | None = None,
+) -> Path:
     """The file ``path`` names: as given when absolute; a relative path is looked for in
     ``base_dir`` (the suite's folder), the working directory, then ``data_dir``."""
     if path is None:
@@ -87,8 +114,9 @@ def locate_user_file(path: str | os.PathLike | None, loader: str,
     for candidate in candidates:
         if candidate.is_file():
             return candidate
-    raise DataError(f"{loader}: file {path} not found (looked in "
-                    f"{', '.join(str(c) for c in candidates)})")
+    raise DataError(
+        f"{loader}: file {path} not found (looked in {', '.join(str(c) for c in candidates)})"
+    )
 
 
 def _check_signature(path: Path, kind: str) -> None:
@@ -105,8 +133,10 @@ def _check_signature(path: Path, kind: str) -> None:
     if not is_kind:
         raise DataError(f"{path}: not a .{kind} file ({_what_it_is(head)}); {_WRITE_AGAIN[kind]}")
     if kind == "parquet" and (size < 12 or tail != _PARQUET_MAGIC):
-        raise DataError(f"{path}: the parquet file is truncated (it does not end with the parquet "
-                        f"footer); {_WRITE_AGAIN[kind]}")
+        raise DataError(
+            f"{path}: the parquet file is truncated (it does not end with the parquet "
+            f"footer); {_WRITE_AGAIN[kind]}"
+        )
 
 
 def _what_it_is(head: bytes) -> str:
@@ -126,10 +156,10 @@ def _read_npz(path: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]
         with np.load(path, allow_pickle=False) as stored:
             arrays = {key: _npz_member(path, stored, key) for key in stored.files}
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as error:
-        raise DataError(f"{path}: the .npz file is damaged or truncated ({error}); "
-                        f"{_WRITE_AGAIN['npz']}") from None
-    views = {key[len("view_"):]: array for key, array in arrays.items()
-             if key.startswith("view_")}
+        raise DataError(
+            f"{path}: the .npz file is damaged or truncated ({error}); {_WRITE_AGAIN['npz']}"
+        ) from None
+    views = {key[len("view_") :]: array for key, array in arrays.items() if key.startswith("view_")}
     others = {key: array for key, array in arrays.items() if not key.startswith("view_")}
     return views, others
 
@@ -139,11 +169,14 @@ def _npz_member(path: Path, stored, key: str) -> np.ndarray:
         return stored[key]
     except ValueError as error:
         if "allow_pickle" in str(error):  # numpy's object arrays would need unpickling
-            raise DataError(f"{path}: array {key!r} holds Python objects (dtype object), which "
-                            "mmbench does not load (unpickling can run code); save it as numbers "
-                            "or strings, e.g. labels.astype(str)") from None
-        raise DataError(f"{path}: array {key!r} is damaged ({error}); "
-                        f"{_WRITE_AGAIN['npz']}") from None
+            raise DataError(
+                f"{path}: array {key!r} holds Python objects (dtype object), which "
+                "mmbench does not load (unpickling can run code); save it as numbers "
+                "or strings, e.g. labels.astype(str)"
+            ) from None
+        raise DataError(
+            f"{path}: array {key!r} is damaged ({error}); {_WRITE_AGAIN['npz']}"
+        ) from None
 
 
 def _read_parquet(path: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -152,16 +185,18 @@ def _read_parquet(path: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarr
     try:
         import pyarrow
     except ImportError:
-        raise DataError(f"{path}: reading .parquet files needs pyarrow: pip install "
-                        "'mmbench[parquet]'") from None
+        raise DataError(
+            f"{path}: reading .parquet files needs pyarrow: pip install 'mmbench[parquet]'"
+        ) from None
     import pandas as pd
 
     _check_signature(path, "parquet")
     try:
         table = pd.read_parquet(path)
     except (OSError, ValueError, pyarrow.ArrowException) as error:
-        raise DataError(f"{path}: the parquet file cannot be read ({error}); "
-                        f"{_WRITE_AGAIN['parquet']}") from None
+        raise DataError(
+            f"{path}: the parquet file cannot be read ({error}); {_WRITE_AGAIN['parquet']}"
+        ) from None
     features: dict[str, dict[int, str]] = {}
     others = {}
     for name in table.columns:
@@ -174,9 +209,11 @@ def _read_parquet(path: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarr
     for view, columns in features.items():
         missing = sorted(set(range(max(columns) + 1)) - set(columns))
         if missing:
-            raise DataError(f"{path}: view {view!r} has no column(s) "
-                            f"{[f'{view}__{i}' for i in missing[:5]]}; expected {view}__0 .. "
-                            f"{view}__{max(columns)}")
+            raise DataError(
+                f"{path}: view {view!r} has no column(s) "
+                f"{[f'{view}__{i}' for i in missing[:5]]}; expected {view}__0 .. "
+                f"{view}__{max(columns)}"
+            )
         arrays[view] = table[[columns[i] for i in range(len(columns))]].to_numpy()
     if "labels" in arrays:  # multi-label indicators, labels__0 .. labels__{L-1}
         others["labels"] = arrays.pop("labels")
@@ -188,8 +225,10 @@ def _missing_labels(labels: np.ndarray) -> np.ndarray:
     if labels.dtype.kind == "f":
         return ~np.isfinite(labels)
     if labels.dtype.kind == "O":
-        return np.array([v is None or (isinstance(v, float) and not math.isfinite(v))
-                         for v in labels], dtype=bool)
+        return np.array(
+            [v is None or (isinstance(v, float) and not math.isfinite(v)) for v in labels],
+            dtype=bool,
+        )
     return np.zeros(len(labels), dtype=bool)
 
 
@@ -200,38 +239,54 @@ def _class_ids(labels: np.ndarray, where: str) -> tuple[np.ndarray, list | None]
         bad = ~np.isin(labels, (0, 1))
         if bad.any():
             row, column = np.argwhere(bad)[0]
-            raise DataError(f"{where}: 2-D labels must be 0/1 indicators (n, n_labels); row "
-                            f"{row}, column {column} holds {labels[row, column].item()!r}")
+            raise DataError(
+                f"{where}: 2-D labels must be 0/1 indicators (n, n_labels); row "
+                f"{row}, column {column} holds {labels[row, column].item()!r}"
+            )
         return labels.astype(np.int64), None
     check_shape(labels, (None,), where)
     absent = _missing_labels(labels)
     if absent.any():
-        raise DataError(f"{where} are missing (NaN, inf or None) in {int(absent.sum())} of "
-                        f"{len(labels)} rows, first at row {int(np.argmax(absent))}; give every "
-                        "row a class, or drop the unlabelled rows")
+        raise DataError(
+            f"{where} are missing (NaN, inf or None) in {int(absent.sum())} of "
+            f"{len(labels)} rows, first at row {int(np.argmax(absent))}; give every "
+            "row a class, or drop the unlabelled rows"
+        )
     if labels.dtype.kind == "f" and not np.all(labels == np.round(labels)):
         example = labels[np.argmax(labels != np.round(labels))]
-        raise DataError(f"{where} hold fractional numbers (e.g. {example:g}; "
-                        f"{len(np.unique(labels))} distinct values in {len(labels)} rows); labels "
-                        "are classes: use integers or strings, or bin a continuous target into "
-                        "classes")
+        raise DataError(
+            f"{where} hold fractional numbers (e.g. {example:g}; "
+            f"{len(np.unique(labels))} distinct values in {len(labels)} rows); labels "
+            "are classes: use integers or strings, or bin a continuous target into "
+            "classes"
+        )
     classes, ids = np.unique(labels, return_inverse=True)
     if len(classes) < MIN_CLASSES:
-        raise DataError(f"{where} hold a single class ({classes.tolist()[0]!r}) in all "
-                        f"{len(labels)} rows; classification needs at least {MIN_CLASSES} classes")
+        raise DataError(
+            f"{where} hold a single class ({classes.tolist()[0]!r}) in all "
+            f"{len(labels)} rows; classification needs at least {MIN_CLASSES} classes"
+        )
     return ids.astype(np.int64), classes.tolist()
 
 
-def _split_positions(split: np.ndarray | None, labels: np.ndarray, valid_fraction: float,
-                     test_fraction: float, seed: int, where: str) -> tuple[list[np.ndarray], str]:
+def _split_positions(
+    split: np.ndarray | None,
+    labels: np.ndarray,
+    valid_fraction: float,
+    test_fraction: float,
+    seed: int,
+    where: str,
+) -> tuple[list[np.ndarray], str]:
     """Positions of the train, valid and test samples: from the ``split`` column, else a seeded
     split stratified by class (plain random for multi-label data); and where they come from."""
     if split is None:
         strata = labels if labels.ndim == 1 else np.zeros(len(labels), dtype=np.int64)
         fractions = (1 - valid_fraction - test_fraction, valid_fraction, test_fraction)
-        return (stratified_split(strata, fractions, np.random.default_rng(seed)),
-                f"random with valid_fraction {valid_fraction} and test_fraction "
-                f"{test_fraction}, stratified by class, seed {seed}")
+        return (
+            stratified_split(strata, fractions, np.random.default_rng(seed)),
+            f"random with valid_fraction {valid_fraction} and test_fraction "
+            f"{test_fraction}, stratified by class, seed {seed}",
+        )
     names = np.char.strip(np.asarray(split).astype(str))
     unknown = sorted(set(np.unique(names).tolist()) - set(SPLIT_NAMES))
     if unknown:
@@ -239,8 +294,13 @@ def _split_positions(split: np.ndarray | None, labels: np.ndarray, valid_fractio
     return [np.flatnonzero(names == s) for s in SPLIT_NAMES], "from the file's split column"
 
 
-def _check_splits(path: Path, positions: list[np.ndarray], labels: np.ndarray, origin: str,
-                  smallest_fraction: float | None) -> None:
+def _check_splits(
+    path: Path,
+    positions: list[np.ndarray],
+    labels: np.ndarray,
+    origin: str,
+    smallest_fraction: float | None,
+) -> None:
     """Every split must hold ``MIN_SPLIT_ROWS`` rows, of ``MIN_CLASSES`` classes for class
     labels. ``smallest_fraction``: the smaller of valid_fraction and test_fraction of a random
     split (None for a split from the file), to say which classes are too small."""
@@ -251,7 +311,8 @@ def _check_splits(path: Path, positions: list[np.ndarray], labels: np.ndarray, o
             continue
         held = f"{len(rows)} row(s)" + ("" if multilabel else f" of {n_classes} class(es)")
         needed = f"at least {MIN_SPLIT_ROWS} rows" + (
-            "" if multilabel else f" of at least {MIN_CLASSES} classes")
+            "" if multilabel else f" of at least {MIN_CLASSES} classes"
+        )
         if smallest_fraction is None:
             fix = "move rows of more classes into it in the split column"
         else:
@@ -260,11 +321,15 @@ def _check_splits(path: Path, positions: list[np.ndarray], labels: np.ndarray, o
                 enough = math.ceil(1 / smallest_fraction)
                 small = int((np.bincount(labels) < enough).sum())
                 if small:
-                    fix = (f"{small} of the {labels.max() + 1} classes have fewer than {enough} "
-                           f"rows, too few to reach every split; merge small classes or add "
-                           "rows")
-        raise DataError(f"{path}: after the split ({origin}) the {name} split holds {held}; "
-                        f"every split needs {needed}: {fix}")
+                    fix = (
+                        f"{small} of the {labels.max() + 1} classes have fewer than {enough} "
+                        f"rows, too few to reach every split; merge small classes or add "
+                        "rows"
+                    )
+        raise DataError(
+            f"{path}: after the split ({origin}) the {name} split holds {held}; "
+            f"every split needs {needed}: {fix}"
+        )
 
 
 def _view_values(path: Path, name: str, array: np.ndarray, n: int) -> np.ndarray:
@@ -274,8 +339,9 @@ def _view_values(path: Path, name: str, array: np.ndarray, n: int) -> np.ndarray
     if array.dtype.kind not in "biuf":
         raise DataError(f"{where} holds {array.dtype} values; a view must hold numbers")
     if array.size == 0:
-        raise DataError(f"{where} has shape {array.shape}, no columns; a view needs at least one "
-                        "value per row")
+        raise DataError(
+            f"{where} has shape {array.shape}, no columns; a view needs at least one value per row"
+        )
     rows = array.reshape(n, -1)
     with np.errstate(over="ignore", invalid="ignore"):
         values = rows.astype(np.float32)
@@ -293,21 +359,32 @@ def _view_values(path: Path, name: str, array: np.ndarray, n: int) -> np.ndarray
     original = rows[row, column]
     count = f"{values.size - int(finite.sum())} value(s) in all"
     if np.isfinite(original):
-        raise DataError(f"{where} holds {original:g} at {position} ({count}), beyond the float32 "
-                        f"range (±{_FLOAT32_MAX:.2g}) that models compute in; rescale the view")
-    raise DataError(f"{where} holds {original} at {position} ({count}); every value must be a "
-                    "finite number: drop or impute those rows")
+        raise DataError(
+            f"{where} holds {original:g} at {position} ({count}), beyond the float32 "
+            f"range (±{_FLOAT32_MAX:.2g}) that models compute in; rescale the view"
+        )
+    raise DataError(
+        f"{where} holds {original} at {position} ({count}); every value must be a "
+        "finite number: drop or impute those rows"
+    )
 
 
-def _check_contents(loader: str, path: Path, views: dict[str, np.ndarray],
-                    others: dict[str, np.ndarray], roles: dict[str, tuple[str, ...]]) -> None:
+def _check_contents(
+    loader: str,
+    path: Path,
+    views: dict[str, np.ndarray],
+    others: dict[str, np.ndarray],
+    roles: dict[str, tuple[str, ...]],
+) -> None:
     """Raise a :class:`DataError` for missing labels or views, unsafe view names, unexpected
     entries, or options (observed, missing, bernoulli, standardize: ``roles``) naming views the
     file does not have."""
     unexpected = sorted(set(others) - {"labels", "groups", "split"})
     if unexpected:
-        raise DataError(f"{path}: unexpected entries {unexpected}; expected view_<name> (npz) or "
-                        "<view>__<i> (parquet) views, labels, and optionally groups and split")
+        raise DataError(
+            f"{path}: unexpected entries {unexpected}; expected view_<name> (npz) or "
+            "<view>__<i> (parquet) views, labels, and optionally groups and split"
+        )
     if "labels" not in others:
         raise DataError(f"{path}: no labels; add an array (npz) or column (parquet) named labels")
     if not views:
@@ -316,17 +393,20 @@ def _check_contents(loader: str, path: Path, views: dict[str, np.ndarray],
         try:
             safe_name("view name", name)
         except UnsafePath as error:
-            raise DataError(f"{path}: {error} (figures are written per view); rename that view "
-                            "in the file") from None
+            raise DataError(
+                f"{path}: {error} (figures are written per view); rename that view in the file"
+            ) from None
     for option, names in roles.items():
         unknown = sorted(set(names) - set(views))
         if unknown:
-            raise DataError(f"{loader}: {option} names {unknown}; the views in {path} are "
-                            f"{list(views)}")
+            raise DataError(
+                f"{loader}: {option} names {unknown}; the views in {path} are {list(views)}"
+            )
 
 
-def _modality_arrays(path: Path, views: dict[str, np.ndarray], n: int,
-                     bernoulli: tuple[str, ...]) -> tuple[dict, dict]:
+def _modality_arrays(
+    path: Path, views: dict[str, np.ndarray], n: int, bernoulli: tuple[str, ...]
+) -> tuple[dict, dict]:
     """Each view as float32 (n, d) and its :class:`Modality` (image shape kept for views stored
     with more than two axes)."""
     data, modalities = {}, {}
@@ -335,49 +415,88 @@ def _modality_arrays(path: Path, views: dict[str, np.ndarray], n: int,
         image_shape = tuple(array.shape[1:]) if array.ndim > 2 else None
         modalities[name] = Modality("bernoulli" if name in bernoulli else "gaussian", image_shape)
         if name in bernoulli and (data[name].min() < 0 or data[name].max() > 1):
-            raise DataError(f"{path}: view {name!r} has values outside [0, 1], so it cannot be "
-                            "Bernoulli; leave it out of the option bernoulli")
+            raise DataError(
+                f"{path}: view {name!r} has values outside [0, 1], so it cannot be "
+                "Bernoulli; leave it out of the option bernoulli"
+            )
     return data, modalities
 
 
-def _user_splits(loader: str, path: Path, views: dict[str, np.ndarray],
-                 others: dict[str, np.ndarray], observed, missing, seed: int,
-                 valid_fraction: float, test_fraction: float, bernoulli,
-                 standardize) -> DataSplits:
+def _user_splits(
+    loader: str,
+    path: Path,
+    views: dict[str, np.ndarray],
+    others: dict[str, np.ndarray],
+    observed,
+    missing,
+    seed: int,
+    valid_fraction: float,
+    test_fraction: float,
+    bernoulli,
+    standardize,
+) -> DataSplits:
     """The :class:`DataSplits` of a user's file read into ``views`` and ``others`` (labels,
     groups, split); the options are those of :func:`npz`."""
     observed = tuple(observed or ())
     missing = tuple(m for m in views if m not in observed) if missing is None else tuple(missing)
     bernoulli, standardize = tuple(bernoulli), tuple(standardize)
-    _check_contents(loader, path, views, others, {"observed": observed, "missing": missing,
-                                                  "bernoulli": bernoulli,
-                                                  "standardize": standardize})
+    _check_contents(
+        loader,
+        path,
+        views,
+        others,
+        {
+            "observed": observed,
+            "missing": missing,
+            "bernoulli": bernoulli,
+            "standardize": standardize,
+        },
+    )
     raw_labels = np.asarray(others["labels"])
     if raw_labels.ndim == 0 or len(raw_labels) == 0:
-        raise DataError(f"{path}: no rows (labels has shape {raw_labels.shape}); the file needs "
-                        "one row per sample")
+        raise DataError(
+            f"{path}: no rows (labels has shape {raw_labels.shape}); the file needs "
+            "one row per sample"
+        )
     labels, classes = _class_ids(raw_labels, f"{path}: labels")
     n = len(labels)
     data, modalities = _modality_arrays(path, views, n, bernoulli)
     for optional in ("groups", "split"):
         if optional in others:
             check_shape(others[optional], (n,), f"{path}: {optional} (one per label)")
-    positions, split_origin = _split_positions(others.get("split"), labels, valid_fraction,
-                                               test_fraction, seed, str(path))
-    _check_splits(path, positions, labels, split_origin,
-                  None if "split" in others else min(valid_fraction, test_fraction))
+    positions, split_origin = _split_positions(
+        others.get("split"), labels, valid_fraction, test_fraction, seed, str(path)
+    )
+    _check_splits(
+        path,
+        positions,
+        labels,
+        split_origin,
+        None if "split" in others else min(valid_fraction, test_fraction),
+    )
     everything = Views(data, observed, missing, labels, others.get("groups"), modalities)
-    splits = DataSplits(loader, *(everything.subset(p) for p in positions),
-                        n_classes=labels.shape[1] if labels.ndim == 2 else len(classes),
-                        info={"path": str(path), "split": split_origin, "classes": classes})
+    splits = DataSplits(
+        loader,
+        *(everything.subset(p) for p in positions),
+        n_classes=labels.shape[1] if labels.ndim == 2 else len(classes),
+        info={"path": str(path), "split": split_origin, "classes": classes},
+    )
     return standardize_on_train(splits, standardize)
 
 
 @register_dataset("npz", rules=(training_rows_left,))
-def npz(path: UserFile, observed: Observed, missing: Missing = None, seed: Seed = 0,
-        data_dir: Path | None = None, base_dir: Path | None = None,
-        valid_fraction: ValidFraction = 0.1, test_fraction: TestFraction = 0.2,
-        bernoulli: Bernoulli = (), standardize: Standardize = ()) -> DataSplits:
+def npz(
+    path: UserFile,
+    observed: Observed,
+    missing: Missing = None,
+    seed: Seed = 0,
+    data_dir: Path | None = None,
+    base_dir: Path | None = None,
+    valid_fraction: ValidFraction = 0.1,
+    test_fraction: TestFraction = 0.2,
+    bernoulli: Bernoulli = (),
+    standardize: Standardize = (),
+) -> DataSplits:
     """Your own views from an .npz file (layout and checks in this module's docstring).
 
     observed: the views available at test time; missing: the views to generate (default: every
@@ -389,18 +508,48 @@ def npz(path: UserFile, observed: Observed, missing: Missing = None, seed: Seed 
     """
     file = locate_user_file(path, "npz", base_dir, data_dir)
     views, others = _read_npz(file)
-    return _user_splits("npz", file, views, others, observed, missing, seed, valid_fraction,
-                        test_fraction, bernoulli, standardize)
+    return _user_splits(
+        "npz",
+        file,
+        views,
+        others,
+        observed,
+        missing,
+        seed,
+        valid_fraction,
+        test_fraction,
+        bernoulli,
+        standardize,
+    )
 
 
 @register_dataset("parquet", rules=(training_rows_left,))
-def parquet(path: UserFile, observed: Observed, missing: Missing = None, seed: Seed = 0,
-            data_dir: Path | None = None, base_dir: Path | None = None,
-            valid_fraction: ValidFraction = 0.1, test_fraction: TestFraction = 0.2,
-            bernoulli: Bernoulli = (), standardize: Standardize = ()) -> DataSplits:
+def parquet(
+    path: UserFile,
+    observed: Observed,
+    missing: Missing = None,
+    seed: Seed = 0,
+    data_dir: Path | None = None,
+    base_dir: Path | None = None,
+    valid_fraction: ValidFraction = 0.1,
+    test_fraction: TestFraction = 0.2,
+    bernoulli: Bernoulli = (),
+    standardize: Standardize = (),
+) -> DataSplits:
     """Your own views from a .parquet file with columns ``<view>__<i>`` (see :func:`npz` for the
     options and this module's docstring for the layout and checks)."""
     file = locate_user_file(path, "parquet", base_dir, data_dir)
     views, others = _read_parquet(file)
-    return _user_splits("parquet", file, views, others, observed, missing, seed, valid_fraction,
-                        test_fraction, bernoulli, standardize)
+    return _user_splits(
+        "parquet",
+        file,
+        views,
+        others,
+        observed,
+        missing,
+        seed,
+        valid_fraction,
+        test_fraction,
+        bernoulli,
+        standardize,
+    )

@@ -17,6 +17,7 @@ difference: their loaders validate on the test frames (folds) or on the first 3,
 speaker); mmbench never selects on test frames, and validates on ``valid_fraction`` of the
 training frames instead. ``standardize`` z-scores views with training statistics.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -38,9 +39,11 @@ ACOUSTIC_DIM, ARTICULATORY_DIM, N_PHONES = 273, 112, 40
 FOLD_SPEAKERS = ((1, 3), (43, 45), (10, 13), (27, 29))  # paper Table 1
 TEST_SPEAKERS = (7, 16, 20, 21, 23, 28, 31, 35)  # paper Table 6
 PARTS = ("train", "tune", "test")
-_KEYS = {"train": ("X1", "X2", "trainLabel", "trainID"),
-         "tune": ("XV1", "XV2", "tuneLabel", "tuneID"),
-         "test": ("XTe1", "XTe2", "testLabel", "testID")}
+_KEYS = {
+    "train": ("X1", "X2", "trainLabel", "trainID"),
+    "tune": ("XV1", "XV2", "tuneLabel", "tuneID"),
+    "test": ("XTe1", "XTe2", "testLabel", "testID"),
+}
 
 
 def read_xrmb(data_dir: Path) -> tuple[Views, np.ndarray, int]:
@@ -62,10 +65,16 @@ def read_xrmb(data_dir: Path) -> tuple[Views, np.ndarray, int]:
         n = len(part_labels)
         part_speakers = column(articulatory_stored[speaker_key], f"{path2}: {speaker_key}")
         check_shape(part_speakers, (n,), f"{path2}: {speaker_key} (one speaker per {label_key})")
-        check_shape(acoustic_stored[acoustic_key], (n, ACOUSTIC_DIM),
-                    f"{path1}: {acoustic_key} (one row per {label_key} of {path2.name})")
-        check_shape(articulatory_stored[articulatory_key], (n, ARTICULATORY_DIM),
-                    f"{path2}: {articulatory_key} (one row per {label_key})")
+        check_shape(
+            acoustic_stored[acoustic_key],
+            (n, ACOUSTIC_DIM),
+            f"{path1}: {acoustic_key} (one row per {label_key} of {path2.name})",
+        )
+        check_shape(
+            articulatory_stored[articulatory_key],
+            (n, ARTICULATORY_DIM),
+            f"{path2}: {articulatory_key} (one row per {label_key})",
+        )
         acoustic.append(acoustic_stored.pop(acoustic_key).astype(np.float32))
         articulatory.append(articulatory_stored.pop(articulatory_key).astype(np.float32))
         labels.append(part_labels)
@@ -73,12 +82,14 @@ def read_xrmb(data_dir: Path) -> tuple[Views, np.ndarray, int]:
         parts.append(np.full(n, index, dtype=np.int8))
     labels = np.concatenate(labels)
     offset = _label_offset(labels, f"{path2}: trainLabel/tuneLabel/testLabel")
-    frames = Views({"acoustic": np.concatenate(acoustic),
-                    "articulatory": np.concatenate(articulatory)},
-                   ("acoustic",), ("articulatory",), labels.astype(np.int64) - offset,
-                   groups=np.concatenate(speakers),
-                   modalities={"acoustic": Modality("gaussian"),
-                               "articulatory": Modality("gaussian")})
+    frames = Views(
+        {"acoustic": np.concatenate(acoustic), "articulatory": np.concatenate(articulatory)},
+        ("acoustic",),
+        ("articulatory",),
+        labels.astype(np.int64) - offset,
+        groups=np.concatenate(speakers),
+        modalities={"acoustic": Modality("gaussian"), "articulatory": Modality("gaussian")},
+    )
     return frames, np.concatenate(parts), offset
 
 
@@ -96,8 +107,10 @@ def _speaker_frames(speakers: np.ndarray, wanted, what: str) -> np.ndarray:
     """Boolean mask (n,) of the frames of speakers ``wanted``; each must have frames."""
     absent = sorted(set(wanted) - set(np.unique(speakers).tolist()))
     if absent:
-        raise DataError(f"xrmb: {what} {absent} have no frames in the XRMB files "
-                        f"(speakers present: {np.unique(speakers).tolist()})")
+        raise DataError(
+            f"xrmb: {what} {absent} have no frames in the XRMB files "
+            f"(speakers present: {np.unique(speakers).tolist()})"
+        )
     return np.isin(speakers, list(wanted))
 
 
@@ -107,38 +120,69 @@ def _protocol_needs(options: dict) -> str | None:
     if len(set(parts)) != len(parts):
         return f"parts={list(parts)} names a part twice"
     if protocol == "speakers" and "train" not in parts:
-        return (f"protocol speakers trains on the train part, which parts={list(parts)} leaves "
-                "out; add train")
+        return (
+            f"protocol speakers trains on the train part, which parts={list(parts)} leaves "
+            "out; add train"
+        )
     if protocol == "speakers" and speaker is not None and speaker not in TEST_SPEAKERS:
         return f"speaker={speaker} is not one of the test speakers {list(TEST_SPEAKERS)}"
     if protocol == "per_speaker" and speaker is None:
-        return (f"protocol per_speaker needs the option speaker (e.g. one of "
-                f"{list(TEST_SPEAKERS)})")
+        return f"protocol per_speaker needs the option speaker (e.g. one of {list(TEST_SPEAKERS)})"
     return None
 
 
 @register_dataset("xrmb", rules=(_protocol_needs,))
-def xrmb(seed: Seed = 0, data_dir: Path | None = None,
-         protocol: Annotated[Literal["folds", "speakers", "per_speaker"], Field(description=(
-             "the CMMD paper's protocol: Table 1 folds, Table 6 speakers, Sec. 4.4 one "
-             "speaker"))] = "folds",
-         fold: Annotated[int, Field(ge=1, le=len(FOLD_SPEAKERS), description=(
-             "the held-out speaker pair of protocol folds"))] = 1,
-         fold_train: Annotated[Literal["folds", "rest"], Field(description=(
-             "protocol folds trains on the other folds' speakers, or on every other "
-             "speaker"))] = "folds",
-         speaker: Annotated[int | None, Field(description=(
-             "the test speaker (speakers: one of the eight; per_speaker: required)"))] = None,
-         valid_fraction: Annotated[Fraction, Field(description=(
-             "share of the training frames held out for validation"))] = 0.1,
-         test_fraction: Annotated[Fraction, Field(description=(
-             "share of the speaker's frames in the test split (per_speaker)"))] = 0.3,
-         parts: Annotated[tuple[Literal["train", "tune", "test"], ...], Field(
-             min_length=1, description="parts of the files whose frames are pooled (the "
-             "authors' loaders: train and test)")] = ("train", "test"),
-         standardize: Annotated[tuple[Literal["acoustic", "articulatory"], ...], Field(
-             description="modalities z-scored with training statistics (the authors' loaders: "
-             "none)")] = ()) -> DataSplits:
+def xrmb(
+    seed: Seed = 0,
+    data_dir: Path | None = None,
+    protocol: Annotated[
+        Literal["folds", "speakers", "per_speaker"],
+        Field(
+            description=(
+                "the CMMD paper's protocol: Table 1 folds, Table 6 speakers, Sec. 4.4 one speaker"
+            )
+        ),
+    ] = "folds",
+    fold: Annotated[
+        int,
+        Field(
+            ge=1, le=len(FOLD_SPEAKERS), description=("the held-out speaker pair of protocol folds")
+        ),
+    ] = 1,
+    fold_train: Annotated[
+        Literal["folds", "rest"],
+        Field(
+            description=(
+                "protocol folds trains on the other folds' speakers, or on every other speaker"
+            )
+        ),
+    ] = "folds",
+    speaker: Annotated[
+        int | None,
+        Field(description=("the test speaker (speakers: one of the eight; per_speaker: required)")),
+    ] = None,
+    valid_fraction: Annotated[
+        Fraction, Field(description=("share of the training frames held out for validation"))
+    ] = 0.1,
+    test_fraction: Annotated[
+        Fraction,
+        Field(description=("share of the speaker's frames in the test split (per_speaker)")),
+    ] = 0.3,
+    parts: Annotated[
+        tuple[Literal["train", "tune", "test"], ...],
+        Field(
+            min_length=1,
+            description="parts of the files whose frames are pooled (the "
+            "authors' loaders: train and test)",
+        ),
+    ] = ("train", "test"),
+    standardize: Annotated[
+        tuple[Literal["acoustic", "articulatory"], ...],
+        Field(
+            description="modalities z-scored with training statistics (the authors' loaders: none)"
+        ),
+    ] = (),
+) -> DataSplits:
     """XRMB under one of the CMMD paper's protocols (the frames of ``parts`` pooled first).
 
     protocol:
@@ -162,22 +206,44 @@ def xrmb(seed: Seed = 0, data_dir: Path | None = None,
     pooled = np.isin(part_of_frame, [PARTS.index(part) for part in parts])
     frames, part_of_frame = frames.subset(np.flatnonzero(pooled)), part_of_frame[pooled]
     rng = np.random.default_rng(seed)
-    train, test, details = _protocol_split(frames, part_of_frame, rng, protocol, fold,
-                                           fold_train, speaker, test_fraction)
-    fit, valid = (train[p] for p in stratified_split(
-        frames.labels[train], (1 - valid_fraction, valid_fraction), rng))
-    info = {"protocol": protocol, **details, "seed": seed, "label_offset": offset,
-            "parts": list(parts), "standardized": list(standardize),
-            "train_speakers": np.unique(frames.groups[fit]).tolist(),
-            "test_speakers": np.unique(frames.groups[test]).tolist()}
-    splits = DataSplits("xrmb", frames.subset(fit), frames.subset(valid), frames.subset(test),
-                        n_classes=N_PHONES, info=info)
+    train, test, details = _protocol_split(
+        frames, part_of_frame, rng, protocol, fold, fold_train, speaker, test_fraction
+    )
+    fit, valid = (
+        train[p]
+        for p in stratified_split(frames.labels[train], (1 - valid_fraction, valid_fraction), rng)
+    )
+    info = {
+        "protocol": protocol,
+        **details,
+        "seed": seed,
+        "label_offset": offset,
+        "parts": list(parts),
+        "standardized": list(standardize),
+        "train_speakers": np.unique(frames.groups[fit]).tolist(),
+        "test_speakers": np.unique(frames.groups[test]).tolist(),
+    }
+    splits = DataSplits(
+        "xrmb",
+        frames.subset(fit),
+        frames.subset(valid),
+        frames.subset(test),
+        n_classes=N_PHONES,
+        info=info,
+    )
     return standardize_on_train(splits, tuple(standardize))
 
 
-def _protocol_split(frames: Views, parts: np.ndarray, rng: np.random.Generator, protocol: str,
-                    fold: int, fold_train: str, speaker: int | None,
-                    test_fraction: float) -> tuple[np.ndarray, np.ndarray, dict]:
+def _protocol_split(
+    frames: Views,
+    parts: np.ndarray,
+    rng: np.random.Generator,
+    protocol: str,
+    fold: int,
+    fold_train: str,
+    speaker: int | None,
+    test_fraction: float,
+) -> tuple[np.ndarray, np.ndarray, dict]:
     """Positions of the training and test frames under ``protocol`` (see :func:`xrmb`), and the
     protocol's settings for the record."""
     speakers = frames.groups
@@ -185,8 +251,11 @@ def _protocol_split(frames: Views, parts: np.ndarray, rng: np.random.Generator, 
         held_out = FOLD_SPEAKERS[fold - 1]
         is_test = _speaker_frames(speakers, held_out, f"the speakers of fold {fold}")
         others = [s for pair in FOLD_SPEAKERS if pair != held_out for s in pair]
-        is_train = (_speaker_frames(speakers, others, "the fold speakers") if fold_train == "folds"
-                    else ~is_test)
+        is_train = (
+            _speaker_frames(speakers, others, "the fold speakers")
+            if fold_train == "folds"
+            else ~is_test
+        )
         details = {"fold": fold, "fold_train": fold_train}
     elif protocol == "speakers":
         chosen = TEST_SPEAKERS if speaker is None else (speaker,)

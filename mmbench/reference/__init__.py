@@ -3,6 +3,7 @@
 ``cmmd_paper_results.csv``: the figures the CMMD paper publishes (one row per table, data set,
 split, model and metric), shown as "paper" beside ours by ``mmbench table``.
 """
+
 from __future__ import annotations
 
 from importlib.resources import files

@@ -5,6 +5,7 @@ line to its name (the better half on the left, the other half on the right), the
 difference as a bar above the axis, and a thick bar under every group of models whose average
 ranks differ by less than the critical difference (no significant difference among them).
 """
+
 from __future__ import annotations
 
 import math
@@ -56,14 +57,25 @@ def plot_cd(result: RankResult, width: float = 6.75) -> Figure:
     ax.plot([x(1), x(cd_end)], [0.15, 0.15], color="black", linewidth=1.2)
     for end in (1, cd_end):
         ax.plot([x(end), x(end)], [0.11, 0.19], color="black", linewidth=0.8)
-    ax.text((x(1) + x(cd_end)) / 2, 0.1, f"CD = {result.cd:.2f}", ha="center", va="bottom",
-            fontsize=FONT_SIZE)
+    ax.text(
+        (x(1) + x(cd_end)) / 2,
+        0.1,
+        f"CD = {result.cd:.2f}",
+        ha="center",
+        va="bottom",
+        fontsize=FONT_SIZE,
+    )
 
     bars_y = axis_y + 0.1
     for position, group in enumerate(groups):
         y = bars_y + 0.08 * position
-        ax.plot([x(ranked[group[0]]) - 0.04, x(ranked[group[-1]]) + 0.04], [y, y],
-                color="black", linewidth=2.5, solid_capstyle="round")
+        ax.plot(
+            [x(ranked[group[0]]) - 0.04, x(ranked[group[-1]]) + 0.04],
+            [y, y],
+            color="black",
+            linewidth=2.5,
+            solid_capstyle="round",
+        )
     names_y = bars_y + 0.08 * len(groups) + LINE_INCHES
     for position, rank in enumerate(ranked.to_numpy()):
         on_left = position < half
@@ -71,8 +83,14 @@ def plot_cd(result: RankResult, width: float = 6.75) -> Figure:
         y = names_y + LINE_INCHES * row
         end = left - 0.1 if on_left else right + 0.1
         ax.plot([x(rank), x(rank), end], [axis_y, y, y], color="black", linewidth=0.8)
-        ax.text(end - 0.05 if on_left else end + 0.05, y, names[position],
-                ha="right" if on_left else "left", va="center", fontsize=FONT_SIZE)
+        ax.text(
+            end - 0.05 if on_left else end + 0.05,
+            y,
+            names[position],
+            ha="right" if on_left else "left",
+            va="center",
+            fontsize=FONT_SIZE,
+        )
     return fig
 
 

@@ -15,6 +15,7 @@ eps; a curve is the share of collapsed dimensions along an eps grid. The four pa
 
 The figure is drawn at the width it is printed at, as a row of four panels or a 2 x 2 grid.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -70,14 +71,15 @@ PANELS = (
 
 
 def eps_grid(spec: str, points: int) -> np.ndarray:
-    """"0:6" with 40 points -> numpy.linspace(0, 6, 40) (the official CMMD grid)."""
+    """ "0:6" with 40 points -> numpy.linspace(0, 6, 40) (the official CMMD grid)."""
     try:
         start, stop = (float(part) for part in spec.split(":"))
     except ValueError:
         raise ReportError(f"eps range {spec!r}: expected START:STOP, e.g. 0:6") from None
     if stop <= start or points < 2:
-        raise ReportError(f"eps range {spec!r} with {points} points: need STOP > START and "
-                          "at least 2 points")
+        raise ReportError(
+            f"eps range {spec!r} with {points} points: need STOP > START and at least 2 points"
+        )
     return np.linspace(start, stop, points)
 
 
@@ -95,9 +97,14 @@ def panel_values(stats: PosteriorStats) -> dict[str, np.ndarray]:
     return values
 
 
-def collapse_curves(results_dir: str | Path, records: list[Record], eps: np.ndarray,
-                    variance_eps: np.ndarray | None = None, delta: float = DELTA,
-                    points: int = 40) -> pd.DataFrame:
+def collapse_curves(
+    results_dir: str | Path,
+    records: list[Record],
+    eps: np.ndarray,
+    variance_eps: np.ndarray | None = None,
+    delta: float = DELTA,
+    points: int = 40,
+) -> pd.DataFrame:
     """Long table of every run's curves: run_id, label, series, seed, panel, eps, share.
 
     The KL panels use ``eps`` (nats), the decoder-variance panel ``variance_eps``; None: a grid
@@ -109,23 +116,37 @@ def collapse_curves(results_dir: str | Path, records: list[Record], eps: np.ndar
     """
     store = RunStore(results_dir)
     names = series_names(records)
-    values = [(record, panel_values(PosteriorStats.from_arrays(
-        store.arrays(record.run_id, POSTERIORS))))
-        for record in records if store.has(record.run_id, POSTERIORS)]
+    values = [
+        (record, panel_values(PosteriorStats.from_arrays(store.arrays(record.run_id, POSTERIORS))))
+        for record in records
+        if store.has(record.run_id, POSTERIORS)
+    ]
     if not values:
-        raise ReportError(f"{results_dir}: no run has {POSTERIORS}.npz (models with the "
-                          "'posteriors' capability write it)")
+        raise ReportError(
+            f"{results_dir}: no run has {POSTERIORS}.npz (models with the "
+            "'posteriors' capability write it)"
+        )
     if variance_eps is None:
-        variance_eps = variance_grid([v["decoder_variance"] for _, v in values
-                                      if "decoder_variance" in v], delta, points)
+        variance_eps = variance_grid(
+            [v["decoder_variance"] for _, v in values if "decoder_variance" in v], delta, points
+        )
     parts = []
     for record, panels in values:
         for panel, value in panels.items():
             grid = variance_eps if panel == "decoder_variance" else eps
-            parts.append(pd.DataFrame({
-                "run_id": record.run_id, "label": record.label,
-                "series": names[record.run_id], "seed": record.coordinates.seed,
-                "panel": panel, "eps": grid, "share": collapse_curve(value, grid, delta)}))
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "run_id": record.run_id,
+                        "label": record.label,
+                        "series": names[record.run_id],
+                        "seed": record.coordinates.seed,
+                        "panel": panel,
+                        "eps": grid,
+                        "share": collapse_curve(value, grid, delta),
+                    }
+                )
+            )
     return pd.concat(parts, ignore_index=True)
 
 
@@ -149,13 +170,17 @@ ROW_MIN_WIDTH = len(PANELS) * MIN_PANEL_INCHES  # inches: four readable panels s
 
 
 def default_layout(width: float) -> str:
-    """"row" (four panels side by side) where they fit, "2x2" below (e.g. one column)."""
+    """ "row" (four panels side by side) where they fit, "2x2" below (e.g. one column)."""
     return "row" if width >= ROW_MIN_WIDTH else "2x2"
 
 
 @styled
-def plot_collapse(curves: pd.DataFrame, delta: float = DELTA, width: float = DOUBLE_COLUMN,
-                  layout: str | None = None) -> Figure:
+def plot_collapse(
+    curves: pd.DataFrame,
+    delta: float = DELTA,
+    width: float = DOUBLE_COLUMN,
+    layout: str | None = None,
+) -> Figure:
     """The four panels of paper Fig. 2, one curve per series: the mean over its runs, with a
     ± std band (clipped to [0, 1]) when there are several. ``curves`` is :func:`mean_curves`'
     table; ``width`` in inches; ``layout`` "row" or "2x2" (None: :func:`default_layout`)."""
@@ -163,13 +188,19 @@ def plot_collapse(curves: pd.DataFrame, delta: float = DELTA, width: float = DOU
     if layout not in LAYOUTS:
         raise ReportError(f"--layout {layout!r}; allowed: {', '.join(LAYOUTS)}")
     if layout == "row" and width < ROW_MIN_WIDTH:
-        raise ReportError(f"--layout row at --width {width}: four panels side by side need "
-                          f"{ROW_MIN_WIDTH:.1f} inches or more; use --layout 2x2")
+        raise ReportError(
+            f"--layout row at --width {width}: four panels side by side need "
+            f"{ROW_MIN_WIDTH:.1f} inches or more; use --layout 2x2"
+        )
     order = ordered_series(curves["series"])
     columns = legend_columns(order, width)
-    fig, axes = panel_grid(len(PANELS), width, aspect=0.85,
-                           columns=4 if layout == "row" else 2,
-                           extra_height=legend_height(len(order), columns) + 0.25)
+    fig, axes = panel_grid(
+        len(PANELS),
+        width,
+        aspect=0.85,
+        columns=4 if layout == "row" else 2,
+        extra_height=legend_height(len(order), columns) + 0.25,
+    )
     groups = _by_label(order, curves)
     for index, (ax, panel) in enumerate(zip(axes, PANELS)):
         part = curves[curves["panel"] == panel.key]
@@ -184,24 +215,43 @@ def plot_collapse(curves: pd.DataFrame, delta: float = DELTA, width: float = DOU
                 eps, share = line["eps"].to_numpy(), line["share"].to_numpy()
                 # a few markers per curve, staggered between series so that they do not coincide
                 step = max(1, len(eps) // 6)
-                ax.plot(eps, share, label=name, markevery=(drawn * step // len(order), step),
-                        **style.line(colour))
+                ax.plot(
+                    eps,
+                    share,
+                    label=name,
+                    markevery=(drawn * step // len(order), step),
+                    **style.line(colour),
+                )
                 drawn += 1
                 if (line["runs"] > 1).any():
                     spread = line["share_std"].to_numpy()
-                    ax.fill_between(eps, np.clip(share - spread, 0, 1),
-                                    np.clip(share + spread, 0, 1), color=colour, alpha=0.15,
-                                    linewidth=0)
+                    ax.fill_between(
+                        eps,
+                        np.clip(share - spread, 0, 1),
+                        np.clip(share + spread, 0, 1),
+                        color=colour,
+                        alpha=0.15,
+                        linewidth=0,
+                    )
         if part.empty:
-            ax.text(0.5, 0.5, "no model has\nthese statistics", ha="center", va="center",
-                    transform=ax.transAxes, color="0.4")
+            ax.text(
+                0.5,
+                0.5,
+                "no model has\nthese statistics",
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+                color="0.4",
+            )
         panel_title(ax, index, panel.title)
         ax.set_xlabel(panel.xlabel)
         ax.set_ylim(-0.02, 1.02)
         if not first_column(ax):
             ax.tick_params(labelleft=False)
-    fig.supylabel(f"share of dimensions with\n≥ {1 - delta:.0%} of points below ε",
-                  fontsize=PAPER_RC["axes.labelsize"])
+    fig.supylabel(
+        f"share of dimensions with\n≥ {1 - delta:.0%} of points below ε",
+        fontsize=PAPER_RC["axes.labelsize"],
+    )
     legend_below(fig, collect_handles(axes), columns)
     return fig
 

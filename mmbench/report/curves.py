@@ -6,6 +6,7 @@ A record's ``fit.history`` holds one row per epoch: ``epoch``, ``loss`` (the epo
 loss), the mean of each named part of the loss (e.g. ``reconstruction``, ``kl``) and
 ``valid_loss``. Models fitted in one closed-form step (CCA) have no curve and are left out.
 """
+
 from __future__ import annotations
 
 import math
@@ -48,9 +49,11 @@ def closed_form(records: list[Record]) -> dict[str, str]:
         name = names[record.run_id]
         if name not in trained:
             fit = record.fit
-            out[name] = ("fitted in closed form (one step)"
-                         if fit is not None and fit.stopped_by == "closed_form"
-                         else "no history of more than one epoch")
+            out[name] = (
+                "fitted in closed form (one step)"
+                if fit is not None and fit.stopped_by == "closed_form"
+                else "no history of more than one epoch"
+            )
     return out
 
 
@@ -71,16 +74,29 @@ def loss_curves(records: list[Record]) -> pd.DataFrame:
             continue
         for entry in fit.history:
             epoch = int(entry["epoch"])
-            rows.extend({"label": record.label, "series": names[record.run_id],
-                         "run_id": record.run_id, "part": part, "epoch": epoch,
-                         "value": float(value)}
-                        for part, value in entry.items() if part != "epoch")
+            rows.extend(
+                {
+                    "label": record.label,
+                    "series": names[record.run_id],
+                    "run_id": record.run_id,
+                    "part": part,
+                    "epoch": epoch,
+                    "value": float(value),
+                }
+                for part, value in entry.items()
+                if part != "epoch"
+            )
     if not rows:
-        raise ReportError("no run has a history of more than one epoch (models fitted in closed "
-                          "form, e.g. CCA, have no learning curve)")
+        raise ReportError(
+            "no run has a history of more than one epoch (models fitted in closed "
+            "form, e.g. CCA, have no learning curve)"
+        )
     frame = pd.DataFrame(rows)
-    out = (frame.groupby(["label", "series", "part", "epoch"], sort=False)["value"]
-           .agg(mean="mean", std="std", runs="count").reset_index())
+    out = (
+        frame.groupby(["label", "series", "part", "epoch"], sort=False)["value"]
+        .agg(mean="mean", std="std", runs="count")
+        .reset_index()
+    )
     out["std"] = out["std"].fillna(0.0)
     return out
 
@@ -95,7 +111,7 @@ def _symlog(ax: Axes, linthresh: float, top: float, negative: bool) -> None:
     the curves go ``negative``."""
     first, last = math.ceil(math.log10(linthresh)), math.ceil(math.log10(max(top, linthresh)))
     step = max(1, math.ceil((last - first + 1) / 4))
-    decades = [10.0 ** k for k in range(last, first - 1, -step)]
+    decades = [10.0**k for k in range(last, first - 1, -step)]
     ticks = [0.0, *decades] + ([-d for d in decades] if negative else [])
     ax.set_yscale("symlog", linthresh=linthresh)
     ax.yaxis.set_major_locator(FixedLocator(sorted(ticks)))
@@ -105,12 +121,17 @@ def _symlog(ax: Axes, linthresh: float, top: float, negative: bool) -> None:
 def part_styles(parts: Iterable[str]) -> dict[str, dict]:
     """Line keywords per part: the training loss solid black, the validation loss dashed black,
     the named parts in the palette's colours (the same in every panel)."""
-    styles = {TRAINING: {"color": "0.1", "linestyle": "-", "linewidth": 1.4},
-              VALIDATION: {"color": "0.1", "linestyle": "--", "linewidth": 1.4}}
+    styles = {
+        TRAINING: {"color": "0.1", "linestyle": "-", "linewidth": 1.4},
+        VALIDATION: {"color": "0.1", "linestyle": "--", "linewidth": 1.4},
+    }
     named = sorted(set(parts) - set(styles))
     for k, part in enumerate(named):
-        styles[part] = {"color": PALETTE[k % len(PALETTE)],
-                        "linestyle": LINESTYLES[k % len(LINESTYLES)], "linewidth": 1.0}
+        styles[part] = {
+            "color": PALETTE[k % len(PALETTE)],
+            "linestyle": LINESTYLES[k % len(LINESTYLES)],
+            "linewidth": 1.0,
+        }
     return styles
 
 
@@ -123,8 +144,9 @@ def plot_curves(curves: pd.DataFrame, width: float = DOUBLE_COLUMN) -> Figure:
     styles = part_styles(curves["part"])
     legend_names = [PART_NAMES.get(p, p) for p in styles]
     columns = legend_columns(legend_names, width)
-    fig, axes = panel_grid(len(order), width, aspect=0.75,
-                           extra_height=legend_height(len(styles), columns) + 0.1)
+    fig, axes = panel_grid(
+        len(order), width, aspect=0.75, extra_height=legend_height(len(styles), columns) + 0.1
+    )
     for index, (ax, name) in enumerate(zip(axes, order)):
         part = curves[curves["series"] == name]
         typical, lowest, largest = [], 0.0, 0.0
@@ -135,8 +157,9 @@ def plot_curves(curves: pd.DataFrame, width: float = DOUBLE_COLUMN) -> Figure:
                 continue  # a loss with one part (e.g. M-xO's classification) draws it once
             epoch, mean, std = (line[c].to_numpy() for c in ("epoch", "mean", "std"))
             ax.plot(epoch, mean, label=PART_NAMES.get(key, key), **styles[key])
-            ax.fill_between(epoch, mean - std, mean + std, color=styles[key]["color"],
-                            alpha=0.15, linewidth=0)
+            ax.fill_between(
+                epoch, mean - std, mean + std, color=styles[key]["color"], alpha=0.15, linewidth=0
+            )
             typical.append(float(np.median(np.abs(mean))))
             lowest = min(lowest, float(mean.min()))
             largest = max(largest, float(np.abs(mean).max()))

@@ -10,6 +10,7 @@ generations  the generated missing modalities beside the truth (paper App. G), o
 tsne         2-D t-SNE (scikit-learn) of the test representations, one panel per series, coloured
              by class and named by the data's class names (App. F).
 """
+
 from __future__ import annotations
 
 import json
@@ -50,17 +51,31 @@ from mmbench.stats import Generations, spread
 from mmbench.store import GENERATED, REPRESENTATION, RunStore
 
 OMEGA_METRICS = ("error_pct", "rmse")
-AXIS_LABELS = {"error_pct": "error (%)", "rmse": "rmse of generated $x_M$",
-               "map_micro_pct": "mAP, micro (%)", "map_macro_pct": "mAP, macro (%)"}
+AXIS_LABELS = {
+    "error_pct": "error (%)",
+    "rmse": "rmse of generated $x_M$",
+    "map_micro_pct": "mAP, micro (%)",
+    "map_macro_pct": "mAP, macro (%)",
+}
 # The range a metric's values (and so its ± std band) can take; others are unbounded.
-METRIC_RANGES = {"error_pct": (0.0, 100.0), "map_micro_pct": (0.0, 100.0),
-                 "map_macro_pct": (0.0, 100.0), "rmse": (0.0, math.inf)}
+METRIC_RANGES = {
+    "error_pct": (0.0, 100.0),
+    "map_micro_pct": (0.0, 100.0),
+    "map_macro_pct": (0.0, 100.0),
+    "rmse": (0.0, math.inf),
+}
 MIN_OMEGAS = 3
 AVERAGE = "average"
 # What a class is called, by data set (the legend's title); others: "class".
-CLASS_KINDS = {"mnist_embedded": "digit", "digits_embedded": "digit", "mnist_noisy": "digit",
-               "mnist_svhn": "digit", "mnist3": "digit", "xrmb": "phone",
-               "flickr": "first label"}
+CLASS_KINDS = {
+    "mnist_embedded": "digit",
+    "digits_embedded": "digit",
+    "mnist_noisy": "digit",
+    "mnist_svhn": "digit",
+    "mnist3": "digit",
+    "xrmb": "phone",
+    "flickr": "first label",
+}
 
 
 def metric_range(metric: str) -> tuple[float, float]:
@@ -74,14 +89,17 @@ def data_name(results_dir: str | Path, records: list[Record]) -> str:
     files (the npz and parquet loaders) the suite's name (``suite.json``, else the results
     folder's)."""
     names = SuiteInfo.read(results_dir).names
-    return ", ".join(dict.fromkeys(names.dataset(n) for n in sorted(
-        {r.config.data.name for r in records})))
+    return ", ".join(
+        dict.fromkeys(names.dataset(n) for n in sorted({r.config.data.name for r in records}))
+    )
 
 
 # ---------------------------------------------------------------------------------------- omega
 
-def omega_curves(records: list[Record], metrics: Sequence[str] = OMEGA_METRICS,
-                 axis: str = "omega") -> pd.DataFrame:
+
+def omega_curves(
+    records: list[Record], metrics: Sequence[str] = OMEGA_METRICS, axis: str = "omega"
+) -> pd.DataFrame:
     """Per group, series, metric and value of hyper-parameter ``axis`` (nan for models without
     it): mean and std over seeds, and the number of seeds. Group "average" holds each seed's
     average over data points (e.g. speakers); when the runs have test groups (e.g. XRMB
@@ -103,7 +121,8 @@ def omega_curves(records: list[Record], metrics: Sequence[str] = OMEGA_METRICS,
         raise ReportError(
             f"the {axis} figure needs a model run at {MIN_OMEGAS} or more values of {axis} to "
             f"draw a curve; these results have {found}. Run a suite with a grid over it, "
-            f"e.g. grid: {{{axis}: \"0:1:0.1\"}} (suites/xrmb_omega.yaml)")
+            f'e.g. grid: {{{axis}: "0:1:0.1"}} (suites/xrmb_omega.yaml)'
+        )
     parts = [_mean_over_seeds(records, metrics, axis).assign(group=AVERAGE)]
     grouped = per_group(records) if any(r.metrics_by_group for r in records) else records
     names = {r.run_id: group_name(r) for r in grouped}
@@ -121,8 +140,9 @@ def group_name(record: Record) -> str:
 
 
 def _group_key(name: str) -> tuple:
-    return tuple((0, float(t), "") if _is_number(t) else (1, 0.0, t)
-                 for t in name.replace(",", " ").split())
+    return tuple(
+        (0, float(t), "") if _is_number(t) else (1, 0.0, t) for t in name.replace(",", " ").split()
+    )
 
 
 def _is_number(text: str) -> bool:
@@ -133,18 +153,23 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _mean_over_seeds(records: list[Record], metrics: Sequence[str],
-                     axis: str) -> pd.DataFrame:
+def _mean_over_seeds(records: list[Record], metrics: Sequence[str], axis: str) -> pd.DataFrame:
     frame = run_frame(records, along=axis)
     frame = frame[frame["metric"].isin(metrics)]
     if frame.empty:
         raise ReportError(f"no run has any of the metrics {list(metrics)}")
     column = f"hp.{axis}"
     frame = frame.assign(x=frame[column].astype(float) if column in frame else np.nan)
-    per_seed = (frame.groupby(["label", "series", "metric", "x", "seed"], dropna=False)["value"]
-                .mean().reset_index())
-    out = (per_seed.groupby(["label", "series", "metric", "x"], dropna=False)["value"]
-           .agg(mean="mean", std="std", seeds="count").reset_index())
+    per_seed = (
+        frame.groupby(["label", "series", "metric", "x", "seed"], dropna=False)["value"]
+        .mean()
+        .reset_index()
+    )
+    out = (
+        per_seed.groupby(["label", "series", "metric", "x"], dropna=False)["value"]
+        .agg(mean="mean", std="std", seeds="count")
+        .reset_index()
+    )
     out["std"] = out["std"].fillna(0.0)
     return out.rename(columns={"x": axis})
 
@@ -178,15 +203,17 @@ def _draw_omega(ax: Axes, part: pd.DataFrame, metric: str, axis: str) -> None:
 
 
 @styled
-def plot_omega(curves: pd.DataFrame, axis: str = "omega", width: float = DOUBLE_COLUMN,
-               group: str = AVERAGE) -> Figure:
+def plot_omega(
+    curves: pd.DataFrame, axis: str = "omega", width: float = DOUBLE_COLUMN, group: str = AVERAGE
+) -> Figure:
     """One panel per metric for ``group`` (default: the average over data points)."""
     part = curves[curves["group"] == group]
     metrics = _metrics_of(part)
     names = ordered_series(part["series"])
     columns = legend_columns(names, width)
-    fig, axes = panel_grid(len(metrics), width, aspect=0.7, columns=2,
-                           extra_height=legend_height(len(names), columns))
+    fig, axes = panel_grid(
+        len(metrics), width, aspect=0.7, columns=2, extra_height=legend_height(len(names), columns)
+    )
     for index, (ax, metric) in enumerate(zip(axes, metrics)):
         _draw_omega(ax, part[part["metric"] == metric], metric, axis)
         panel_title(ax, index, "" if group == AVERAGE else group)
@@ -196,15 +223,17 @@ def plot_omega(curves: pd.DataFrame, axis: str = "omega", width: float = DOUBLE_
 
 
 @styled
-def plot_omega_by_group(curves: pd.DataFrame, metric: str, axis: str = "omega",
-                        width: float = DOUBLE_COLUMN) -> Figure:
+def plot_omega_by_group(
+    curves: pd.DataFrame, metric: str, axis: str = "omega", width: float = DOUBLE_COLUMN
+) -> Figure:
     """One panel per group (e.g. speaker) and a last one for their average, for ``metric``."""
     part = curves[curves["metric"] == metric]
     groups = [g for g in dict.fromkeys(part["group"]) if g != AVERAGE] + [AVERAGE]
     names = ordered_series(part["series"])
     columns = legend_columns(names, width)
-    fig, axes = panel_grid(len(groups), width, aspect=0.8,
-                           extra_height=legend_height(len(names), columns))
+    fig, axes = panel_grid(
+        len(groups), width, aspect=0.8, extra_height=legend_height(len(names), columns)
+    )
     per_row = min(len(groups), panels_per_row(width))
     for index, (ax, group) in enumerate(zip(axes, groups)):
         _draw_omega(ax, part[part["group"] == group], metric, axis)
@@ -218,8 +247,10 @@ def plot_omega_by_group(curves: pd.DataFrame, metric: str, axis: str = "omega",
 
 # ---------------------------------------------------------------------------------- single runs
 
-def representatives(records: list[Record], artifact: str,
-                    results_dir: str | Path) -> dict[str, Record]:
+
+def representatives(
+    records: list[Record], artifact: str, results_dir: str | Path
+) -> dict[str, Record]:
     """One run per series, for figures that show single runs ({series: record}, in the paper's
     model order): on the first data point (by sorted data options; select another with
     ``--where``), the run with the lowest seed that kept ``artifact`` (e.g. GENERATED)."""
@@ -265,6 +296,7 @@ def class_kind(record: Record) -> str:
 
 # ---------------------------------------------------------------------------------- generations
 
+
 @dataclass(frozen=True)
 class GenerationFigure:
     """The figure of one missing modality, the values it draws (one row per series and test
@@ -275,22 +307,29 @@ class GenerationFigure:
     note: str | None = None
 
 
-def generation_figures(results_dir: str | Path, records: list[Record],
-                       width: float = DOUBLE_COLUMN, examples: int = 8,
-                       tags: int = 5) -> dict[str, GenerationFigure]:
+def generation_figures(
+    results_dir: str | Path,
+    records: list[Record],
+    width: float = DOUBLE_COLUMN,
+    examples: int = 8,
+    tags: int = 5,
+) -> dict[str, GenerationFigure]:
     """One figure per missing modality. Every series' generation of the same test points is drawn
     beside the truth: one test point per class (the kept points of the first series; classes
     from the record's kept labels, else its stored representation labels), or ``examples``
     points spread over the kept ones for multi-label data."""
     store = RunStore(results_dir)
     chosen = representatives(records, GENERATED, results_dir)
-    generations = {name: Generations.from_arrays(store.arrays(r.run_id, GENERATED))
-                   for name, r in chosen.items()}
+    generations = {
+        name: Generations.from_arrays(store.arrays(r.run_id, GENERATED))
+        for name, r in chosen.items()
+    }
     reference_name = next(iter(chosen))
     kept, record = generations[reference_name], chosen[reference_name]
     labels = _kept_labels(store, record, kept)
-    pick, note = _columns(labels, len(next(iter(kept.truth.values()))), examples,
-                          _test_classes(store, record), record)
+    pick, note = _columns(
+        labels, len(next(iter(kept.truth.values()))), examples, _test_classes(store, record), record
+    )
     if labels is not None:
         names = class_names(record, labels[pick])
         titles = [names[int(c)] for c in labels[pick]]
@@ -299,25 +338,40 @@ def generation_figures(results_dir: str | Path, records: list[Record],
     figures = {}
     for modality, all_truth in kept.truth.items():
         truth = all_truth[pick]
-        made = {name: _aligned(g, kept, modality, pick) for name, g in generations.items()
-                if modality in g.generated}
+        made = {
+            name: _aligned(g, kept, modality, pick)
+            for name, g in generations.items()
+            if modality in g.generated
+        }
         shape = image_shape(record, modality)
         vocabulary = kept.vocabulary.get(modality)
         rows = [(f"true {modality}", truth), *made.items()]
         if shape is not None:
-            observed = [(f"observed {m}", x[pick], image_shape(record, m))
-                        for m, x in kept.observed.items()]
+            observed = [
+                (f"observed {m}", x[pick], image_shape(record, m)) for m, x in kept.observed.items()
+            ]
             shown = [(name, images, shape) for name, images in rows]
             limits = _image_limits(truth, record.modalities[modality].likelihood)
-            fig = _image_grid([s for s in observed if s[2] is not None] + shown, titles, limits,
-                              width, class_kind(record) if labels is not None else "test point")
+            fig = _image_grid(
+                [s for s in observed if s[2] is not None] + shown,
+                titles,
+                limits,
+                width,
+                class_kind(record) if labels is not None else "test point",
+            )
         elif vocabulary is not None:
             fig = _tag_table(truth, made, vocabulary, tags, width)
         else:
-            fig = _heatmap_strips(rows, titles, modality, width,
-                                  class_kind(record) if labels is not None else "test point")
-        figures[modality] = GenerationFigure(fig, _generation_values(
-            rows, modality, kept, pick, labels, titles), note)
+            fig = _heatmap_strips(
+                rows,
+                titles,
+                modality,
+                width,
+                class_kind(record) if labels is not None else "test point",
+            )
+        figures[modality] = GenerationFigure(
+            fig, _generation_values(rows, modality, kept, pick, labels, titles), note
+        )
     return figures
 
 
@@ -348,8 +402,9 @@ def _test_classes(store: RunStore, record: Record) -> set[int]:
     return {int(c) for c in np.unique(stored)} if stored.ndim == 1 else set()
 
 
-def _columns(labels: np.ndarray | None, n_kept: int, examples: int, test_classes: set[int],
-             record: Record) -> tuple[np.ndarray, str | None]:
+def _columns(
+    labels: np.ndarray | None, n_kept: int, examples: int, test_classes: set[int], record: Record
+) -> tuple[np.ndarray, str | None]:
     """Positions in the kept points to draw: the first point of each class present (in class
     order), or ``examples`` spread over them without classes; and a note naming the classes of
     the test split that are missing from the kept points."""
@@ -361,13 +416,16 @@ def _columns(labels: np.ndarray | None, n_kept: int, examples: int, test_classes
     if not missing:
         return pick, None
     names = class_names(record, missing)
-    return pick, (f"classes {', '.join(names[c] for c in missing)} are not among the kept "
-                  "generations (runs written before mmbench kept test points of every class, or "
-                  "more than 64 classes): run them again to show every class")
+    return pick, (
+        f"classes {', '.join(names[c] for c in missing)} are not among the kept "
+        "generations (runs written before mmbench kept test points of every class, or "
+        "more than 64 classes): run them again to show every class"
+    )
 
 
-def _aligned(generations: Generations, reference: Generations, modality: str,
-             pick: np.ndarray) -> np.ndarray:
+def _aligned(
+    generations: Generations, reference: Generations, modality: str, pick: np.ndarray
+) -> np.ndarray:
     """A series' generations at the reference's picked test points (rows by test index when both
     kept their indices, else by position); nan rows where the series lacks a point."""
     made = generations.generated[modality]
@@ -404,8 +462,13 @@ LABEL_INCHES = 0.9  # room for the row names left of an image grid
 
 
 @styled
-def _image_grid(rows: list[tuple[str, np.ndarray, Any]], titles: list[str],
-                limits: tuple[float, float], width: float, kind: str) -> Figure:
+def _image_grid(
+    rows: list[tuple[str, np.ndarray, Any]],
+    titles: list[str],
+    limits: tuple[float, float],
+    width: float,
+    kind: str,
+) -> Figure:
     """Rows of images (name, (columns, d) array, image shape), one column per class
     (``titles``), wrapped into blocks of at most MAX_IMAGE_COLUMNS columns; the row names on the
     left."""
@@ -413,9 +476,10 @@ def _image_grid(rows: list[tuple[str, np.ndarray, Any]], titles: list[str],
     blocks = math.ceil(len(titles) / n_columns)
     cell = (width - LABEL_INCHES) / n_columns
     fig_rows = blocks * len(rows)
-    fig = Figure(figsize=(width, fig_rows * cell + 0.25 * blocks + 0.1),
-                 layout=ConstrainedLayoutEngine(w_pad=0.01, h_pad=0.01, wspace=0.02,
-                                                hspace=0.02))
+    fig = Figure(
+        figsize=(width, fig_rows * cell + 0.25 * blocks + 0.1),
+        layout=ConstrainedLayoutEngine(w_pad=0.01, h_pad=0.01, wspace=0.02, hspace=0.02),
+    )
     axes = fig.subplots(fig_rows, n_columns, squeeze=False)
     for block in range(blocks):
         for r, (name, images, shape) in enumerate(rows):
@@ -433,17 +497,22 @@ def _image_grid(rows: list[tuple[str, np.ndarray, Any]], titles: list[str],
                     ax.set_title(titles[k], fontsize=8)
                 if not np.isnan(images[k]).any():
                     image = as_image(images[k], shape)
-                    ax.imshow(image, cmap="gray_r" if image.ndim == 2 else None,
-                              vmin=limits[0], vmax=limits[1], interpolation="nearest")
-            axes[block * len(rows) + r, 0].set_ylabel(name, rotation=0, ha="right",
-                                                      va="center")
+                    ax.imshow(
+                        image,
+                        cmap="gray_r" if image.ndim == 2 else None,
+                        vmin=limits[0],
+                        vmax=limits[1],
+                        interpolation="nearest",
+                    )
+            axes[block * len(rows) + r, 0].set_ylabel(name, rotation=0, ha="right", va="center")
     fig.suptitle(f"one {kind} per column", fontsize=8)
     return fig
 
 
 @styled
-def _heatmap_strips(rows: list[tuple[str, np.ndarray]], titles: list[str], modality: str,
-                    width: float, kind: str) -> Figure:
+def _heatmap_strips(
+    rows: list[tuple[str, np.ndarray]], titles: list[str], modality: str, width: float, kind: str
+) -> Figure:
     """One heat map per row (name, (columns, d) array): a vertical strip of the d features per
     test point, one test point per class (``titles``), on one colour scale (diverging around 0
     when the truth takes both signs)."""
@@ -459,8 +528,11 @@ def _heatmap_strips(rows: list[tuple[str, np.ndarray]], titles: list[str], modal
     axes = fig.subplots(len(rows), 1, squeeze=False)[:, 0]
     images = []
     for ax, (name, values) in zip(axes, rows):
-        images.append(ax.imshow(values.T, aspect="auto", cmap=cmap, vmin=low, vmax=high,
-                                interpolation="nearest"))
+        images.append(
+            ax.imshow(
+                values.T, aspect="auto", cmap=cmap, vmin=low, vmax=high, interpolation="nearest"
+            )
+        )
         for k in range(1, len(titles)):
             ax.axvline(k - 0.5, color="white", linewidth=1.0)
         ax.set_yticks([])
@@ -469,15 +541,18 @@ def _heatmap_strips(rows: list[tuple[str, np.ndarray]], titles: list[str], modal
         for spine in ax.spines.values():
             spine.set_visible(False)
     axes[-1].set_xticks(np.arange(len(titles)), titles, rotation=90 if len(titles) > 12 else 0)
-    axes[-1].set_xlabel(f"one {kind} per column; each strip: the {truth.shape[1]} features of "
-                        f"{modality}, top to bottom")
+    axes[-1].set_xlabel(
+        f"one {kind} per column; each strip: the {truth.shape[1]} features of "
+        f"{modality}, top to bottom"
+    )
     fig.colorbar(images[0], ax=list(axes), shrink=0.8, aspect=30, label=f"value of {modality}")
     return fig
 
 
 @styled
-def _tag_table(truth: np.ndarray, made: dict[str, np.ndarray], words: np.ndarray, top: int,
-               width: float) -> Figure:
+def _tag_table(
+    truth: np.ndarray, made: dict[str, np.ndarray], words: np.ndarray, top: int, width: float
+) -> Figure:
     """Per test point: its true tags, and each series' ``top`` most probable tags."""
     columns = ["true tags", *made]
     characters = max(8, int(width / len(columns) * 72 / (0.55 * 8)) - 2)
@@ -490,12 +565,18 @@ def _tag_table(truth: np.ndarray, made: dict[str, np.ndarray], words: np.ndarray
         cells.append(wrapped)
         heights.append(max(text.count("\n") + 1 for text in wrapped))
     line = 8 * 1.4 / 72
-    fig = Figure(figsize=(width, (sum(heights) + len(heights) + 2) * line + 0.3),
-                 layout="constrained")
+    fig = Figure(
+        figsize=(width, (sum(heights) + len(heights) + 2) * line + 0.3), layout="constrained"
+    )
     ax = fig.subplots()
     ax.axis("off")
-    table = ax.table(cellText=cells, colLabels=columns, loc="upper center", cellLoc="left",
-                     bbox=Bbox.from_bounds(0.0, 0.0, 1.0, 1.0))
+    table = ax.table(
+        cellText=cells,
+        colLabels=columns,
+        loc="upper center",
+        cellLoc="left",
+        bbox=Bbox.from_bounds(0.0, 0.0, 1.0, 1.0),
+    )
     table.auto_set_font_size(False)
     table.set_fontsize(8)
     total = sum(heights) + len(heights) + 1
@@ -505,9 +586,14 @@ def _tag_table(truth: np.ndarray, made: dict[str, np.ndarray], words: np.ndarray
     return fig
 
 
-def _generation_values(rows: list[tuple[str, np.ndarray]], modality: str, kept: Generations,
-                       pick: np.ndarray, labels: np.ndarray | None,
-                       titles: list[str]) -> pd.DataFrame:
+def _generation_values(
+    rows: list[tuple[str, np.ndarray]],
+    modality: str,
+    kept: Generations,
+    pick: np.ndarray,
+    labels: np.ndarray | None,
+    titles: list[str],
+) -> pd.DataFrame:
     """The drawn values: one row per series (or "true <modality>") and test point."""
     index = kept.index[pick] if kept.index is not None else pick
     frames = []
@@ -524,9 +610,14 @@ def _generation_values(rows: list[tuple[str, np.ndarray]], modality: str, kept: 
 
 # ---------------------------------------------------------------------------------------- t-SNE
 
-def tsne_embeddings(results_dir: str | Path, records: list[Record],
-                    max_points: int = 2000, perplexity: float = 30.0,
-                    seed: int = 0) -> pd.DataFrame:
+
+def tsne_embeddings(
+    results_dir: str | Path,
+    records: list[Record],
+    max_points: int = 2000,
+    perplexity: float = 30.0,
+    seed: int = 0,
+) -> pd.DataFrame:
     """2-D t-SNE of ``max_points`` test representations (spread over the split) of one run per
     series. Columns: series, label, point, x, y, cls (the class; the first positive label for
     multi-label data, -1 when none), class_name."""
@@ -537,15 +628,25 @@ def tsne_embeddings(results_dir: str | Path, records: list[Record],
         arrays = store.arrays(record.run_id, REPRESENTATION)
         pick = spread(len(arrays["z"]), max_points)
         z, labels = arrays["z"][pick], arrays["labels"][pick]
-        classes = labels if labels.ndim == 1 else np.where(
-            labels.any(axis=1), labels.argmax(axis=1), -1)
+        classes = (
+            labels if labels.ndim == 1 else np.where(labels.any(axis=1), labels.argmax(axis=1), -1)
+        )
         embedding = tsne(z, perplexity, seed)
         names = class_names(record, np.unique(classes))
-        parts.append(pd.DataFrame({"series": name, "label": record.label,
-                                   "point": pick, "x": embedding[:, 0],
-                                   "y": embedding[:, 1], "cls": classes,
-                                   "class_name": [names[int(c)] for c in classes],
-                                   "kind": class_kind(record)}))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "series": name,
+                    "label": record.label,
+                    "point": pick,
+                    "x": embedding[:, 0],
+                    "y": embedding[:, 1],
+                    "cls": classes,
+                    "class_name": [names[int(c)] for c in classes],
+                    "kind": class_kind(record),
+                }
+            )
+        )
     return pd.concat(parts, ignore_index=True)
 
 
@@ -553,8 +654,9 @@ def tsne(z: np.ndarray, perplexity: float = 30.0, seed: int = 0) -> np.ndarray:
     """scikit-learn's t-SNE of ``z`` (n, d) to (n, 2), PCA-initialised (the perplexity is capped
     below n / 3 so that small test sets work)."""
     perplexity = min(perplexity, max(1.0, (len(z) - 1) / 3.0))
-    return TSNE(n_components=2, perplexity=perplexity, init="pca",
-                random_state=seed).fit_transform(z.astype(np.float64))
+    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(
+        z.astype(np.float64)
+    )
 
 
 @styled
@@ -568,20 +670,34 @@ def plot_tsne(embeddings: pd.DataFrame, width: float = DOUBLE_COLUMN) -> Figure:
     colours[-1] = "#bbbbbb"
     entries = [named[c] for c in classes]
     columns = legend_columns(entries, width, handle_length=1.0)
-    fig, axes = panel_grid(len(order), width, aspect=1.0,
-                           extra_height=legend_height(len(entries), columns) + 0.15)
+    fig, axes = panel_grid(
+        len(order), width, aspect=1.0, extra_height=legend_height(len(entries), columns) + 0.15
+    )
     size = 4.0 if len(embeddings) / len(order) < 1000 else 1.5
     for index, (ax, name) in enumerate(zip(axes, order)):
         part = embeddings[embeddings["series"] == name]
-        ax.scatter(part["x"], part["y"], c=[colours[c] for c in part["cls"]], s=size,
-                   linewidths=0, rasterized=True)
+        ax.scatter(
+            part["x"],
+            part["y"],
+            c=[colours[c] for c in part["cls"]],
+            s=size,
+            linewidths=0,
+            rasterized=True,
+        )
         panel_title(ax, index, name)
         ax.set_xticks([])
         ax.set_yticks([])
         for spine in ("top", "right"):
             ax.spines[spine].set_visible(True)
-    handles = {named[c]: Line2D([], [], marker="o", linestyle="", color=colours[c],
-                                markersize=4) for c in classes}
-    legend_below(fig, handles, columns, title=str(embeddings["kind"].iloc[0])
-                 if "kind" in embeddings else "class", handle_length=1.0)
+    handles = {
+        named[c]: Line2D([], [], marker="o", linestyle="", color=colours[c], markersize=4)
+        for c in classes
+    }
+    legend_below(
+        fig,
+        handles,
+        columns,
+        title=str(embeddings["kind"].iloc[0]) if "kind" in embeddings else "class",
+        handle_length=1.0,
+    )
     return fig

@@ -4,6 +4,7 @@ A suite may override any entry with ``display_names: {xrmb: "XRMB (speaker folds
 ``<results>/suite.json``). Data sets read from a user's own file (``npz``, ``parquet``) are
 named after the suite, never after the loader, so two own-data suites never share a name.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping

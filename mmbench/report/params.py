@@ -7,6 +7,7 @@ here is read from those records, so it does not depend on how the suite spelled 
 a setting is *tuned* when its value differs among a model's trials, and its chosen value is the
 one of the model's final runs.
 """
+
 from __future__ import annotations
 
 import json
@@ -54,8 +55,11 @@ def _most_common_and_others(values: dict[str, int]) -> str:
     if not values:
         return "unknown"
     common = Counter(values.values()).most_common(1)[0][0]
-    others = [f"{label}: {value}" for label, value in sorted(
-        values.items(), key=lambda item: model_rank(item[0])) if value != common]
+    others = [
+        f"{label}: {value}"
+        for label, value in sorted(values.items(), key=lambda item: model_rank(item[0]))
+        if value != common
+    ]
     return str(common) + (f" ({', '.join(others)})" if others else "")
 
 
@@ -111,18 +115,23 @@ def chosen_params(records: list[Record], include_fixed: bool = False) -> list[Ch
             if name not in searched and not include_fixed:
                 continue
             distinct = {json.dumps(v, sort_keys=True) for v in values.values()}
-            value = next(iter(values.values())) if len(distinct) == 1 else dict(sorted(
-                values.items()))
+            value = (
+                next(iter(values.values())) if len(distinct) == 1 else dict(sorted(values.items()))
+            )
             trials = tuple(sorted((json.loads(v) for v in tried[label][name]), key=_order))
-            chosen.append(ChosenParam(label, name, value, name in searched,
-                                      trials if name in searched else ()))
+            chosen.append(
+                ChosenParam(
+                    label, name, value, name in searched, trials if name in searched else ()
+                )
+            )
     return chosen
 
 
 def settings(record: Record) -> dict[str, Any]:
     """A run's hyper-parameters and training settings (train.<name>), the fit's seed aside."""
-    train = {f"{TRAIN_PREFIX}{k}": v for k, v in record.config.train.items()
-             if k not in NOT_SETTINGS}
+    train = {
+        f"{TRAIN_PREFIX}{k}": v for k, v in record.config.train.items() if k not in NOT_SETTINGS
+    }
     return {**record.config.model.params, **train}
 
 

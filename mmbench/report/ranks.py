@@ -12,6 +12,7 @@ models and N blocks, q_alpha being the studentized range quantile over sqrt(2).
 Everything is computed with scipy (friedmanchisquare, rankdata, studentized_range), which
 mmbench already depends on; autorank would add statsmodels and more for these few formulas.
 """
+
 from __future__ import annotations
 
 import math
@@ -79,27 +80,40 @@ class RankResult:
         for first in range(len(names)):
             last = max(j for j in range(len(names)) if values[j] - values[first] < self.cd)
             if last > first and last > reach_before:
-                groups.append(names[first:last + 1])
+                groups.append(names[first : last + 1])
             reach_before = max(reach_before, last)
         return groups
 
     def to_frame(self) -> pd.DataFrame:
         """The figure's values: model, average_rank, and the test's numbers on every line."""
         ranked = self.average_ranks
-        return pd.DataFrame({
-            "model": ranked.index, "average_rank": ranked.to_numpy(), "metric": self.metric,
-            "blocks": len(self.ranks), "friedman_chi2": self.chi2,
-            "friedman_p": self.p_value, "iman_davenport_f": self.f_statistic,
-            "iman_davenport_p": self.f_p_value, "cd": self.cd, "alpha": self.alpha})
+        return pd.DataFrame(
+            {
+                "model": ranked.index,
+                "average_rank": ranked.to_numpy(),
+                "metric": self.metric,
+                "blocks": len(self.ranks),
+                "friedman_chi2": self.chi2,
+                "friedman_p": self.p_value,
+                "iman_davenport_f": self.f_statistic,
+                "iman_davenport_p": self.f_p_value,
+                "cd": self.cd,
+                "alpha": self.alpha,
+            }
+        )
 
 
-def rank_models(values: pd.DataFrame, metric: str, higher_is_better: bool,
-                alpha: float = ALPHA) -> RankResult:
+def rank_models(
+    values: pd.DataFrame, metric: str, higher_is_better: bool, alpha: float = ALPHA
+) -> RankResult:
     """Ranks, Friedman test and CD of ``values`` (blocks x models; a model missing from a block
     is left out, and said so)."""
     missing = values.isna()
-    left_out = {str(m): [str(b) for b in values.index[missing[m]]]
-                for m in values.columns if missing[m].any()}
+    left_out = {
+        str(m): [str(b) for b in values.index[missing[m]]]
+        for m in values.columns
+        if missing[m].any()
+    }
     complete = values.drop(columns=list(left_out))
     n, k = complete.shape
     if k < MIN_MODELS or n < MIN_BLOCKS:
@@ -107,18 +121,30 @@ def rank_models(values: pd.DataFrame, metric: str, higher_is_better: bool,
         raise ReportError(
             f"--ranks needs at least {MIN_MODELS} models in at least {MIN_BLOCKS} blocks (data "
             f"sets, folds or speakers; --by-group for speakers); {metric} has {k} models in "
-            f"{n} blocks{dropped}")
+            f"{n} blocks{dropped}"
+        )
     sign = -1.0 if higher_is_better else 1.0
-    ranks = complete.apply(lambda block: pd.Series(stats.rankdata(sign * block.to_numpy()),
-                                                   index=block.index), axis=1)
+    ranks = complete.apply(
+        lambda block: pd.Series(stats.rankdata(sign * block.to_numpy()), index=block.index), axis=1
+    )
     if (ranks == (k + 1) / 2).all().all():  # every block a complete tie: nothing to test
         chi2, p_value = 0.0, 1.0
     else:
         test = stats.friedmanchisquare(*(complete[m].to_numpy() for m in complete.columns))
         chi2, p_value = float(test.statistic), float(test.pvalue)
     f_statistic, f_p_value = _iman_davenport(chi2, n, k)
-    return RankResult(metric, complete, ranks, chi2, p_value, f_statistic, f_p_value,
-                      critical_difference(k, n, alpha), alpha, left_out)
+    return RankResult(
+        metric,
+        complete,
+        ranks,
+        chi2,
+        p_value,
+        f_statistic,
+        f_p_value,
+        critical_difference(k, n, alpha),
+        alpha,
+        left_out,
+    )
 
 
 def _iman_davenport(chi2: float, n: int, k: int) -> tuple[float, float]:
@@ -135,8 +161,11 @@ def block_values(frame: pd.DataFrame, metric: str, name: str = "") -> pd.DataFra
     suite, to tell several results directories apart), the data set where the frame has
     several, and the data point ("fold 1"); at least by its data set. Tuning trials and
     reference rows are not ranked."""
-    data = frame[(frame["status"] == "ok") & (frame["metric"] == metric)
-                 & ~frame["role"].isin([TRIAL_ROLE, REFERENCE_ROLE])]
+    data = frame[
+        (frame["status"] == "ok")
+        & (frame["metric"] == metric)
+        & ~frame["role"].isin([TRIAL_ROLE, REFERENCE_ROLE])
+    ]
     if data.empty:
         return pd.DataFrame()
     axes = [c for c in data.columns if c.startswith("data.") and data[c].notna().any()]
@@ -149,8 +178,9 @@ def block_values(frame: pd.DataFrame, metric: str, name: str = "") -> pd.DataFra
         return " ".join(parts)
 
     data = data.sort_values(["dataset", *axes]).assign(block=lambda d: d.apply(block, axis=1))
-    return data.pivot_table(index="block", columns="series", values="value", aggfunc="mean",
-                            sort=False)
+    return data.pivot_table(
+        index="block", columns="series", values="value", aggfunc="mean", sort=False
+    )
 
 
 def _plain(value: object) -> str:

@@ -4,6 +4,7 @@ A *series* is what one table column or one figure curve shows: a model label, pl
 its grid axes when that label has several grid points (e.g. "CMMD (omega=0.4)"). Replicate seeds
 and data points (folds, speakers) are aggregated within a series.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -32,8 +33,10 @@ def latest_results_dir(root: str | Path = "results") -> Path:
     the paper's figures, not runs, and has no ``runs/``)."""
     candidates = [d for d in Path(root).glob("*") if (d / "runs").is_dir()]
     if not candidates:
-        raise ReportError(f"no results directory (with runs/) under {root}/; run a suite first "
-                          "(mmbench run SUITE) or name one")
+        raise ReportError(
+            f"no results directory (with runs/) under {root}/; run a suite first "
+            "(mmbench run SUITE) or name one"
+        )
     return max(candidates, key=lambda d: (d / "runs").stat().st_mtime)
 
 
@@ -66,8 +69,9 @@ def model_records(results_dir: str | Path) -> list[Record]:
     reference rows, which are computed from the data alone and are not models)."""
     records = [r for r in reported(ok_records(results_dir)) if r.role != REFERENCE_ROLE]
     if not records:
-        raise ReportError(f"{results_dir}: no finished model run (only tuning trials or "
-                          "reference rows)")
+        raise ReportError(
+            f"{results_dir}: no finished model run (only tuning trials or reference rows)"
+        )
     return records
 
 
@@ -107,13 +111,20 @@ def per_group(records: list[Record]) -> list[Record]:
         axis = group_axis(record)
         for group, metrics in record.metrics_by_group.items():
             value = int(group) if group.lstrip("-").isdigit() else group
-            coordinates = replace(record.coordinates,
-                                  data={**record.coordinates.data, axis: value})
+            coordinates = replace(record.coordinates, data={**record.coordinates.data, axis: value})
             data = record.config.data
-            config = replace(record.config,
-                             data=replace(data, options={**data.options, axis: value}))
-            out.append(replace(record, run_id=f"{record.run_id}@{axis}={value}",
-                               coordinates=coordinates, config=config, metrics=metrics))
+            config = replace(
+                record.config, data=replace(data, options={**data.options, axis: value})
+            )
+            out.append(
+                replace(
+                    record,
+                    run_id=f"{record.run_id}@{axis}={value}",
+                    coordinates=coordinates,
+                    config=config,
+                    metrics=metrics,
+                )
+            )
     if not out:
         raise ReportError("no run has per-group metrics (test groups such as XRMB speakers)")
     return out
@@ -128,13 +139,15 @@ def run_frame(records: list[Record], along: str | None = None) -> pd.DataFrame:
     names = series_names(records, along)
     extra = []
     for record in records:
-        row: dict[str, Any] = {"run_id": record.run_id, "series": names[record.run_id],
-                               "stopped_by": None if record.fit is None
-                               else record.fit.stopped_by}
-        row.update({f"option.{k}": v for k, v in record.config.data.options.items()
-                    if np.isscalar(v)})
-        row.update({f"hp.{k}": v for k, v in record.config.model.params.items()
-                    if np.isscalar(v)})
+        row: dict[str, Any] = {
+            "run_id": record.run_id,
+            "series": names[record.run_id],
+            "stopped_by": None if record.fit is None else record.fit.stopped_by,
+        }
+        row.update(
+            {f"option.{k}": v for k, v in record.config.data.options.items() if np.isscalar(v)}
+        )
+        row.update({f"hp.{k}": v for k, v in record.config.model.params.items() if np.isscalar(v)})
         extra.append(row)
     return frame.merge(pd.DataFrame(extra), on="run_id", how="left")
 
@@ -170,8 +183,13 @@ def parse_where(items: Iterable[str] | None) -> dict[str, str]:
 def run_coordinates(record: Record) -> dict[str, Any]:
     """What ``--where`` can select a run by: label, model, seed, data options, hyper-parameters."""
     config = record.config
-    return {**config.model.params, **config.data.options, "label": record.label,
-            "model": config.model.name, "seed": record.coordinates.seed}
+    return {
+        **config.model.params,
+        **config.data.options,
+        "label": record.label,
+        "model": config.model.name,
+        "seed": record.coordinates.seed,
+    }
 
 
 def select(records: list[Record], where: dict[str, str]) -> list[Record]:
@@ -181,10 +199,12 @@ def select(records: list[Record], where: dict[str, str]) -> list[Record]:
     known = set().union(*(run_coordinates(r) for r in records))
     unknown = sorted(set(where) - known)
     if unknown:
-        raise ReportError(f"--where {unknown}: no run has such a coordinate; "
-                          f"known: {sorted(known)}")
-    chosen = [r for r in records
-              if all(_same(run_coordinates(r).get(k), v) for k, v in where.items())]
+        raise ReportError(
+            f"--where {unknown}: no run has such a coordinate; known: {sorted(known)}"
+        )
+    chosen = [
+        r for r in records if all(_same(run_coordinates(r).get(k), v) for k, v in where.items())
+    ]
     if not chosen:
         raise ReportError(f"--where {where}: no finished run matches")
     return chosen

@@ -17,6 +17,7 @@ mean shows the same as the best's at the table's precision, underlined; when eve
 is tied with the best nothing is marked (there is no best). Each comparison is made at ``ALPHA``
 on its own (no correction for the number of models compared).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
@@ -32,8 +33,11 @@ WILCOXON_MIN_PAIRS = 6
 
 TestName = Literal["wilcoxon", "paired_t", "identical", "none"]
 TEST_NAMES: dict[str, str] = {
-    "wilcoxon": "Wilcoxon signed-rank test", "paired_t": "paired t-test",
-    "identical": "identical values", "none": "no test (fewer than 2 pairs)"}
+    "wilcoxon": "Wilcoxon signed-rank test",
+    "paired_t": "paired t-test",
+    "identical": "identical values",
+    "none": "no test (fewer than 2 pairs)",
+}
 
 Mark = Literal["best", "tied", ""]
 BEST: Mark = "best"
@@ -96,9 +100,13 @@ class Significance:
     all_tied: bool = False
 
 
-def mark_column(samples: Mapping[str, pd.Series], means: Mapping[str, float],
-                higher_is_better: bool, candidates: Iterable[str],
-                digits: int | None = None) -> Significance:
+def mark_column(
+    samples: Mapping[str, pd.Series],
+    means: Mapping[str, float],
+    higher_is_better: bool,
+    candidates: Iterable[str],
+    digits: int | None = None,
+) -> Significance:
     """Marks for one column of a table.
 
     samples: row -> its values, indexed by what pairs them (seed, or (data point, seed)).
@@ -114,16 +122,21 @@ def mark_column(samples: Mapping[str, pd.Series], means: Mapping[str, float],
         return Significance(None)
     sign = -1.0 if higher_is_better else 1.0
     best = min(candidates, key=lambda c: (sign * means[c], candidates.index(c)))
-    comparisons = {row: paired_test(values, samples[best])
-                   for row, values in samples.items() if row != best}
+    comparisons = {
+        row: paired_test(values, samples[best]) for row, values in samples.items() if row != best
+    }
     if len(candidates) == 1:
         return Significance(best, {best: ""}, comparisons)
 
     def shown(row: str) -> str:
         return f"{means[row]:.{digits}f}" if digits is not None else repr(means[row])
 
-    tied = {c for c in candidates if c != best and (
-        shown(c) == shown(best) or (comparisons[c].tested and not comparisons[c].worse))}
+    tied = {
+        c
+        for c in candidates
+        if c != best
+        and (shown(c) == shown(best) or (comparisons[c].tested and not comparisons[c].worse))
+    }
     if len(tied) == len(candidates) - 1:
         return Significance(best, dict.fromkeys(candidates, ""), comparisons, all_tied=True)
     marks: dict[str, Mark] = {c: TIED if c in tied else "" for c in candidates}

@@ -7,6 +7,7 @@ A figure is drawn at its final size (``width`` inches: 6.75 for a two-column pap
 include it without scaling. Legends sit outside the panels (constrained layout makes room), and
 panels carry letters (a), (b), ... in their titles.
 """
+
 from __future__ import annotations
 
 import functools
@@ -40,8 +41,18 @@ MAX_PANELS_PER_ROW = 4
 MIN_PANEL_INCHES = 1.55  # the narrowest panel whose tick labels and title stay readable
 
 # The paper's models in the order of its tables (Tables 1 and 2); other labels follow by name.
-MODEL_ORDER = ("M-xO", "CCA", "DCCA", "DCCAE", "VCCA", "VCCA-private", "MVAE", "MMVAE-ELBO",
-               "MMVAE-IWAE", "CMMD")
+MODEL_ORDER = (
+    "M-xO",
+    "CCA",
+    "DCCA",
+    "DCCAE",
+    "VCCA",
+    "VCCA-private",
+    "MVAE",
+    "MMVAE-ELBO",
+    "MMVAE-IWAE",
+    "CMMD",
+)
 
 PALETTE = tuple(sns.color_palette("colorblind", 10).as_hex())
 LINESTYLES: tuple[Any, ...] = ("-", "--", "-.", ":", (0, (5, 1.5)), (0, (3, 1, 1, 1, 1, 1)))
@@ -58,8 +69,7 @@ class SeriesStyle:
 
     def line(self, colour: str | None = None) -> dict[str, Any]:
         """Keyword arguments of ``Axes.plot`` (``colour`` overrides, e.g. a grid point's shade)."""
-        return {"color": colour or self.colour, "linestyle": self.linestyle,
-                "marker": self.marker}
+        return {"color": colour or self.colour, "linestyle": self.linestyle, "marker": self.marker}
 
 
 # Every paper model differs from each other one in colour, and the models whose curves tend to
@@ -81,15 +91,29 @@ MODEL_STYLES = {
 # MIN_FONT_PT at the printed size; TrueType (Type 42) fonts are embedded in the PDF, as journals
 # ask.
 PAPER_RC = {
-    **sns.axes_style("ticks"), **sns.plotting_context("paper"),
+    **sns.axes_style("ticks"),
+    **sns.plotting_context("paper"),
     "font.sans-serif": ["DejaVu Sans", "Arial", "Liberation Sans", "sans-serif"],
-    "pdf.fonttype": 42, "ps.fonttype": 42,
-    "font.size": 8, "axes.titlesize": 8.5, "axes.labelsize": 8, "legend.fontsize": 8,
-    "legend.title_fontsize": 8, "xtick.labelsize": 8, "ytick.labelsize": 8,
-    "figure.titlesize": 9, "axes.spines.top": False, "axes.spines.right": False,
-    "axes.prop_cycle": cycler(color=PALETTE), "image.cmap": "viridis",
-    "lines.linewidth": 1.2, "lines.markersize": 3.5, "savefig.dpi": 300, "figure.dpi": 100,
-    "figure.constrained_layout.h_pad": 0.03, "figure.constrained_layout.w_pad": 0.03,
+    "pdf.fonttype": 42,
+    "ps.fonttype": 42,
+    "font.size": 8,
+    "axes.titlesize": 8.5,
+    "axes.labelsize": 8,
+    "legend.fontsize": 8,
+    "legend.title_fontsize": 8,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+    "figure.titlesize": 9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.prop_cycle": cycler(color=PALETTE),
+    "image.cmap": "viridis",
+    "lines.linewidth": 1.2,
+    "lines.markersize": 3.5,
+    "savefig.dpi": 300,
+    "figure.dpi": 100,
+    "figure.constrained_layout.h_pad": 0.03,
+    "figure.constrained_layout.w_pad": 0.03,
 }
 
 
@@ -105,8 +129,11 @@ def model_style(label: str) -> SeriesStyle:
     if label in MODEL_STYLES:
         return MODEL_STYLES[label]
     digest = int(hashlib.sha256(label.encode()).hexdigest(), 16)
-    return SeriesStyle(PALETTE[digest % len(PALETTE)], LINESTYLES[digest % len(LINESTYLES)],
-                       MARKERS[digest % len(MARKERS)])
+    return SeriesStyle(
+        PALETTE[digest % len(PALETTE)],
+        LINESTYLES[digest % len(LINESTYLES)],
+        MARKERS[digest % len(MARKERS)],
+    )
 
 
 def model_colour(label: str) -> str:
@@ -134,19 +161,24 @@ def class_palette(count: int) -> list[str]:
 
 def styled(draw: Callable[..., Figure]) -> Callable[..., Figure]:
     """Decorator: ``draw`` builds its figure under the paper style."""
+
     @functools.wraps(draw)
     def with_style(*args, **kwargs):
         with matplotlib.rc_context(PAPER_RC):
             return draw(*args, **kwargs)
+
     return with_style
 
 
 def check_width(width: float) -> float:
     """``width`` in inches, refused outside 1 to 20 inches (a figure for a page)."""
     from mmbench.report.runs import ReportError
+
     if not 1.0 <= width <= 20.0:
-        raise ReportError(f"--width {width}: a figure's width in inches lies in [1, 20] "
-                          f"(a column: {SINGLE_COLUMN}, the text width: {DOUBLE_COLUMN})")
+        raise ReportError(
+            f"--width {width}: a figure's width in inches lies in [1, 20] "
+            f"(a column: {SINGLE_COLUMN}, the text width: {DOUBLE_COLUMN})"
+        )
     return width
 
 
@@ -156,8 +188,13 @@ def panels_per_row(width: float) -> int:
     return max(1, min(MAX_PANELS_PER_ROW, int(width // MIN_PANEL_INCHES)))
 
 
-def panel_grid(count: int, width: float, aspect: float = 0.8, columns: int | None = None,
-               extra_height: float = 0.0) -> tuple[Figure, list[Axes]]:
+def panel_grid(
+    count: int,
+    width: float,
+    aspect: float = 0.8,
+    columns: int | None = None,
+    extra_height: float = 0.0,
+) -> tuple[Figure, list[Axes]]:
     """A figure ``width`` inches wide with ``count`` panels on rows of at most ``columns``
     (default: :func:`panels_per_row`), each panel ``aspect`` times as high as it is wide, plus
     ``extra_height`` inches (e.g. for a legend under the panels). Call inside :func:`styled`."""
@@ -197,7 +234,8 @@ def text_width(text: str, size: float) -> float:
     """The width in inches of ``text`` set in the paper font at ``size`` points."""
     with matplotlib.rc_context(PAPER_RC):
         width, _, _ = TextToPath().get_text_width_height_descent(
-            text, FontProperties(size=size), ismath="$" in text)
+            text, FontProperties(size=size), ismath="$" in text
+        )
     return width / 72
 
 
@@ -218,11 +256,23 @@ def legend_height(entries: int, columns: int) -> float:
     return math.ceil(entries / columns) * PAPER_RC["legend.fontsize"] * 1.5 / 72 + 0.1
 
 
-def legend_below(fig: Figure, handles: dict[str, Any], columns: int, title: str | None = None,
-                 handle_length: float = 2.0) -> Legend:
+def legend_below(
+    fig: Figure,
+    handles: dict[str, Any],
+    columns: int,
+    title: str | None = None,
+    handle_length: float = 2.0,
+) -> Legend:
     """One legend under the panels (outside every axes: constrained layout makes room)."""
-    return fig.legend(list(handles.values()), list(handles), loc="outside lower center",
-                      ncol=columns, frameon=False, title=title, handlelength=handle_length)
+    return fig.legend(
+        list(handles.values()),
+        list(handles),
+        loc="outside lower center",
+        ncol=columns,
+        frameon=False,
+        title=title,
+        handlelength=handle_length,
+    )
 
 
 def collect_handles(axes: Iterable[Axes]) -> dict[str, Any]:
@@ -235,8 +285,9 @@ def collect_handles(axes: Iterable[Axes]) -> dict[str, Any]:
     return handles
 
 
-def save_figure(fig: Figure, stem: Path, values: pd.DataFrame | None = None,
-                title: str | None = None) -> list[Path]:
+def save_figure(
+    fig: Figure, stem: Path, values: pd.DataFrame | None = None, title: str | None = None
+) -> list[Path]:
     """Write ``stem``.pdf (vector, TrueType fonts embedded), ``stem``.png and, given ``values``,
     ``stem``.csv (the values drawn); the PDF's metadata title is ``title``. Returns the paths.
     The files keep the figure's size in inches (no cropping), so a figure drawn for 3.25 inches

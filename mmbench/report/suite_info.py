@@ -5,6 +5,7 @@ seeds and its display names.
 from); older results directories have none, and every report works without it: the suite is then
 named after the directory and the seeds are those the records have.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,15 +41,20 @@ class SuiteInfo:
         try:
             suite: Any = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as error:
-            raise ReportError(f"{path}: not readable as JSON ({error}); delete it or rerun "
-                              "`mmbench run` to write it again") from None
+            raise ReportError(
+                f"{path}: not readable as JSON ({error}); delete it or rerun "
+                "`mmbench run` to write it again"
+            ) from None
         if not isinstance(suite, dict):
-            raise ReportError(f"{path}: expected a JSON object (the suite), got "
-                              f"{type(suite).__name__}")
+            raise ReportError(
+                f"{path}: expected a JSON object (the suite), got {type(suite).__name__}"
+            )
         seeds = suite.get("seeds")
         names = suite.get("display_names") or {}
         if not isinstance(names, dict):
             raise ReportError(f"{path}: display_names must map names to text, got {names!r}")
-        return cls(name=str(suite.get("name") or Path(results_dir).resolve().name),
-                   seeds=tuple(int(s) for s in seeds) if isinstance(seeds, list) else None,
-                   display_names={str(k): str(v) for k, v in names.items()})
+        return cls(
+            name=str(suite.get("name") or Path(results_dir).resolve().name),
+            seeds=tuple(int(s) for s in seeds) if isinstance(seeds, list) else None,
+            display_names={str(k): str(v) for k, v in names.items()},
+        )

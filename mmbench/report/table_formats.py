@@ -10,6 +10,7 @@ line; transposed: a gap before their columns). LaTeX needs ``\\usepackage{bookta
 so an overfull line means the table does not fit a double-column page). CSV is long form, one
 line per cell, with the paired test and its p-value.
 """
+
 from __future__ import annotations
 
 import io
@@ -31,14 +32,17 @@ MISSING = "—"
 NO_MODEL = "no model"
 EN_DASH, ALPHA = "\N{EN DASH}", "\N{GREEK SMALL LETTER ALPHA}"
 # A document for --standalone: booktabs, and a 7-inch text block (a double-column page).
-LATEX_DOCUMENT = (r"""\documentclass[10pt]{article}
+LATEX_DOCUMENT = (
+    r"""\documentclass[10pt]{article}
 \usepackage{booktabs}
 \setlength{\textwidth}{7in}
 \setlength{\oddsidemargin}{-0.25in}
 \setlength{\evensidemargin}{-0.25in}
 \begin{document}
-""", r"""\end{document}
-""")
+""",
+    r"""\end{document}
+""",
+)
 
 
 @dataclass(frozen=True)
@@ -62,18 +66,28 @@ class _Grid:
 
 def _grid(table: ResultTable, transpose: bool) -> _Grid:
     if not transpose:
-        return _Grid("model", [table.header(c) for c in table.columns],
-                     ["data"] * len(table.columns),
-                     [_Line(row.name, row.kind, [row.cells.get(c) for c in table.columns])
-                      for row in table.rows])
-    return _Grid(table.names.other(table.axis) if table.axis else "data",
-                 [row.name for row in table.rows], [row.kind for row in table.rows],
-                 [_Line(table.header(c), "data", [row.cells.get(c) for row in table.rows])
-                  for c in table.columns])
+        return _Grid(
+            "model",
+            [table.header(c) for c in table.columns],
+            ["data"] * len(table.columns),
+            [
+                _Line(row.name, row.kind, [row.cells.get(c) for c in table.columns])
+                for row in table.rows
+            ],
+        )
+    return _Grid(
+        table.names.other(table.axis) if table.axis else "data",
+        [row.name for row in table.rows],
+        [row.kind for row in table.rows],
+        [
+            _Line(table.header(c), "data", [row.cells.get(c) for row in table.rows])
+            for c in table.columns
+        ],
+    )
 
 
 def _number(cell: Cell, table: ResultTable) -> str:
-    """"13.80 ± 1.24"; a single seed without ±; the paper's figure as published."""
+    """ "13.80 ± 1.24"; a single seed without ±; the paper's figure as published."""
     if cell.n == 0:  # as published (CSV values read back as floats: 3.0 stays "3.0")
         text = format(cell.mean, "g")
         return text if any(c in text for c in ".en") else text + ".0"
@@ -97,11 +111,16 @@ def to_markdown(table: ResultTable, transpose: bool = False) -> str:
     titles = [f"*{t}*" if k == "paper" else t for t, k in zip(grid.titles, grid.kinds)]
     if gap is not None:
         titles.insert(gap, "")
-    lines = [f"**{table.caption}**", "", "| " + " | ".join([grid.corner, *titles]) + " |",
-             "|:--" + "|--:" * len(titles) + "|"]
+    lines = [
+        f"**{table.caption}**",
+        "",
+        "| " + " | ".join([grid.corner, *titles]) + " |",
+        "|:--" + "|--:" * len(titles) + "|",
+    ]
     for position, line in enumerate(grid.lines):
-        if line.kind == "reference" and (position == 0
-                                         or grid.lines[position - 1].kind != "reference"):
+        if line.kind == "reference" and (
+            position == 0 or grid.lines[position - 1].kind != "reference"
+        ):
             lines.append("| " + " | ".join([f"*{NO_MODEL}*"] + [""] * len(titles)) + " |")
         kinds = grid.kinds if transpose else [line.kind] * len(line.cells)
         texts = [_markdown_cell(cell, kind, table) for cell, kind in zip(line.cells, kinds)]
@@ -132,11 +151,26 @@ def _gap_before(kinds: list[str], kind: str) -> int | None:
 
 
 def latex_escape(text: str) -> str:
-    for char, escaped in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"),
-                          ("#", r"\#"), ("$", r"\$"), ("{", r"\{"), ("}", r"\}"),
-                          ("±", r"$\pm$"), ("≥", r"$\geq$"), (TIMES, r"$\times$"),
-                          ("→", r"$\to$"), ("—", "---"), (EN_DASH, "--"), ("χ²", r"$\chi^2$"),
-                          (ALPHA, r"$\alpha$"), ("†", r"$^\dagger$"), ("‡", r"$^\ddagger$")):
+    for char, escaped in (
+        ("\\", r"\textbackslash{}"),
+        ("&", r"\&"),
+        ("%", r"\%"),
+        ("_", r"\_"),
+        ("#", r"\#"),
+        ("$", r"\$"),
+        ("{", r"\{"),
+        ("}", r"\}"),
+        ("±", r"$\pm$"),
+        ("≥", r"$\geq$"),
+        (TIMES, r"$\times$"),
+        ("→", r"$\to$"),
+        ("—", "---"),
+        (EN_DASH, "--"),
+        ("χ²", r"$\chi^2$"),
+        (ALPHA, r"$\alpha$"),
+        ("†", r"$^\dagger$"),
+        ("‡", r"$^\ddagger$"),
+    ):
         text = text.replace(char, escaped)
     return text
 
@@ -145,25 +179,34 @@ def to_latex(table: ResultTable, transpose: bool = False) -> str:
     """A booktabs table with ``\\label{tab:<suite>-<metric>}``."""
     grid = _grid(table, transpose)
     gap = _gap_before(grid.kinds, "reference")
-    spec = "l" + "".join((r"@{\qquad}" if i == gap else "") + "r"
-                         for i in range(len(grid.titles)))
-    titles = [rf"\textit{{{latex_escape(t)}}}" if k == "paper" else latex_escape(t)
-              for t, k in zip(grid.titles, grid.kinds)]
-    lines = [r"\begin{table}[t]", r"\centering",
-             rf"\caption{{{latex_escape(table.caption)}}}", rf"\label{{{table.label}}}",
-             rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
-             " & ".join([latex_escape(grid.corner), *titles]) + r" \\", r"\midrule"]
+    spec = "l" + "".join((r"@{\qquad}" if i == gap else "") + "r" for i in range(len(grid.titles)))
+    titles = [
+        rf"\textit{{{latex_escape(t)}}}" if k == "paper" else latex_escape(t)
+        for t, k in zip(grid.titles, grid.kinds)
+    ]
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        rf"\caption{{{latex_escape(table.caption)}}}",
+        rf"\label{{{table.label}}}",
+        rf"\begin{{tabular}}{{{spec}}}",
+        r"\toprule",
+        " & ".join([latex_escape(grid.corner), *titles]) + r" \\",
+        r"\midrule",
+    ]
     for position, line in enumerate(grid.lines):
         previous = grid.lines[position - 1] if position else None
         if previous is not None and (
-                (line.kind == "reference" and previous.kind != "reference")
-                or (transpose and line.title == AVERAGE)):
+            (line.kind == "reference" and previous.kind != "reference")
+            or (transpose and line.title == AVERAGE)
+        ):
             lines.append(r"\midrule")
         kinds = grid.kinds if transpose else [line.kind] * len(line.cells)
         texts = [_latex_cell(cell, kind, table) for cell, kind in zip(line.cells, kinds)]
         title = latex_escape(line.title)
-        lines.append(" & ".join([rf"\textit{{{title}}}" if line.kind == "paper" else title,
-                                 *texts]) + r" \\")
+        lines.append(
+            " & ".join([rf"\textit{{{title}}}" if line.kind == "paper" else title, *texts]) + r" \\"
+        )
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     return "\n".join(lines) + "\n"
 
@@ -201,17 +244,27 @@ def to_csv(tables: list[ResultTable]) -> str:
 
 def _csv_line(table: ResultTable, row: Row, column: str, cell: Cell) -> dict:
     comparison = cell.comparison
-    return {"suite": table.suite, "dataset": table.dataset, "metric": table.metric,
-            "row": row.name, "kind": row.kind, "column": column, "mean": cell.mean,
-            "std": cell.std, "n": cell.n, "mark": cell.mark,
-            "test": "" if comparison is None else TEST_NAMES[comparison.test],
-            "pairs": None if comparison is None else comparison.n_pairs,
-            "p_value": None if comparison is None else comparison.p_value,
-            "stopped": " ".join(cell.stopped)}
+    return {
+        "suite": table.suite,
+        "dataset": table.dataset,
+        "metric": table.metric,
+        "row": row.name,
+        "kind": row.kind,
+        "column": column,
+        "mean": cell.mean,
+        "std": cell.std,
+        "n": cell.n,
+        "mark": cell.mark,
+        "test": "" if comparison is None else TEST_NAMES[comparison.test],
+        "pairs": None if comparison is None else comparison.n_pairs,
+        "p_value": None if comparison is None else comparison.p_value,
+        "stopped": " ".join(cell.stopped),
+    }
 
 
-def render(tables: list[ResultTable], fmt: str, *, transpose: bool = False,
-           standalone: bool = False) -> str:
+def render(
+    tables: list[ResultTable], fmt: str, *, transpose: bool = False, standalone: bool = False
+) -> str:
     """All ``tables`` as one text in ``fmt`` (markdown, latex or csv); ``standalone``: a whole
     LaTeX document."""
     _check(fmt, standalone)
@@ -222,8 +275,9 @@ def render(tables: list[ResultTable], fmt: str, *, transpose: bool = False,
     return _document(text) if standalone else text
 
 
-def _simple(fmt: str, caption: str, label: str, header: list[str], body: list[list[str]],
-            aligns: str) -> str:
+def _simple(
+    fmt: str, caption: str, label: str, header: list[str], body: list[list[str]], aligns: str
+) -> str:
     """A plain table (no marks) in ``fmt``: markdown or LaTeX (booktabs) or CSV."""
     if fmt == "csv":
         buffer = io.StringIO()
@@ -234,22 +288,31 @@ def _simple(fmt: str, caption: str, label: str, header: list[str], body: list[li
         lines = [f"**{caption}**", "", "| " + " | ".join(header) + " |", rule]
         lines += ["| " + " | ".join(row) + " |" for row in body]
         return "\n".join(lines) + "\n"
-    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{latex_escape(caption)}}}",
-             rf"\label{{{label}}}", rf"\begin{{tabular}}{{{aligns}}}", r"\toprule",
-             " & ".join(map(latex_escape, header)) + r" \\", r"\midrule"]
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        rf"\caption{{{latex_escape(caption)}}}",
+        rf"\label{{{label}}}",
+        rf"\begin{{tabular}}{{{aligns}}}",
+        r"\toprule",
+        " & ".join(map(latex_escape, header)) + r" \\",
+        r"\midrule",
+    ]
     lines += [" & ".join(map(latex_escape, row)) + r" \\" for row in body]
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     return "\n".join(lines) + "\n"
 
 
-def render_params(chosen: list[ChosenParam], budget: Budget, suite: str, fmt: str,
-                  standalone: bool = False) -> str:
+def render_params(
+    chosen: list[ChosenParam], budget: Budget, suite: str, fmt: str, standalone: bool = False
+) -> str:
     """The chosen hyper-parameters, one line per model and setting: its value and, for a tuned
     one, the values its trials tried."""
     _check(fmt, standalone)
     tuned = any(p.tuned for p in chosen)
-    caption = (f"Hyper-parameters of {suite} ({budget.describe()})"
-               + ("; tried: the values the tuning trials drew." if tuned else "."))
+    caption = f"Hyper-parameters of {suite} ({budget.describe()})" + (
+        "; tried: the values the tuning trials drew." if tuned else "."
+    )
     body, previous = [], None
     for param in chosen:
         shown = "" if param.label == previous and fmt != "csv" else param.label
@@ -282,17 +345,21 @@ def render_ranks(result: RankResult, suite: str, fmt: str, standalone: bool = Fa
     critical difference in the caption."""
     _check(fmt, standalone)
     ranked = result.average_ranks
-    caption = (f"Ranks by {result.metric} over {len(result.ranks)} blocks (1 = best): "
-               f"Friedman χ² = {result.chi2:.2f} (p = {result.p_value:.3g}), "
-               f"Iman{EN_DASH}Davenport F = {result.f_statistic:.2f} "
-               f"(p = {result.f_p_value:.3g}); Nemenyi critical difference CD = {result.cd:.2f} "
-               f"at {ALPHA} = {result.alpha:g}: models whose average ranks differ by less than "
-               "CD are not significantly different.")
+    caption = (
+        f"Ranks by {result.metric} over {len(result.ranks)} blocks (1 = best): "
+        f"Friedman χ² = {result.chi2:.2f} (p = {result.p_value:.3g}), "
+        f"Iman{EN_DASH}Davenport F = {result.f_statistic:.2f} "
+        f"(p = {result.f_p_value:.3g}); Nemenyi critical difference CD = {result.cd:.2f} "
+        f"at {ALPHA} = {result.alpha:g}: models whose average ranks differ by less than "
+        "CD are not significantly different."
+    )
     if result.left_out:
         caption += f" Left out (missing from some blocks): {', '.join(sorted(result.left_out))}."
     header = ["model", *map(str, result.ranks.index), "average rank"]
-    body = [[str(model), *(f"{r:g}" for r in result.ranks[model]), f"{ranked[model]:.2f}"]
-            for model in ranked.index]
+    body = [
+        [str(model), *(f"{r:g}" for r in result.ranks[model]), f"{ranked[model]:.2f}"]
+        for model in ranked.index
+    ]
     label = f"tab:{_label_part(suite)}-{_label_part(result.metric)}-ranks"
     text = _simple(fmt, caption, label, header, body, "l" + "r" * (len(header) - 1))
     return _document(text) if standalone else text

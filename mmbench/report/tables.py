@@ -14,6 +14,7 @@ with the best model (the p-value is in the CSV) but never marked: they are not c
 
 :mod:`mmbench.report.table_formats` writes a :class:`ResultTable` as markdown, LaTeX or CSV.
 """
+
 from __future__ import annotations
 
 import math
@@ -40,12 +41,19 @@ AVERAGE = "average"
 REFERENCE_ORDER = ("raw xO", "mean xM", "ridge xO→xM")
 # Why some runs of a cell stopped before showing convergence -> the cell's mark.
 CAP_MARKS = {"epochs": "†", "time_budget": "‡"}
-CAP_NOTES = {"epochs": "some of its runs stopped at the epoch cap (not by early stopping)",
-             "time_budget": "some of its runs stopped at the time budget"}
+CAP_NOTES = {
+    "epochs": "some of its runs stopped at the epoch cap (not by early stopping)",
+    "time_budget": "some of its runs stopped at the time budget",
+}
 
 # Our data set names -> the "dataset" column of the paper's CSV.
-PAPER_DATASETS = {"mnist_noisy": "noisy_mnist", "xrmb": "xrmb", "flickr": "flickr",
-                  "mnist_svhn": "mnist_svhn", "mnist3": "mnist3"}
+PAPER_DATASETS = {
+    "mnist_noisy": "noisy_mnist",
+    "xrmb": "xrmb",
+    "flickr": "flickr",
+    "mnist_svhn": "mnist_svhn",
+    "mnist3": "mnist3",
+}
 # The paper's metrics -> (our metric, conversion of the paper's value into our units).
 PAPER_METRICS: dict[str, list[tuple[str, Callable[[float], float]]]] = {
     "error_pct": [("error_pct", lambda v: v)],
@@ -112,8 +120,9 @@ class PaperReference:
                 return next(iter(found.values()))
         return None
 
-    def column(self, dataset: str, splits: dict[str, str | None], label: str,
-               metric: str) -> dict[str, float | None]:
+    def column(
+        self, dataset: str, splits: dict[str, str | None], label: str, metric: str
+    ) -> dict[str, float | None]:
         """The paper's figures for the rows of a table; ``splits`` maps our row names to the
         paper's splits (AVERAGE to itself)."""
         column = {row: self.value(dataset, split, label, metric) for row, split in splits.items()}
@@ -135,13 +144,14 @@ class PaperReference:
         for name in self._names(label):
             averages = self.values.get((paper_dataset, AVERAGE, name, metric), {})
             for table, value in averages.items():
-                averaged = {split for (d, split, m, k), tables in self.values.items()
-                            if table in tables and (d, m, k) == (paper_dataset, name, metric)}
+                averaged = {
+                    split
+                    for (d, split, m, k), tables in self.values.items()
+                    if table in tables and (d, m, k) == (paper_dataset, name, metric)
+                }
                 if averaged - {AVERAGE} <= covered:
                     return value
         return None
-
-
 
 
 RowKind = Literal["model", "paper", "reference"]
@@ -234,17 +244,21 @@ class ResultTable:
         and the test behind them, daggers, reference rows and the paper's figures."""
         seeds = ", ".join(map(str, self.seeds))
         count = f"{len(self.seeds)} seed{'s' * (len(self.seeds) != 1)}"
-        missing = (f"; the suite's seed{'s' * (len(self.missing_seeds) > 1)} "
-                   f"{', '.join(map(str, self.missing_seeds))} not run" if self.missing_seeds
-                   else "")
-        text = (f"{self.names.metric(self.metric)} on {self.names.dataset(self.dataset)}: "
-                f"mean ± std over {count} ({seeds}{missing}) {self._split_text()}; "
-                f"{'higher' if self.higher_is_better else 'lower'} is better.")
+        missing = (
+            f"; the suite's seed{'s' * (len(self.missing_seeds) > 1)} "
+            f"{', '.join(map(str, self.missing_seeds))} not run"
+            if self.missing_seeds
+            else ""
+        )
+        text = (
+            f"{self.names.metric(self.metric)} on {self.names.dataset(self.dataset)}: "
+            f"mean ± std over {count} ({seeds}{missing}) {self._split_text()}; "
+            f"{'higher' if self.higher_is_better else 'lower'} is better."
+        )
         if self.budget is not None:
             text += f" Budget: {self.budget.describe()}."
         text += self._marks_text()
-        stopped = [reason for reason in CAP_MARKS
-                   if any(reason in c.stopped for c in self.cells())]
+        stopped = [reason for reason in CAP_MARKS if any(reason in c.stopped for c in self.cells())]
         text += "".join(f" {CAP_MARKS[r]}: {CAP_NOTES[r]}." for r in stopped)
         if any(r.kind == "reference" for r in self.rows):
             text += " Set apart: references without a model, computed from the data alone."
@@ -265,8 +279,13 @@ class ResultTable:
         return text
 
     def _marks_text(self) -> str:
-        comparisons = [c.comparison for r in self.rows if r.kind == "model"
-                       for c in r.cells.values() if c.comparison is not None]
+        comparisons = [
+            c.comparison
+            for r in self.rows
+            if r.kind == "model"
+            for c in r.cells.values()
+            if c.comparison is not None
+        ]
         if not comparisons:
             return ""
         used = {c.test for c in comparisons}
@@ -276,9 +295,11 @@ class ResultTable:
         if "paired_t" in used:
             tests.append("paired t-test over 2 to 5 pairs")
         pairing = "seed" if self.axis is None else f"{self.names.other(self.axis)} and seed"
-        text = (" Bold: the best model; underlined: not significantly worse than the best "
-                f"(p ≥ 0.05, two-sided {' or '.join(tests) or 'test'}; runs paired by "
-                f"{pairing}) or equal to it as shown.")
+        text = (
+            " Bold: the best model; underlined: not significantly worse than the best "
+            f"(p ≥ 0.05, two-sided {' or '.join(tests) or 'test'}; runs paired by "
+            f"{pairing}) or equal to it as shown."
+        )
         if "none" in used:
             text += " No test where fewer than 2 runs pair up (bold is then the best mean)."
         if self._any_all_tied():
@@ -287,16 +308,22 @@ class ResultTable:
 
     def _any_all_tied(self) -> bool:
         for column in self.columns:
-            cells = [r.cells[column] for r in self.rows
-                     if r.kind == "model" and column in r.cells]
+            cells = [r.cells[column] for r in self.rows if r.kind == "model" and column in r.cells]
             if len(cells) > 1 and not any(c.mark for c in cells):
                 return True
         return False
 
 
-def build_table(frame: pd.DataFrame, metric: str, reference: PaperReference | None = None,
-                digits: int | None = None, *, suite: SuiteInfo | None = None,
-                budget: Budget | None = None, by_group: bool = False) -> list[ResultTable]:
+def build_table(
+    frame: pd.DataFrame,
+    metric: str,
+    reference: PaperReference | None = None,
+    digits: int | None = None,
+    *,
+    suite: SuiteInfo | None = None,
+    budget: Budget | None = None,
+    by_group: bool = False,
+) -> list[ResultTable]:
     """The tables of ``metric`` (one per data set) from a run frame
     (mmbench.report.runs.run_frame; tuning trials in it are left out).
 
@@ -313,17 +340,31 @@ def build_table(frame: pd.DataFrame, metric: str, reference: PaperReference | No
     data = data[data["metric"] == metric]
     if data.empty:
         raise ReportError(f"no run has metric {metric!r}; available: {available}")
-    return [_one_table(part, str(dataset), metric, reference, digits, suite,
-                       budget, by_group)
-            for dataset, part in data.groupby("dataset", sort=True)]
+    return [
+        _one_table(part, str(dataset), metric, reference, digits, suite, budget, by_group)
+        for dataset, part in data.groupby("dataset", sort=True)
+    ]
 
 
-def _one_table(data: pd.DataFrame, dataset: str, metric: str, reference: PaperReference | None,
-               digits: int, suite: SuiteInfo, budget: Budget | None,
-               by_group: bool) -> ResultTable:
+def _one_table(
+    data: pd.DataFrame,
+    dataset: str,
+    metric: str,
+    reference: PaperReference | None,
+    digits: int,
+    suite: SuiteInfo,
+    budget: Budget | None,
+    by_group: bool,
+) -> ResultTable:
     data, columns, axis = _columns(data)
-    headers = {column: ", ".join(_display_point(part, suite.names) for part in column.split(", "))
-               for column in columns} if axis else {}
+    headers = (
+        {
+            column: ", ".join(_display_point(part, suite.names) for part in column.split(", "))
+            for column in columns
+        }
+        if axis
+        else {}
+    )
     if len(columns) > 1:
         columns = [*columns, AVERAGE]
     is_reference = data["role"] == REFERENCE_ROLE
@@ -336,14 +377,24 @@ def _one_table(data: pd.DataFrame, dataset: str, metric: str, reference: PaperRe
     for column in columns:
         in_column = [name for name in cells if (column, name) in shown]
         means = {name: float(shown[(column, name)].mean()) for name in in_column}
-        marks = mark_column({name: paired[(column, name)] for name in in_column}, means,
-                            higher_is_better(metric), [m for m in models if m in means], digits)
+        marks = mark_column(
+            {name: paired[(column, name)] for name in in_column},
+            means,
+            higher_is_better(metric),
+            [m for m in models if m in means],
+            digits,
+        )
         for name in in_column:
             values = shown[(column, name)]
             std = float(values.std(ddof=1)) if len(values) > 1 else math.nan
-            cells[name][column] = Cell(means[name], std, len(values),
-                                       marks.marks.get(name, ""), marks.comparisons.get(name),
-                                       stopped.get((column, name), ()))
+            cells[name][column] = Cell(
+                means[name],
+                std,
+                len(values),
+                marks.marks.get(name, ""),
+                marks.comparisons.get(name),
+                stopped.get((column, name), ()),
+            )
     rows = []
     shown_name = suite.names.other
     paper = _paper_rows(data, dataset, metric, columns, models, reference)
@@ -354,19 +405,31 @@ def _one_table(data: pd.DataFrame, dataset: str, metric: str, reference: PaperRe
     rows += [Row(shown_name(name), "reference", cells[name]) for name in references]
     present = tuple(sorted(int(s) for s in data["seed"].unique()))
     missing = tuple(s for s in suite.seeds or () if s not in present)
-    return ResultTable(suite.name, dataset, metric, columns, axis, rows, present, budget,
-                       suite.names, digits, missing, by_group, headers)
+    return ResultTable(
+        suite.name,
+        dataset,
+        metric,
+        columns,
+        axis,
+        rows,
+        present,
+        budget,
+        suite.names,
+        digits,
+        missing,
+        by_group,
+        headers,
+    )
 
 
 def _display_point(part: str, names: DisplayNames) -> str:
-    """"fold 1" with the axis by its display name."""
+    """ "fold 1" with the axis by its display name."""
     axis, _, value = part.partition(" ")
     return f"{names.other(axis)} {value}"
 
 
 def _reference_rank(name: str) -> tuple[int, str]:
-    return (REFERENCE_ORDER.index(name) if name in REFERENCE_ORDER else len(REFERENCE_ORDER),
-            name)
+    return (REFERENCE_ORDER.index(name) if name in REFERENCE_ORDER else len(REFERENCE_ORDER), name)
 
 
 def _columns(data: pd.DataFrame) -> tuple[pd.DataFrame, list[str], str | None]:
@@ -376,15 +439,20 @@ def _columns(data: pd.DataFrame) -> tuple[pd.DataFrame, list[str], str | None]:
     axes = [c for c in data.columns if c.startswith("data.") and data[c].notna().any()]
     if not axes:
         return data.assign(column="test"), ["test"], None
-    names = data[axes].apply(lambda point: ", ".join(
-        f"{axis.removeprefix('data.')} {_plain(value)}" for axis, value in point.items()), axis=1)
+    names = data[axes].apply(
+        lambda point: ", ".join(
+            f"{axis.removeprefix('data.')} {_plain(value)}" for axis, value in point.items()
+        ),
+        axis=1,
+    )
     data = data.assign(column=names)
     columns = list(dict.fromkeys(data.sort_values(axes)["column"]))
     return data, columns, " / ".join(a.removeprefix("data.") for a in axes)
 
 
-def _values(data: pd.DataFrame, columns: list[str]
-            ) -> tuple[dict[tuple[str, str], pd.Series], dict[tuple[str, str], pd.Series]]:
+def _values(
+    data: pd.DataFrame, columns: list[str]
+) -> tuple[dict[tuple[str, str], pd.Series], dict[tuple[str, str], pd.Series]]:
     """(column, series) -> the values a cell shows (one per seed) and the values its paired
     test sees. In a data point's column both are the runs by seed. In the AVERAGE column a
     cell shows each seed's mean over the data points (a seed missing from one is left out) and
@@ -416,25 +484,41 @@ def _stopped(data: pd.DataFrame, columns: list[str]) -> dict[tuple[str, str], tu
     return out
 
 
-def _paper_rows(data: pd.DataFrame, dataset: str, metric: str, columns: list[str],
-                models: list[str], reference: PaperReference | None) -> dict[str, Row]:
+def _paper_rows(
+    data: pd.DataFrame,
+    dataset: str,
+    metric: str,
+    columns: list[str],
+    models: list[str],
+    reference: PaperReference | None,
+) -> dict[str, Row]:
     """series -> the row of the paper's figures for its label, after the label's last series,
     where the paper has a figure for one of the table's columns."""
     if reference is None:
         return {}
     labels = {name: data.loc[data["series"] == name, "label"].iloc[0] for name in models}
-    options = {column: {c.removeprefix("option."): v for c, v in group.iloc[0].items()
-                        if c.startswith("option.") and not _missing(v)}
-               for column, group in data.groupby("column")}
-    splits = {column: AVERAGE if column == AVERAGE else paper_split(
-        dataset, options[column]) for column in columns}
+    options = {
+        column: {
+            c.removeprefix("option."): v
+            for c, v in group.iloc[0].items()
+            if c.startswith("option.") and not _missing(v)
+        }
+        for column, group in data.groupby("column")
+    }
+    splits = {
+        column: AVERAGE if column == AVERAGE else paper_split(dataset, options[column])
+        for column in columns
+    }
     rows = {}
     for position, name in enumerate(models):
         label = labels[name]
         if position + 1 < len(models) and labels[models[position + 1]] == label:
             continue
-        figures = {column: Cell(value) for column, value in
-                   reference.column(dataset, splits, label, metric).items() if value is not None}
+        figures = {
+            column: Cell(value)
+            for column, value in reference.column(dataset, splits, label, metric).items()
+            if value is not None
+        }
         if figures:  # named after the label; the caller adds " (paper)"
             rows[name] = Row(label, "paper", figures)
     return rows
