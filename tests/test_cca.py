@@ -238,12 +238,16 @@ def test_exact_against_a_float64_numpy_reference_on_784_d_pixels():
     assert np.diff(rho).max() < -1e-3  # separated: the directions are unique up to sign
     model = CCA(n_components=10, reg1=0.1, reg2=0.1)
     model.fit(splits.train, splits.valid)
-    np.testing.assert_allclose(model.train_correlations_, rho, rtol=0, atol=1e-6)
 
     def pearson(p, q):
         p, q = p - p.mean(0), q - q.mean(0)
         return (p * q).sum(0) / np.sqrt((p * p).sum(0) * (q * q).sum(0))
 
+    # train and held-out correlations are both the Pearson correlations of the variates (the
+    # ridge shrinks the singular values rho below them)
+    train = pearson((x1 - mean1) @ weights1, (x2 - mean2) @ weights2)
+    assert (train > rho).all()
+    np.testing.assert_allclose(model.train_correlations_, train, rtol=0, atol=1e-6)
     valid = splits.valid.data
     heldout = pearson((valid["x1"] - mean1) @ weights1, (valid["x2"] - mean2) @ weights2)
     np.testing.assert_allclose(model.valid_correlations_, heldout, rtol=0, atol=1e-6)
