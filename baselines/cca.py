@@ -12,6 +12,7 @@ measured the same way (the regularised canonical correlations, which the ridge s
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -26,12 +27,12 @@ from mmbench.correlation import (
     fitted_correlations,
     moments,
 )
-from mmbench.model import MultimodalModel
+from mmbench.model import Arrays, MultimodalModel
 from mmbench.trainer import EpochCallback, FitReport, TrainConfig
 from mmbench.views import Views
 
 
-def side_by_side(arrays, names) -> np.ndarray:
+def side_by_side(arrays: Arrays, names: Sequence[str]) -> np.ndarray:
     """The arrays ``names`` concatenated along features (no copy for a single one)."""
     if len(names) == 1:
         return arrays[names[0]]
@@ -51,7 +52,7 @@ def view_pair(views: Views) -> tuple[torch.Tensor, torch.Tensor]:
     )
 
 
-def observed_matrix(xO, names: tuple[str, ...], dims: tuple[int, ...]) -> np.ndarray:
+def observed_matrix(xO: Arrays, names: tuple[str, ...], dims: tuple[int, ...]) -> np.ndarray:
     """The observed modalities ``names`` of ``xO`` concatenated, after checking their widths."""
     absent = [m for m in names if m not in xO]
     if absent:
@@ -137,16 +138,16 @@ class CCA(MultimodalModel[CCAConfig]):
         w1 = self.projection_.weights1
         return torch.linalg.solve(w1.T @ stats.cov11 @ w1, w1.T @ stats.cov12)
 
-    def _variates(self, xO) -> torch.Tensor:
+    def _variates(self, xO: Arrays) -> torch.Tensor:
         """View-1 canonical variates (n, k), float64, computed in chunks of rows."""
         x1 = torch.as_tensor(observed_matrix(xO, self.observed_, self.observed_dims_))
         return torch.cat([self.projection_.project1(rows) for rows in x1.split(CHUNK_ROWS)])
 
-    def represent(self, xO) -> np.ndarray:
+    def represent(self, xO: Arrays) -> np.ndarray:
         """View-1 canonical variates on the top-k directions, (n, k) float32."""
         return self._variates(xO).float().numpy()
 
-    def generate(self, xO) -> dict[str, np.ndarray]:
+    def generate(self, xO: Arrays) -> dict[str, np.ndarray]:
         """Least-squares prediction of each missing modality from the canonical variates."""
         x2 = self.projection_.mean2 + self._variates(xO) @ self.regression_
         parts = torch.split(x2.float(), list(self.missing_dims_.values()), dim=1)

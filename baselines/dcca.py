@@ -30,9 +30,9 @@ from mmbench.correlation import (
     moments,
     total_correlation,
 )
-from mmbench.model import DataSpec, TorchModel, concat
+from mmbench.model import Arrays, DataSpec, TorchModel, concat
 from mmbench.nn import MLP
-from mmbench.trainer import EpochCallback, FitReport, Progress, TrainConfig
+from mmbench.trainer import Batch, EpochCallback, FitReport, Progress, TrainConfig
 from mmbench.views import Views
 
 
@@ -82,6 +82,9 @@ def feedforward(
 class DCCANetwork(nn.Module):
     """f1, f2 and the final linear CCA on their outputs (buffers, filled after training)."""
 
+    cca_mean1: torch.Tensor
+    cca_weights1: torch.Tensor
+
     def __init__(self, spec: DataSpec, config: DCCAConfig):
         super().__init__()
         self.spec, self.config = spec, config
@@ -98,7 +101,7 @@ class DCCANetwork(nn.Module):
             "cca_weights1", torch.zeros(latent, self.n_components, dtype=torch.float64)
         )
 
-    def encode(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """(f1(x1), f2(x2)), each (b, latent_dim)."""
         return (
             self.encoder1(concat(batch, self.spec.observed)),
@@ -109,7 +112,9 @@ class DCCANetwork(nn.Module):
         """Sum of the top-k canonical correlations of the batch outputs (0-d, float64)."""
         return total_correlation(h1, h2, self.n_components, self.config.reg1, self.config.reg2)
 
-    def loss(self, batch, progress: Progress | None = None):
+    def loss(
+        self, batch: Batch, progress: Progress | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         correlation = self.correlation(*self.encode(batch))
         return -correlation, {"correlation": correlation}
 
@@ -117,7 +122,7 @@ class DCCANetwork(nn.Module):
         self.cca_mean1.copy_(projection.mean1)
         self.cca_weights1.copy_(projection.weights1)
 
-    def represent(self, batch) -> torch.Tensor:
+    def represent(self, batch: Batch) -> torch.Tensor:
         """View-1 canonical variates of f1(x1), (b, k) float32."""
         h1 = self.encoder1(concat(batch, self.spec.observed))
         return ((h1.double() - self.cca_mean1) @ self.cca_weights1).float()
@@ -170,6 +175,6 @@ class DCCA(TorchModel[DCCAConfig, DCCANetwork]):
             torch.as_tensor(out["h2"], device=self.device_),
         )
 
-    def represent(self, xO) -> np.ndarray:
+    def represent(self, xO: Arrays) -> np.ndarray:
         """f1(x1) on the top-k canonical directions of the final linear CCA, (n, k)."""
         return self.batched(self.module_.represent, xO)

@@ -12,13 +12,14 @@ DCCA, f1(x1) on the final linear CCA's top-k directions.
 
 from __future__ import annotations
 
+import torch
 from pydantic import Field
 
 from baselines.dcca import DCCA, DCCAConfig, DCCANetwork, feedforward
 from mmbench.config import Layers, NonNegativeReal
 from mmbench.model import DataSpec, concat
 from mmbench.nn import decoder_layers
-from mmbench.trainer import Progress
+from mmbench.trainer import Batch, Progress
 
 
 class DCCAEConfig(DCCAConfig):
@@ -55,7 +56,9 @@ class DCCAENetwork(DCCANetwork):
             config.latent_dim, hidden, spec.missing_dim, config.activation, config.dropout
         )
 
-    def loss(self, batch, progress: Progress | None = None):
+    def loss(
+        self, batch: Batch, progress: Progress | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         x1, x2 = concat(batch, self.spec.observed), concat(batch, self.spec.missing)
         h1, h2 = self.encoder1(x1), self.encoder2(x2)
         correlation = self.correlation(h1, h2)

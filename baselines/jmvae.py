@@ -30,7 +30,7 @@ Test time (no classifier of its own; scored by the suite's downstream protocol):
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
 
 import numpy as np
 import torch
@@ -62,6 +62,13 @@ from mmbench.nn import (
 )
 from mmbench.trainer import Batch, Progress
 
+if TYPE_CHECKING:  # mypy cannot evaluate the calls below: the values they validate to
+    DecoderVariance: TypeAlias = Literal["input", "shared"] | float
+    LikelihoodWeights: TypeAlias = float | dict[str, float]
+else:
+    DecoderVariance = choice_or_number(Literal["input", "shared"], PositiveReal)
+    LikelihoodWeights = per_modality(NonNegativeReal)
+
 
 class JMVAEConfig(ModelConfig):
     """JMVAE-kl's hyper-parameters (the authors' MNIST: latent_dim 64, encoders and decoders of
@@ -83,12 +90,12 @@ class JMVAEConfig(ModelConfig):
         description="weight of the KL terms from the joint to each unimodal encoder (the "
         "authors' script: 1; 0: a joint VAE, the unimodal encoders untrained)",
     )
-    decoder_variance: choice_or_number(Literal["input", "shared"], PositiveReal) = Field(
+    decoder_variance: DecoderVariance = Field(
         "shared",
         description='variance of Gaussian modalities: "shared" (one learned per '
         'feature), "input" (a function of z) or a fixed variance',
     )
-    likelihood_weights: per_modality(NonNegativeReal) | None = Field(
+    likelihood_weights: LikelihoodWeights | None = Field(
         None, description="lambda_m, the weight of each modality's log-likelihood (None: 1)"
     )
     z_given_xM: Literal["missing", "joint"] = Field(

@@ -47,7 +47,8 @@ Test time (no classifier of its own; scored by the suite's downstream protocol):
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Literal
+from collections.abc import Collection
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
 
 import numpy as np
 import torch
@@ -70,7 +71,7 @@ from mmbench.config import (
     with_defaults,
 )
 from mmbench.experts import mixture_log_prob, mixture_moments
-from mmbench.model import DataSpec, PosteriorTensors, TorchModel
+from mmbench.model import Arrays, DataSpec, PosteriorTensors, TorchModel
 from mmbench.nn import (
     LaplaceExpert,
     decoder_layers,
@@ -81,7 +82,14 @@ from mmbench.nn import (
     softmax_scale,
     stochastic_mlp,
 )
-from mmbench.trainer import Progress
+from mmbench.trainer import Batch, Progress
+
+if TYPE_CHECKING:  # mypy cannot evaluate the calls below: the values they validate to
+    LikelihoodScale: TypeAlias = Literal["shared", "input"] | float
+    LikelihoodWeights: TypeAlias = float | dict[str, float]
+else:
+    LikelihoodScale = choice_or_number(Literal["shared", "input"], PositiveReal)
+    LikelihoodWeights = per_modality(NonNegativeReal)
 
 
 class MMVAEConfig(ModelConfig):
@@ -112,13 +120,13 @@ class MMVAEConfig(ModelConfig):
         description='"laplace" (the authors\') or "modality" (each modality\'s own '
         "family with the fixed scale likelihood_scale)",
     )
-    likelihood_scale: choice_or_number(Literal["shared", "input"], PositiveReal) = Field(
+    likelihood_scale: LikelihoodScale = Field(
         0.75,
         description="the likelihoods' fixed scale (the authors': 0.75), or with "
         'likelihood "modality" a learned Gaussian variance: "shared" (one per '
         'feature) or "input" (a function of z)',
     )
-    likelihood_weights: per_modality(NonNegativeReal) | None = Field(
+    likelihood_weights: LikelihoodWeights | None = Field(
         None,
         description="lambda_d, the weight of each modality's log-likelihood (None: 1; the "
         "authors up-weight MNIST by 3072/784 in MNIST-SVHN)",
@@ -204,7 +212,7 @@ class MMVAENetwork(nn.Module):
             torch.zeros(config.latent_dim), requires_grad=config.learn_prior
         )
 
-    def experts(self, batch, names) -> tuple[torch.Tensor, torch.Tensor]:
+    def experts(self, batch: Batch, names: Collection[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """(loc, scale) of q(z | x_m) for the modalities ``names``, each (len(names), b, D)."""
         params = [self.encoders[m](batch[m]) for m in names]
         return torch.stack([p[0] for p in params]), torch.stack([p[1] for p in params])
@@ -213,7 +221,9 @@ class MMVAENetwork(nn.Module):
         scale = softmax_scale(self.prior_raw_scale)
         return laplace(torch.zeros_like(scale), scale)
 
-    def log_weights(self, batch, detach_posterior: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def log_weights(
+        self, batch: Batch, detach_posterior: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(log w, z): K stratified samples z from every expert, (K, M, b, D), and their
         log-weights (K, M, b); the experts' parameters are detached in log q when asked (DReG)."""
         loc, scale = self.experts(batch, self.spec.modalities)  # (M, b, D)
@@ -229,7 +239,9 @@ class MMVAENetwork(nn.Module):
             log_w = log_w + self.weights[m] * log_lik.reshape(log_w.shape)
         return log_w, z
 
-    def loss(self, batch, progress: Progress | None = None):
+    def loss(
+        self, batch: Batch, progress: Progress | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         objective, looser = self.config.objective, self.config.looser
         dreg = objective == "dreg" and self.training
         log_w, z = self.log_weights(batch, detach_posterior=dreg)
@@ -245,7 +257,7 @@ class MMVAENetwork(nn.Module):
             bound = bound.mean(0)
         return -bound.mean(), {objective: bound.mean().detach()}
 
-    def decode_means(self, z: torch.Tensor, names) -> dict[str, torch.Tensor]:
+    def decode_means(self, z: torch.Tensor, names: Collection[str]) -> dict[str, torch.Tensor]:
         return {m: self.decoders[m](z).mean for m in names}
 
 
@@ -258,27 +270,27 @@ class MMVAE(TorchModel[MMVAEConfig, MMVAENetwork]):
     name = "mmvae_elbo"
     capabilities = frozenset({"generate", "posteriors"})
 
-    def _observed_mean(self, batch) -> torch.Tensor:
+    def _observed_mean(self, batch: Batch) -> torch.Tensor:
         return self.module_.experts(batch, self.spec_.observed)[0].mean(0)
 
-    def represent(self, xO) -> np.ndarray:
+    def represent(self, xO: Arrays) -> np.ndarray:
         """Mean of the observed experts' mixture, (n, latent_dim)."""
         return self.batched(self._observed_mean, xO)
 
-    def generate(self, xO) -> dict[str, np.ndarray]:
+    def generate(self, xO: Arrays) -> dict[str, np.ndarray]:
         """Decoder means of the missing modalities at the observed experts' mixture mean."""
         return self.batched(
             lambda b: self.module_.decode_means(self._observed_mean(b), self.spec_.missing), xO
         )
 
-    def batch_posteriors(self, batch) -> PosteriorTensors:
+    def batch_posteriors(self, batch: Batch) -> PosteriorTensors:
         """Moment-matched Gaussians of the observed experts' mixture (z|xO) and of the missing
         (or all) experts' mixture (z|xM); decoder log-variances of the Gaussian missing
         modalities, at z = the observed experts' mixture mean (see the module's docstring)."""
         config = self.config
         given_xM = self.spec_.missing if config.z_given_xM == "missing" else self.spec_.modalities
 
-        def moment_matched(names):
+        def moment_matched(names: Collection[str]) -> tuple[torch.Tensor, torch.Tensor]:
             loc, scale = self.module_.experts(batch, names)
             mean, variance = mixture_moments(loc, 2 * scale**2)
             return mean, variance.log()

@@ -48,7 +48,7 @@ Test time (no classifier of its own; scored by the suite's downstream protocol),
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
 
 import numpy as np
 import torch
@@ -82,6 +82,11 @@ from mmbench.nn import (
     stochastic_mlp,
 )
 from mmbench.trainer import Batch, Progress
+
+if TYPE_CHECKING:  # mypy cannot evaluate the call below: the values it validates to
+    LikelihoodWeights: TypeAlias = float | dict[str, float]
+else:
+    LikelihoodWeights = per_modality(NonNegativeReal)
 
 
 class MMVAEPlusConfig(ModelConfig):
@@ -126,7 +131,7 @@ class MMVAEPlusConfig(ModelConfig):
     likelihood_scale: PositiveReal = Field(
         0.75, description="the likelihoods' fixed scale (the authors': 0.75)"
     )
-    likelihood_weights: per_modality(NonNegativeReal) | None = Field(
+    likelihood_weights: LikelihoodWeights | None = Field(
         None, description="lambda_d, the weight of each modality's log-likelihood (None: 1)"
     )
     z_given_xM: Literal["missing", "joint"] = Field(

@@ -47,7 +47,7 @@ condition on a subset of modalities, through that subset's product:
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
 
 import numpy as np
 import torch
@@ -78,6 +78,11 @@ from mmbench.nn import (
     stochastic_mlp,
 )
 from mmbench.trainer import Batch, Progress
+
+if TYPE_CHECKING:  # mypy cannot evaluate the call below: the values it validates to
+    LikelihoodWeights: TypeAlias = float | dict[str, float]
+else:
+    LikelihoodWeights = per_modality(NonNegativeReal)
 
 
 class MoPoEConfig(ModelConfig):
@@ -116,7 +121,7 @@ class MoPoEConfig(ModelConfig):
     likelihood_scale: PositiveReal = Field(
         0.75, description="the likelihoods' fixed scale (the authors': 0.75)"
     )
-    likelihood_weights: per_modality(NonNegativeReal) | None = Field(
+    likelihood_weights: LikelihoodWeights | None = Field(
         None,
         description="lambda_m, the weight of each modality's log-likelihood (None: 1; the "
         "authors weigh a modality by 3072 / its size in MNIST-SVHN-Text)",

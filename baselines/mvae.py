@@ -34,7 +34,8 @@ Test time (no classifier of its own; scored by the suite's downstream protocol):
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Collection, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
 
 import numpy as np
 import torch
@@ -55,7 +56,7 @@ from mmbench.config import (
 )
 from mmbench.divergences import gaussian_kl_per_dim
 from mmbench.experts import product_of_experts
-from mmbench.model import DataSpec, PosteriorTensors, TorchModel
+from mmbench.model import Arrays, DataSpec, PosteriorTensors, TorchModel
 from mmbench.nn import (
     GaussianHead,
     decoder_layers,
@@ -64,13 +65,20 @@ from mmbench.nn import (
     likelihood_head,
     stochastic_mlp,
 )
-from mmbench.trainer import Progress
+from mmbench.trainer import Batch, Progress
+
+if TYPE_CHECKING:  # mypy cannot evaluate the calls below: the values they validate to
+    DecoderVariance: TypeAlias = Literal["input", "shared"] | float
+    LikelihoodWeights: TypeAlias = float | dict[str, float]
+else:
+    DecoderVariance = choice_or_number(Literal["input", "shared"], PositiveReal)
+    LikelihoodWeights = per_modality(NonNegativeReal)
 
 
 class MVAEConfig(ModelConfig):
     """MVAE's hyper-parameters (the authors' MNIST: latent_dim 64, 2 x 512 swish, no dropout)."""
 
-    test_params = {"latent_dim": 6, "hidden": (32,)}
+    test_params: ClassVar[dict[str, Any]] = {"latent_dim": 6, "hidden": (32,)}
 
     latent_dim: PositiveInt = Field(64, description="size of z")
     hidden: Layers = Field((512, 512), description="hidden layers of every encoder")
@@ -81,7 +89,7 @@ class MVAEConfig(ModelConfig):
         "silu", description='activation of every hidden layer ("silu" is the authors\' Swish)'
     )
     dropout: Fraction = Field(0.0, description="dropout rate of every hidden layer")
-    decoder_variance: choice_or_number(Literal["input", "shared"], PositiveReal) = Field(
+    decoder_variance: DecoderVariance = Field(
         "shared",
         description='variance of Gaussian modalities: "shared" (one learned per '
         'feature), "input" (a function of z) or a fixed variance',
@@ -94,7 +102,7 @@ class MVAEConfig(ModelConfig):
     n_random_subsets: NonNegativeInt = Field(
         2, description="random subsets of modalities per batch, for more than 2 modalities"
     )
-    likelihood_weights: per_modality(NonNegativeReal) | None = Field(
+    likelihood_weights: LikelihoodWeights | None = Field(
         None, description="lambda_m, the weight of each modality's log-likelihood (None: 1)"
     )
     z_given_xM: Literal["missing", "joint"] = Field(
@@ -142,7 +150,7 @@ class MVAENetwork(nn.Module):
         n = len(self.names)
         self.fixed_subsets = [tuple(range(n))] + ([(j,) for j in range(n)] if n > 1 else [])
 
-    def experts(self, batch, names) -> tuple[torch.Tensor, torch.Tensor]:
+    def experts(self, batch: Batch, names: Collection[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, logvar) of q(z | x_m) for the modalities ``names``, each
         (len(names), b, latent_dim)."""
         stats = [gaussian_posterior(self.encoders[m](batch[m])) for m in names]
@@ -165,7 +173,7 @@ class MVAENetwork(nn.Module):
         return min((progress.step + 1) / (epochs * progress.steps_per_epoch), 1.0)
 
     def subset_indices(
-        self, subsets, device: torch.device
+        self, subsets: Sequence[tuple[int, ...]], device: torch.device
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The (S, M) membership mask of the subsets and, per modality, the indices of the
         subsets that contain it, on ``device``. Built on the host and copied without waiting for
@@ -179,7 +187,9 @@ class MVAENetwork(nn.Module):
         ]
         return (mask.to(device, non_blocking=True), [r.to(device, non_blocking=True) for r in rows])
 
-    def loss(self, batch, progress: Progress | None = None):
+    def loss(
+        self, batch: Batch, progress: Progress | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         subsets = self.fixed_subsets + self.random_subsets()
         mask, rows_of = self.subset_indices(subsets, batch[self.names[0]].device)
         mean, logvar = product_of_experts(*self.experts(batch, self.names), mask)
@@ -200,7 +210,7 @@ class MVAENetwork(nn.Module):
             "joint_negative_elbo": (kl[0] - log_lik[0]).mean(),
         }
 
-    def decode_means(self, z: torch.Tensor, names) -> dict[str, torch.Tensor]:
+    def decode_means(self, z: torch.Tensor, names: Collection[str]) -> dict[str, torch.Tensor]:
         return {m: self.decoders[m](z).mean for m in names}
 
 
@@ -210,14 +220,14 @@ class MVAE(TorchModel[MVAEConfig, MVAENetwork]):
     name = "mvae"
     capabilities = frozenset({"generate", "posteriors"})
 
-    def _posterior(self, batch, names) -> tuple[torch.Tensor, torch.Tensor]:
+    def _posterior(self, batch: Batch, names: Collection[str]) -> tuple[torch.Tensor, torch.Tensor]:
         return product_of_experts(*self.module_.experts(batch, names))
 
-    def represent(self, xO) -> np.ndarray:
+    def represent(self, xO: Arrays) -> np.ndarray:
         """Mean of the product posterior given xO (prior expert included), (n, latent_dim)."""
         return self.batched(lambda b: self._posterior(b, self.spec_.observed)[0], xO)
 
-    def generate(self, xO) -> dict[str, np.ndarray]:
+    def generate(self, xO: Arrays) -> dict[str, np.ndarray]:
         """Decoder means of the missing modalities at the posterior mean given xO."""
         return self.batched(
             lambda b: self.module_.decode_means(
@@ -226,7 +236,7 @@ class MVAE(TorchModel[MVAEConfig, MVAENetwork]):
             xO,
         )
 
-    def batch_posteriors(self, batch) -> PosteriorTensors:
+    def batch_posteriors(self, batch: Batch) -> PosteriorTensors:
         """z|xO: product posterior given xO; z|xM: given xM (or all, see ``z_given_xM``; None
         when the data have no missing modality); decoder log-variances of the Gaussian missing
         modalities at the mean of z|xO."""

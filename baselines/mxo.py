@@ -6,20 +6,28 @@ latent size (the representation), then the classifier's MLP.
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import numpy as np
+import torch
 from pydantic import Field
 from torch import nn
+from torch.distributions import Distribution
 
 from mmbench.config import Activation, Fraction, Layers, ModelConfig, PositiveInt
-from mmbench.model import DataSpec, TorchModel, concat
+from mmbench.model import Arrays, DataSpec, TorchModel, concat
 from mmbench.nn import MLP, CategoricalHead, class_probabilities, stochastic_mlp
-from mmbench.trainer import Progress
+from mmbench.trainer import Batch, Progress
 
 
 class MxOConfig(ModelConfig):
     """M-xO's hyper-parameters: CMMD's test-time capacity by default."""
 
-    test_params = {"hidden": (32,), "latent_dim": 6, "classifier_hidden": (16,)}
+    test_params: ClassVar[dict[str, Any]] = {
+        "hidden": (32,),
+        "latent_dim": 6,
+        "classifier_hidden": (16,),
+    }
 
     hidden: Layers = Field(
         (1024, 1024, 1024), description="hidden layers on xO (CMMD's prior_hidden)"
@@ -44,10 +52,12 @@ class MxONetwork(nn.Module):
             config.dropout,
         )
 
-    def predict(self, batch):
+    def predict(self, batch: Batch) -> Distribution:
         return self.classifier(self.encoder(concat(batch, self.spec.observed)))
 
-    def loss(self, batch, progress: Progress | None = None):
+    def loss(
+        self, batch: Batch, progress: Progress | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         nll = -self.predict(batch).log_prob(batch["y"]).mean()
         return nll, {"classification": nll}
 
@@ -58,8 +68,8 @@ class MxO(TorchModel[MxOConfig, MxONetwork]):
     name = "mxo"
     capabilities = frozenset({"classify"})
 
-    def represent(self, xO) -> np.ndarray:
+    def represent(self, xO: Arrays) -> np.ndarray:
         return self.batched(lambda b: self.module_.encoder(concat(b, self.spec_.observed)), xO)
 
-    def predict_proba(self, xO) -> np.ndarray:
+    def predict_proba(self, xO: Arrays) -> np.ndarray:
         return self.batched(lambda b: class_probabilities(self.module_.predict(b)), xO)

@@ -25,14 +25,14 @@ Test time (no classifier of its own; scored by the suite's downstream protocol o
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Literal
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
 
 import numpy as np
 import torch
 from pydantic import Field
 from torch import nn
-from torch.distributions import kl_divergence
+from torch.distributions import Independent, kl_divergence
 
 from mmbench.config import (
     Activation,
@@ -44,7 +44,7 @@ from mmbench.config import (
     choice_or_number,
     per_modality,
 )
-from mmbench.model import DataSpec, PosteriorTensors, TorchModel, concat
+from mmbench.model import Arrays, DataSpec, PosteriorTensors, TorchModel, concat
 from mmbench.nn import (
     MLP,
     Dropout,
@@ -56,13 +56,20 @@ from mmbench.nn import (
     standard_normal_like,
     stochastic_mlp,
 )
-from mmbench.trainer import Progress
+from mmbench.trainer import Batch, Progress
+
+if TYPE_CHECKING:  # mypy cannot evaluate the calls below: the values they validate to
+    DecoderVariances: TypeAlias = (
+        Literal["input", "shared"] | float | dict[str, Literal["input", "shared"] | float]
+    )
+else:
+    DecoderVariances = per_modality(choice_or_number(Literal["input", "shared"], PositiveReal))
 
 
 class VCCAConfig(ModelConfig):
     """VCCA's hyper-parameters (Wang et al.: latent_dim 40 on MNIST, 70 on XRMB)."""
 
-    test_params = {"latent_dim": 6, "hidden": (32,)}
+    test_params: ClassVar[dict[str, Any]] = {"latent_dim": 6, "hidden": (32,)}
 
     latent_dim: PositiveInt = Field(40, description="size of the shared latent z")
     hidden: Layers = Field((1024, 1024, 1024), description="hidden layers of every encoder")
@@ -76,14 +83,12 @@ class VCCAConfig(ModelConfig):
     latent_dropout: Fraction = Field(
         0.0, description="dropout rate on the sampled latents fed to the decoders"
     )
-    decoder_variance: per_modality(choice_or_number(Literal["input", "shared"], PositiveReal)) = (
-        Field(
-            "shared",
-            description='variance of Gaussian modalities: "shared" (learned, one per '
-            'feature; the paper\'s MNIST view 2), "input" (a function of the '
-            "code) or a fixed variance; per modality e.g. XRMB's fixed stds "
-            "1.0 and 0.1: {x1: 1.0, x2: 0.01}",
-        )
+    decoder_variance: DecoderVariances = Field(
+        "shared",
+        description='variance of Gaussian modalities: "shared" (learned, one per '
+        'feature; the paper\'s MNIST view 2), "input" (a function of the '
+        "code) or a fixed variance; per modality e.g. XRMB's fixed stds "
+        "1.0 and 0.1: {x1: 1.0, x2: 0.01}",
     )
 
 
@@ -91,7 +96,7 @@ class VCCAPrivateConfig(VCCAConfig):
     """VCCA's hyper-parameters, and the private latents' (Wang et al.: private_dim 30 on MNIST,
     10 on XRMB)."""
 
-    test_params = {**VCCAConfig.test_params, "private_dim": 4}
+    test_params: ClassVar[dict[str, Any]] = {**VCCAConfig.test_params, "private_dim": 4}
 
     private_dim: PositiveInt = Field(30, description="size of each private latent h1, h2")
     representation: Literal["shared", "shared+private"] = Field(
@@ -139,7 +144,7 @@ class VCCANetwork(nn.Module):
         # The views that exist: x1 = the observed modalities, x2 = the missing ones (if any).
         self.views = {"x1": spec.observed, **({"x2": spec.missing} if spec.missing else {})}
 
-        def gaussian(latent):
+        def gaussian(latent: int) -> Callable[[int], GaussianHead]:
             return lambda width: GaussianHead(width, latent, "input")
 
         self.shared_encoder = stochastic_mlp(
@@ -174,13 +179,15 @@ class VCCANetwork(nn.Module):
         )
         self.latent_dropout = Dropout(config.latent_dropout)
 
-    def shared_posterior(self, batch):
+    def shared_posterior(self, batch: Batch) -> Independent:
         return self.shared_encoder(concat(batch, self.spec.observed))
 
-    def private_posterior(self, batch, view: str):
+    def private_posterior(self, batch: Batch, view: str) -> Independent:
         return self.private_encoders[view](concat(batch, self.views[view]))
 
-    def loss(self, batch, progress: Progress | None = None):
+    def loss(
+        self, batch: Batch, progress: Progress | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         q_z = self.shared_posterior(batch)
         z = q_z.rsample()
         kl = {"kl_z": kl_divergence(q_z, standard_normal_like(z))}
@@ -214,23 +221,23 @@ class VCCA(TorchModel[VCCAConfig, VCCANetwork]):
     name = "vcca"
     capabilities = frozenset({"generate", "posteriors"})
 
-    def _shared_mean(self, batch) -> torch.Tensor:
+    def _shared_mean(self, batch: Batch) -> torch.Tensor:
         return self.module_.shared_posterior(batch).base_dist.loc
 
-    def represent(self, xO) -> np.ndarray:
+    def represent(self, xO: Arrays) -> np.ndarray:
         """E[z | x1], (n, latent_dim)."""
         return self.batched(self._shared_mean, xO)
 
-    def generate(self, xO) -> dict[str, np.ndarray]:
+    def generate(self, xO: Arrays) -> dict[str, np.ndarray]:
         """Means of p(x2 | z = E[z | x1], h2 = 0) per missing modality."""
 
-        def decode_means(batch):
+        def decode_means(batch: Batch) -> dict[str, torch.Tensor]:
             decoded = self.module_.decode_missing(self._shared_mean(batch))
             return {m: d.mean for m, d in decoded.items()}
 
         return self.batched(decode_means, xO)
 
-    def batch_posteriors(self, batch) -> PosteriorTensors:
+    def batch_posteriors(self, batch: Batch) -> PosteriorTensors:
         """z|xO = q(z | x1); z|xM = q(h2 | x2) (VCCA-private) or None (VCCA); decoder
         log-variances of the Gaussian missing modalities (see the module's docstring)."""
         mean, logvar = gaussian_posterior(self.module_.shared_posterior(batch))
@@ -250,7 +257,7 @@ class VCCAPrivate(VCCA):
     config_class = VCCAPrivateConfig
     config: VCCAPrivateConfig
 
-    def represent(self, xO) -> np.ndarray:
+    def represent(self, xO: Arrays) -> np.ndarray:
         """E[z | x1], (n, latent_dim), or [E[z | x1], E[h1 | x1]], (n, latent_dim + private_dim)."""
         if self.config.representation == "shared":
             return super().represent(xO)

@@ -30,13 +30,13 @@ Two presets name complete recipes (``preset``; parameters given explicitly overr
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
 
 import numpy as np
 import torch
 from pydantic import Field, model_validator
 from torch import nn
-from torch.distributions import kl_divergence
+from torch.distributions import Independent, kl_divergence
 
 from mmbench.config import (
     Activation,
@@ -51,7 +51,7 @@ from mmbench.config import (
     choice_or_number,
 )
 from mmbench.divergences import mmd, official_cmmd_kl
-from mmbench.model import DataSpec, PosteriorTensors, TorchModel, concat, one_hot_labels
+from mmbench.model import Arrays, DataSpec, PosteriorTensors, TorchModel, concat, one_hot_labels
 from mmbench.nn import (
     MLP,
     CategoricalHead,
@@ -62,7 +62,7 @@ from mmbench.nn import (
     likelihood_head,
     stochastic_mlp,
 )
-from mmbench.trainer import Progress
+from mmbench.trainer import Batch, Progress
 
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {
@@ -81,6 +81,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 """The fields each preset sets (see the module's docstring); the fields' defaults are "paper"."""
+
+if TYPE_CHECKING:  # mypy cannot evaluate the call below: the values it validates to
+    DecoderVariance: TypeAlias = Literal["input", "shared"] | float
+else:
+    DecoderVariance = choice_or_number(Literal["input", "shared"], PositiveReal)
 
 
 class CMMDConfig(ModelConfig):
@@ -122,7 +127,7 @@ class CMMDConfig(ModelConfig):
     )
     activation: Activation = Field("softplus", description="activation of every hidden layer")
     dropout: Fraction = Field(0.2, description="dropout rate of every hidden layer")
-    decoder_variance: choice_or_number(Literal["input", "shared"], PositiveReal) = Field(
+    decoder_variance: DecoderVariance = Field(
         "input",
         description='variance of Gaussian decoders: "input" (a function of xO and z: '
         'paper Eq. 6 and the official code), "shared" (one learned per '
@@ -214,13 +219,15 @@ class CMMDNetwork(nn.Module):
         h = self.decoder_body(torch.cat([x_observed, z], dim=1))
         return {m: head(h) for m, head in self.decoder_heads.items()}
 
-    def posterior(self, batch) -> torch.distributions.Distribution:
+    def posterior(self, batch: Batch) -> Independent:
         x_observed = concat(batch, self.spec.observed)
         x_missing = concat(batch, self.spec.missing)
         labels = one_hot_labels(batch["y"], self.spec)
         return self.encoder(torch.cat([x_observed, x_missing, labels], dim=1))
 
-    def loss(self, batch, progress: Progress | None = None):
+    def loss(
+        self, batch: Batch, progress: Progress | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         config = self.config
         x_observed = concat(batch, self.spec.observed)
         q = self.posterior(batch)
@@ -264,23 +271,23 @@ class CMMD(TorchModel[CMMDConfig, CMMDNetwork]):
     name = "cmmd"
     capabilities = frozenset({"classify", "generate", "posteriors"})
 
-    def _prior_mean(self, batch) -> torch.Tensor:
+    def _prior_mean(self, batch: Batch) -> torch.Tensor:
         return self.module_.conditional_prior(concat(batch, self.spec_.observed)).base_dist.loc
 
-    def represent(self, xO) -> np.ndarray:
+    def represent(self, xO: Arrays) -> np.ndarray:
         """The prior mean E[z | xO], (n, latent_dim)."""
         return self.batched(self._prior_mean, xO)
 
-    def predict_proba(self, xO) -> np.ndarray:
+    def predict_proba(self, xO: Arrays) -> np.ndarray:
         """p(y | z = E[z | xO]), (n, n_classes)."""
         return self.batched(
             lambda b: class_probabilities(self.module_.classifier(self._prior_mean(b))), xO
         )
 
-    def generate(self, xO) -> dict[str, np.ndarray]:
+    def generate(self, xO: Arrays) -> dict[str, np.ndarray]:
         """Mean of p(xM | xO, z = E[z | xO]) per missing modality."""
 
-        def decode_means(batch):
+        def decode_means(batch: Batch) -> dict[str, torch.Tensor]:
             decoded = self.module_.decode(
                 concat(batch, self.spec_.observed), self._prior_mean(batch)
             )
@@ -288,7 +295,7 @@ class CMMD(TorchModel[CMMDConfig, CMMDNetwork]):
 
         return self.batched(decode_means, xO)
 
-    def batch_posteriors(self, batch) -> PosteriorTensors:
+    def batch_posteriors(self, batch: Batch) -> PosteriorTensors:
         """z|xO: the conditional prior; z|xM: the encoder q(z|xO,xM,y); decoder log-variances of
         the Gaussian missing modalities at z = E[z | xO]."""
         x_observed = concat(batch, self.spec_.observed)

@@ -140,7 +140,7 @@ def test_an_option_error_is_a_data_error_and_a_type_error():
 
 def test_load_dataset_checks_options_before_reading_any_file(tmp_path):
     # no XRMB files in tmp_path: the option is refused first, not the missing file
-    with pytest.raises(OptionError, match="valid_fraction=1.5 is not allowed"):
+    with pytest.raises(OptionError, match=r"valid_fraction=1\.5 is not allowed"):
         load_dataset("xrmb", data_dir_=tmp_path, valid_fraction=1.5)
     with pytest.raises(DataError, match="not found"):
         load_dataset("xrmb", data_dir_=tmp_path, valid_fraction=0.5)

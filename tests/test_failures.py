@@ -105,11 +105,11 @@ def test_malformed_suites_name_the_file_and_field(tmp_path, yaml_text, expected)
 
 
 def test_unknown_names_and_options_list_what_is_allowed():
-    with pytest.raises(KeyError, match="available: .*cmmd"):
+    with pytest.raises(KeyError, match=r"available: .*cmmd"):
         make_model("nosuch")
-    with pytest.raises(TypeError, match="allowed: .*omega"):
+    with pytest.raises(TypeError, match=r"allowed: .*omega"):
         make_model("cmmd", {"omegaa": 0.1})
-    with pytest.raises(KeyError, match="available: .*mnist_embedded"):
+    with pytest.raises(KeyError, match=r"available: .*mnist_embedded"):
         load_dataset("nosuch")
     with pytest.raises(TypeError, match="no option"):
         load_dataset("synthetic", nosuch=1)

@@ -219,12 +219,12 @@ def test_trains_on_embedded_mnist_and_returns_documented_shapes(
 
 def test_bad_hyper_parameters_are_one_line_errors():
     with pytest.raises(
-        ValueError, match="^mvae: z_given_xM: Input should be 'missing' or 'joint', got 'both'$"
+        ValueError, match=r"^mvae: z_given_xM: Input should be 'missing' or 'joint', got 'both'$"
     ):
         MVAE(z_given_xM="both")
-    with pytest.raises(ValueError, match="^mvae: latent_dim: .* greater than or equal to 1"):
+    with pytest.raises(ValueError, match=r"^mvae: latent_dim: .* greater than or equal to 1"):
         MVAE(latent_dim=0)
-    with pytest.raises(ValueError, match="^mvae: likelihood_weights: x2: .* greater than or "):
+    with pytest.raises(ValueError, match=r"^mvae: likelihood_weights: x2: .* greater than or "):
         MVAE(likelihood_weights={"x2": -1.0})
     views = small_views()
     with pytest.raises(ValueError, match="likelihood_weights names"):

@@ -270,8 +270,8 @@ def test_suites_expand_references_as_runs_apart_from_the_models(tmp_path):
     [
         (
             {"references": ["raw_xo", "lasso"]},
-            r"references: .*unknown reference row\(s\) \['lasso'\]; allowed: \['mean_xm', 'raw_xo', "
-            r"'ridge_xo_xm'\]",
+            r"references: .*unknown reference row\(s\) \['lasso'\]; "
+            r"allowed: \['mean_xm', 'raw_xo', 'ridge_xo_xm'\]",
         ),
         ({"references": ["raw_xo", "raw_xo"]}, r"references: .*repeat a name"),
         (

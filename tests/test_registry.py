@@ -33,19 +33,19 @@ def test_no_registered_model_says_to_install_mmbench(monkeypatch):
 def test_a_name_registered_twice_is_an_error_naming_both(monkeypatch):
     entry_points_are(monkeypatch, ("mxo", "baselines.mxo:MxO"), ("mxo", "other.pkg:MxO"))
     with pytest.raises(
-        RegistryError, match="'mxo' is registered twice .*baselines.mxo:MxO and other.pkg:MxO"
+        RegistryError, match=r"'mxo' is registered twice .*baselines.mxo:MxO and other.pkg:MxO"
     ):
         model_class("mxo")
 
 
 def test_an_entry_point_that_is_not_a_model_is_an_error(monkeypatch):
     entry_points_are(monkeypatch, ("config", "baselines.mxo:MxOConfig"))
-    with pytest.raises(TypeError, match="config = 'baselines.mxo:MxOConfig' is not a subclass"):
+    with pytest.raises(TypeError, match=r"config = 'baselines.mxo:MxOConfig' is not a subclass"):
         model_class("config")
 
 
 def test_unknown_names_list_what_is_registered():
-    with pytest.raises(KeyError, match="unknown model 'nosuch'; available: .*cmmd"):
+    with pytest.raises(KeyError, match=r"unknown model 'nosuch'; available: .*cmmd"):
         model_class("nosuch")
     with pytest.raises(
         TypeError,

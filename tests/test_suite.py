@@ -51,8 +51,8 @@ def base(**changes) -> dict:
         ),
         (
             base(models=[{"name": "mxo", "parms": {}}]),
-            "models.0.parms: unknown field; allowed: ['grid', 'grid_mode', 'label', 'name', 'params', "
-            "'resources', 'search', 'train']",
+            "models.0.parms: unknown field; allowed: ['grid', 'grid_mode', 'label', 'name', "
+            "'params', 'resources', 'search', 'train']",
         ),
         (base(resources={"cpus": 0}), "resources.cpus: Input should be greater than or equal to 1"),
         (
@@ -91,8 +91,8 @@ def base(**changes) -> dict:
         ),
         (
             base(models=[{"name": "cmmd", "params": {"decoder_variance": "learned"}}]),
-            "models.0.params.decoder_variance: Input should be 'input' or 'shared' or a number > 0, "
-            "got 'learned'",
+            "models.0.params.decoder_variance: Input should be 'input' or 'shared' or a number "
+            "> 0, got 'learned'",
         ),
         (
             base(
@@ -148,7 +148,8 @@ def base(**changes) -> dict:
         (base(models=[]), "models: List should have at least 1 item"),
         (
             base(data={"name": "synthetic", "options": {"n_trian": 5}}),
-            "data.options: data set 'synthetic' has no option(s) ['n_trian']; allowed: ['correlations',",
+            "data.options: data set 'synthetic' has no option(s) ['n_trian']; allowed: "
+            "['correlations',",
         ),
         (
             base(data={"name": "synthetic", "grid": {"fold": [1, 2]}}),

@@ -92,8 +92,8 @@ def cmmd(**params):
         ),
         (
             dict(data={"name": "mnist_embedded", "options": {"valid_fraction": 1.5}}),
-            "data.options: data set 'mnist_embedded': valid_fraction=1.5 is not allowed (input should "
-            "be less than 1); valid_fraction must be a number > 0 and < 1",
+            "data.options: data set 'mnist_embedded': valid_fraction=1.5 is not allowed (input "
+            "should be less than 1); valid_fraction must be a number > 0 and < 1",
         ),
         (
             dict(
@@ -102,8 +102,8 @@ def cmmd(**params):
                     "options": {"valid_fraction": 0.9, "test_fraction": 0.9},
                 }
             ),
-            "data.options: data set 'mnist_embedded': valid_fraction + test_fraction = 0.9 + 0.9 = 1.8 "
-            "leaves no rows for training; their sum must be < 1",
+            "data.options: data set 'mnist_embedded': valid_fraction + test_fraction = 0.9 + 0.9 "
+            "= 1.8 leaves no rows for training; their sum must be < 1",
         ),
         (
             dict(name="../elsewhere"),
@@ -131,8 +131,8 @@ def cmmd(**params):
                     "options": {"protocol": "folds", "fold": 1, "parts": ["trian"]},
                 }
             ),
-            "data.options: data set 'xrmb': parts[0]='trian' is not allowed (input should be 'train', "
-            "'tune' or 'test')",
+            "data.options: data set 'xrmb': parts[0]='trian' is not allowed (input should be "
+            "'train', 'tune' or 'test')",
         ),
         (
             dict(data={"name": "xrmb", "options": {"protocol": "speakers", "parts": ["test"]}}),

@@ -103,7 +103,7 @@ def load_dataset(
     *,
     data_dir_: str | os.PathLike | None = None,
     base_dir: str | os.PathLike | None = None,
-    **options,
+    **options: Any,
 ) -> DataSplits:
     """Load data set ``name`` with its ``options`` (checked first, see :func:`check_options`).
 

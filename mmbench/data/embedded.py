@@ -3,6 +3,7 @@ linear-Gaussian model whose canonical correlations and posteriors are known in c
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -158,7 +159,7 @@ class LinearGaussianModel:
     @classmethod
     def random(
         cls,
-        correlations=(0.95, 0.9, 0.8, 0.5, 0.2),
+        correlations: Sequence[float] = (0.95, 0.9, 0.8, 0.5, 0.2),
         d1: int = 20,
         d2: int = 15,
         n_classes: int = 3,
@@ -175,7 +176,7 @@ class LinearGaussianModel:
         rng = np.random.default_rng(seed)
 
         # Mixing matrices with singular values in [0.5, 2]: well-conditioned, invertible.
-        def mixing(d):
+        def mixing(d: int) -> np.ndarray:
             q1, _ = np.linalg.qr(rng.normal(size=(d, d)))
             q2, _ = np.linalg.qr(rng.normal(size=(d, d)))
             return (q1 * rng.uniform(0.5, 2.0, size=d)) @ q2
@@ -251,7 +252,7 @@ def synthetic(
     rng = np.random.default_rng(seed + 1)
     modalities = {"x1": Modality("gaussian"), "x2": Modality("gaussian")}
 
-    def split(n):
+    def split(n: int) -> Views:
         x1, x2, labels, _ = model.sample(n, rng)
         return Views({"x1": x1, "x2": x2}, ("x1",), ("x2",), labels, modalities=modalities)
 

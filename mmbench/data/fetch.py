@@ -14,6 +14,7 @@ source. Unpacking folders left by a killed fetch are removed by the next one.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import re
@@ -103,7 +104,7 @@ def _transfer(
             with open(partial, "ab" if resumed else "wb") as out:
                 while chunk := response.read(CHUNK_BYTES):
                     out.write(chunk)
-                    if progress:
+                    if progress is not None and task is not None:
                         progress.advance(task, len(chunk))
     except urllib.error.HTTPError as error:
         if error.code == 416:  # the .part is no prefix of the file the server has now
@@ -191,6 +192,7 @@ def fetch_source(
     created = not folder.exists()
     try:
         for file, corrupt in wanted:
+            assert file.url is not None  # files without one raised above
             if corrupt:
                 report.append(f"{file.name}: present but fails its checksum, downloading it again")
             destination = folder / file.name
@@ -272,16 +274,15 @@ def _process_runs(pid: int) -> bool:
 
 
 def _remove_if_empty(folder: Path) -> None:
-    try:
+    with contextlib.suppress(OSError):  # absent or not empty
         folder.rmdir()
-    except OSError:  # absent or not empty
-        pass
 
 
 def _fetch_archive(
     source: Source, data_dir: Path, progress: Progress | None, retry: str, trust_unverified: bool
 ) -> list[str]:
     archive = source.archive
+    assert archive is not None  # fetch_source calls this for sources with an archive
     target = source.folder_in(data_dir)
     if all(find(data_dir, source, f) for f in source.files):
         return [f"{source.name}: every file present in {target}, kept"]
@@ -296,12 +297,11 @@ def _fetch_archive(
     archive_path = staging / archive.filename
     unpacking = staging / f"{source.name}.unpacking.{socket.gethostname()}.{os.getpid()}"
     try:
-        if archive_path.exists():  # left complete by a fetch killed while unpacking
-            if not (
-                is_verified(archive.checksum)
-                and checksum_matches(archive_path, archive.checksum)[0]
-            ):
-                archive_path.unlink()
+        # an archive left complete by a fetch killed while unpacking is kept if its sha256 matches
+        if archive_path.exists() and not (
+            is_verified(archive.checksum) and checksum_matches(archive_path, archive.checksum)[0]
+        ):
+            archive_path.unlink()
         if not archive_path.exists():
             download(
                 archive.url,

@@ -11,8 +11,9 @@ set), and the unlabelled part ``image/unlabelled/combined-*.npy`` with
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 from pydantic import Field
@@ -23,6 +24,9 @@ from mmbench.data.formats import check_shape, read_sparse_npz
 from mmbench.data.options import Count, Seed
 from mmbench.data.sources import locate, locate_one
 from mmbench.views import DataSplits, Modality, Views
+
+if TYPE_CHECKING:  # scipy is imported where a file is read
+    import scipy.sparse
 
 N_SPLITS = 5
 
@@ -43,7 +47,7 @@ def read_feature_files(paths: list[Path], rows: np.ndarray | None = None) -> np.
     return np.concatenate(pieces)
 
 
-def read_tags(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def read_tags(path: Path) -> tuple[scipy.sparse.csr_matrix, np.ndarray]:
     """Tag indicators from a CSR .npz of tag counts: the binarised matrix is returned as a CSR
     matrix of bool, with the number of distinct tags per image (n,)."""
     present = read_sparse_npz(path) > 0
@@ -62,7 +66,7 @@ def read_vocabulary(path: Path, n_tags: int) -> tuple[str, ...]:
     return words
 
 
-def _zscore_with(train: np.ndarray):
+def _zscore_with(train: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
     """A function that z-scores arrays with the mean and std of ``train`` (n, d); features with
     zero training variance are only centred."""
     mean = train.mean(axis=0)
@@ -106,6 +110,7 @@ def flickr(
         set keeps every image). ``max_unlabelled`` keeps that many at random (None: all,
         about 23 GB as float32).
     """
+    assert data_dir is not None  # load_dataset passes the data directory
     images = read_feature_files(locate(data_dir, "flickr", "image/labelled/combined-*.npy"))
     tags_path = locate_one(data_dir, "flickr", "text/text_all_2000_labelled.npz")
     tags, _ = read_tags(tags_path)
@@ -133,13 +138,19 @@ def flickr(
     )
     info: dict[str, object] = {"split": split, "standardized": standardize}
     if unlabelled:
-        info["unlabelled"] = _unlabelled(
+        unlabelled_images = _unlabelled(
             data_dir, zscore, min_tags, max_unlabelled, np.random.default_rng(seed)
         )
-        info.update(n_unlabelled=len(info["unlabelled"]["image"]), min_tags=min_tags)
+        info.update(
+            unlabelled=unlabelled_images,
+            n_unlabelled=len(unlabelled_images["image"]),
+            min_tags=min_tags,
+        )
     return DataSplits(
         "flickr",
-        *(everything.subset(parts[p]) for p in ("train", "valid", "test")),
+        everything.subset(parts["train"]),
+        everything.subset(parts["valid"]),
+        everything.subset(parts["test"]),
         n_classes=labels.shape[1],
         info=info,
     )
@@ -158,7 +169,11 @@ def _split_indices(data_dir: Path, part: str, split: int, n: int) -> np.ndarray:
 
 
 def _unlabelled(
-    data_dir: Path, zscore, min_tags: int, max_unlabelled: int | None, rng: np.random.Generator
+    data_dir: Path,
+    zscore: Callable[[np.ndarray], np.ndarray],
+    min_tags: int,
+    max_unlabelled: int | None,
+    rng: np.random.Generator,
 ) -> dict[str, np.ndarray]:
     """The unlabelled images with at least ``min_tags`` tags:
     {"image": (m, d), "tags": (m, 2000)}."""

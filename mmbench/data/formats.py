@@ -70,7 +70,7 @@ def read_mat(path: Path, keys: Sequence[str]) -> dict[str, np.ndarray]:
 
     if h5py.is_hdf5(path):
         with h5py.File(path, "r") as stored:
-            _require_keys(path, keys, [k for k in stored.keys() if not k.startswith("#")])
+            _require_keys(path, keys, [k for k in stored if not k.startswith("#")])
             return {key: np.asarray(stored[key]).T for key in keys}
     try:
         contents = scipy.io.loadmat(path, variable_names=list(keys))

@@ -123,9 +123,10 @@ def mnist_noisy(
         pixels column-major; labels 1..10 with 10 for the digit 0); seed, n_valid and
         max_angle do not apply to it.
     """
+    assert data_dir is not None  # load_dataset passes the data directory
     if source == "mat":
-        splits = _read_wang_mnist(data_dir)
-        return DataSplits("mnist_noisy", *splits, n_classes=10, info={"source": "mat"})
+        train, valid, test = _read_wang_mnist(data_dir)
+        return DataSplits("mnist_noisy", train, valid, test, n_classes=10, info={"source": "mat"})
     train_images, train_labels = read_mnist(data_dir, "train")
     test_images, test_labels = read_mnist(data_dir, "test")
     if not 0 < n_valid < len(train_images):
@@ -204,7 +205,8 @@ def pair_by_class(
     permutations of both, so each of them appears in exactly ``pairs_per_image`` pairs.
     Returns positions into a (k,) and into b (k,), k = pairs_per_image * sum_c n_c, class by class.
     """
-    into_a, into_b = [], []
+    into_a: list[np.ndarray] = []
+    into_b: list[np.ndarray] = []
     for label in np.intersect1d(labels_a, labels_b):
         members_a = np.flatnonzero(labels_a == label)
         members_b = np.flatnonzero(labels_b == label)
@@ -385,6 +387,7 @@ def mnist_svhn(
     ``info["pairs"]`` holds, per split, the positions of the paired images in the MNIST and SVHN
     files ("train" files for train and valid); ``info["pairs_sha256"]`` identifies them.
     """
+    assert data_dir is not None  # load_dataset passes the data directory
     pairs = _pair_digits(
         data_dir,
         np.random.default_rng(seed),
@@ -439,6 +442,7 @@ def mnist3(
     observed: ("mnist",) leaves two modalities missing, ("mnist", "mnist_rotated") one.
     Default sizes follow the CMMD code (30,000 training and 7,000 test samples).
     """
+    assert data_dir is not None  # load_dataset passes the data directory
     observed = tuple(observed)
     missing = tuple(m for m in _DIGIT_MODALITIES if m not in observed)
     rng = np.random.default_rng(seed)

@@ -25,6 +25,7 @@ from typing import Annotated, Any, Literal, Union
 import annotated_types
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
 
 from mmbench.data.errors import DataError
 
@@ -79,14 +80,16 @@ def options_model(loader: Callable) -> type[BaseModel]:
     """The strict pydantic model of the options of ``loader`` (every keyword parameter but the
     ``INJECTED`` ones), read from its annotated signature."""
     hints = typing.get_type_hints(loader, include_extras=True)
-    fields = {}
+    fields: dict[str, tuple[Any, Any]] = {}  # option name -> (annotation, default)
     for parameter in inspect.signature(loader).parameters.values():
         if parameter.name in INJECTED:
             continue
         default = ... if parameter.default is parameter.empty else parameter.default
         fields[parameter.name] = (hints.get(parameter.name, Any), default)
     config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
-    return create_model(f"{loader.__name__}_options", __config__=config, **fields)
+    return create_model(  # type: ignore[call-overload]  # mypy matches **fields to __module__
+        f"{loader.__name__}_options", __config__=config, **fields
+    )
 
 
 def check(
@@ -105,7 +108,7 @@ def check(
                 seen.add(problem["loc"][0])
                 problems.append(_explain(model, problem))
         raise OptionError(f"data set {name!r}: " + "; ".join(problems)) from None
-    problems = [problem for rule in rules if (problem := rule(dict(values)))]
+    problems = [broken for rule in rules if (broken := rule(dict(values)))]
     if problems:
         raise OptionError(f"data set {name!r}: " + "; ".join(problems))
     return given
@@ -139,8 +142,9 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _explain(model: type[BaseModel], problem: dict) -> str:
+def _explain(model: type[BaseModel], problem: ErrorDetails) -> str:
     option, *inner = problem["loc"]
+    assert isinstance(option, str)  # a model's errors start at a field's name
     fields = model.model_fields
     if problem["type"] == "extra_forbidden":
         return f"no option {option!r}; the options are {', '.join(fields)}"

@@ -18,11 +18,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeGuard
 
 from mmbench.data.errors import DataError
 
 
-def is_verified(checksum: str | None) -> bool:
+def is_verified(checksum: str | None) -> TypeGuard[str]:
     """Whether ``checksum`` lets ``fetch`` verify a download: a recorded sha256 (md5 is too weak
     against a file crafted to match)."""
     return checksum is not None and checksum.startswith("sha256:")
@@ -159,8 +160,8 @@ SOURCES: dict[str, Source] = {
             "mnist_wang",
             (DataFile("MNIST.mat"),),
             datasets=(),
-            obtain="Wang et al.'s DCCA code, https://ttic.uchicago.edu/~wwang5/papers/dcca.tgz, whose "
-            "createMNIST.m writes MNIST.mat (MATLAB); or use mnist_noisy with source: idx, "
+            obtain="Wang et al.'s DCCA code, https://ttic.uchicago.edu/~wwang5/papers/dcca.tgz, "
+            "whose createMNIST.m writes MNIST.mat (MATLAB); or use mnist_noisy with source: idx, "
             "which builds the same construction from the public MNIST files",
         ),
         Source(
@@ -194,8 +195,8 @@ SOURCES: dict[str, Source] = {
                 DataFile("splits/*_indices_*.npy"),
             ),
             datasets=("flickr",),
-            obtain=f"{_FLICKR_SITE} (flickr_data.tar.gz; unpack it and rename the folder that holds "
-            "labels.npy to 'flickr')",
+            obtain=f"{_FLICKR_SITE} (flickr_data.tar.gz; unpack it and rename the folder that "
+            "holds labels.npy to 'flickr')",
             archive=Archive(
                 _FLICKR_SITE + "flickr_data.tar.gz", "flickr_data.tar.gz", marker="labels.npy"
             ),

@@ -164,7 +164,7 @@ def _read_npz(path: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]
     return views, others
 
 
-def _npz_member(path: Path, stored, key: str) -> np.ndarray:
+def _npz_member(path: Path, stored: np.lib.npyio.NpzFile, key: str) -> np.ndarray:
     try:
         return stored[key]
     except ValueError as error:
@@ -307,7 +307,7 @@ def _check_splits(
     multilabel = labels.ndim == 2
     for name, rows in zip(SPLIT_NAMES, positions):
         n_classes = len(np.unique(labels[rows])) if not multilabel else None
-        if len(rows) >= MIN_SPLIT_ROWS and (multilabel or n_classes >= MIN_CLASSES):
+        if len(rows) >= MIN_SPLIT_ROWS and (n_classes is None or n_classes >= MIN_CLASSES):
             continue
         held = f"{len(rows)} row(s)" + ("" if multilabel else f" of {n_classes} class(es)")
         needed = f"at least {MIN_SPLIT_ROWS} rows" + (
@@ -427,13 +427,13 @@ def _user_splits(
     path: Path,
     views: dict[str, np.ndarray],
     others: dict[str, np.ndarray],
-    observed,
-    missing,
+    observed: tuple[str, ...],
+    missing: tuple[str, ...] | None,
     seed: int,
     valid_fraction: float,
     test_fraction: float,
-    bernoulli,
-    standardize,
+    bernoulli: tuple[str, ...],
+    standardize: tuple[str, ...],
 ) -> DataSplits:
     """The :class:`DataSplits` of a user's file read into ``views`` and ``others`` (labels,
     groups, split); the options are those of :func:`npz`."""
@@ -475,10 +475,13 @@ def _user_splits(
         None if "split" in others else min(valid_fraction, test_fraction),
     )
     everything = Views(data, observed, missing, labels, others.get("groups"), modalities)
+    train, valid, test = (everything.subset(p) for p in positions)
     splits = DataSplits(
         loader,
-        *(everything.subset(p) for p in positions),
-        n_classes=labels.shape[1] if labels.ndim == 2 else len(classes),
+        train,
+        valid,
+        test,
+        n_classes=labels.shape[1] if classes is None else len(classes),
         info={"path": str(path), "split": split_origin, "classes": classes},
     )
     return standardize_on_train(splits, standardize)

@@ -20,6 +20,7 @@ training frames instead. ``standardize`` z-scores views with training statistics
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -58,7 +59,7 @@ def read_xrmb(data_dir: Path) -> tuple[Views, np.ndarray, int]:
     path2 = locate_one(data_dir, "xrmb", "XRMBf2KALDI_window7_single2.mat")
     acoustic_stored = read_mat(path1, [_KEYS[p][0] for p in PARTS])
     articulatory_stored = read_mat(path2, [k for p in PARTS for k in _KEYS[p][1:]])
-    acoustic, articulatory, labels, speakers, parts = [], [], [], [], []
+    acoustic, articulatory, labels_per_part, speakers, parts = [], [], [], [], []
     for index, part in enumerate(PARTS):
         acoustic_key, articulatory_key, label_key, speaker_key = _KEYS[part]
         part_labels = column(articulatory_stored[label_key], f"{path2}: {label_key}")
@@ -77,10 +78,10 @@ def read_xrmb(data_dir: Path) -> tuple[Views, np.ndarray, int]:
         )
         acoustic.append(acoustic_stored.pop(acoustic_key).astype(np.float32))
         articulatory.append(articulatory_stored.pop(articulatory_key).astype(np.float32))
-        labels.append(part_labels)
+        labels_per_part.append(part_labels)
         speakers.append(part_speakers.astype(np.int64))
         parts.append(np.full(n, index, dtype=np.int8))
-    labels = np.concatenate(labels)
+    labels = np.concatenate(labels_per_part)
     offset = _label_offset(labels, f"{path2}: trainLabel/tuneLabel/testLabel")
     frames = Views(
         {"acoustic": np.concatenate(acoustic), "articulatory": np.concatenate(articulatory)},
@@ -103,7 +104,7 @@ def _label_offset(labels: np.ndarray, where: str) -> int:
     return 1
 
 
-def _speaker_frames(speakers: np.ndarray, wanted, what: str) -> np.ndarray:
+def _speaker_frames(speakers: np.ndarray, wanted: Sequence[int], what: str) -> np.ndarray:
     """Boolean mask (n,) of the frames of speakers ``wanted``; each must have frames."""
     absent = sorted(set(wanted) - set(np.unique(speakers).tolist()))
     if absent:
@@ -202,6 +203,7 @@ def xrmb(
         authors' loaders: rmse in the files' units, as in the paper).
     Labels are phones 0..39; groups are speaker ids.
     """
+    assert data_dir is not None  # load_dataset passes the data directory
     frames, part_of_frame, offset = read_xrmb(data_dir)
     pooled = np.isin(part_of_frame, [PARTS.index(part) for part in parts])
     frames, part_of_frame = frames.subset(np.flatnonzero(pooled)), part_of_frame[pooled]
@@ -209,6 +211,8 @@ def xrmb(
     train, test, details = _protocol_split(
         frames, part_of_frame, rng, protocol, fold, fold_train, speaker, test_fraction
     )
+    speakers = frames.groups
+    assert speakers is not None  # read_xrmb gives every frame its speaker
     fit, valid = (
         train[p]
         for p in stratified_split(frames.labels[train], (1 - valid_fraction, valid_fraction), rng)
@@ -220,8 +224,8 @@ def xrmb(
         "label_offset": offset,
         "parts": list(parts),
         "standardized": list(standardize),
-        "train_speakers": np.unique(frames.groups[fit]).tolist(),
-        "test_speakers": np.unique(frames.groups[test]).tolist(),
+        "train_speakers": np.unique(speakers[fit]).tolist(),
+        "test_speakers": np.unique(speakers[test]).tolist(),
     }
     splits = DataSplits(
         "xrmb",
@@ -247,6 +251,7 @@ def _protocol_split(
     """Positions of the training and test frames under ``protocol`` (see :func:`xrmb`), and the
     protocol's settings for the record."""
     speakers = frames.groups
+    assert speakers is not None  # read_xrmb gives every frame its speaker
     if protocol == "folds":
         held_out = FOLD_SPEAKERS[fold - 1]
         is_test = _speaker_frames(speakers, held_out, f"the speakers of fold {fold}")
@@ -263,6 +268,7 @@ def _protocol_split(
         is_train = (parts == PARTS.index("train")) & ~np.isin(speakers, TEST_SPEAKERS)
         details = {"speaker": speaker}
     else:  # per_speaker
+        assert speaker is not None  # _protocol_needs requires it
         own = np.flatnonzero(_speaker_frames(speakers, (speaker,), "speaker"))
         train, test = stratified_split(frames.labels[own], (1 - test_fraction, test_fraction), rng)
         return own[train], own[test], {"speaker": speaker, "test_fraction": test_fraction}
