@@ -30,6 +30,7 @@ import csv
 import math
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -222,8 +223,8 @@ def matmul_rate(
         counts[product] = counts.get(product, 0) + 1
     for (a_shape, b_shape, a_t, b_t), count in counts.items():
         a, b = operand(a_shape, a_t, device), operand(b_shape, b_t, device)
-        fn = (lambda: torch.bmm(a, b)) if len(a_shape) == 3 else (lambda: torch.mm(a, b))
-        seconds += count * best_seconds(fn, device, repeats, min_seconds)
+        matmul = torch.bmm if len(a_shape) == 3 else torch.mm
+        seconds += count * best_seconds(partial(matmul, a, b), device, repeats, min_seconds)
         flops += count * product_flops(a_shape, b_shape)
     return flops / seconds / 1e9
 

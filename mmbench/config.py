@@ -91,9 +91,7 @@ def choice_or_number(choices: Any, number: Any) -> Any:
         except ValidationError:
             raise ValueError(f"Input should be {expected}") from None
 
-    return Annotated[
-        choices | number, PlainValidator(validate), Alternatives(allowed, number)
-    ]
+    return Annotated[choices | number, PlainValidator(validate), Alternatives(allowed, number)]
 
 
 @dataclass(frozen=True)
@@ -345,18 +343,25 @@ def _bounds(metadata: list[Any]) -> Bounds:
     constraints: list[Any] = []
     for item in metadata:
         constraints.extend(item.metadata if isinstance(item, FieldInfo) else [item])
-    low = high = None
+    low: float | None = None
+    high: float | None = None
     low_open = high_open = False
     for c in constraints:
         if isinstance(c, (annotated_types.Ge, annotated_types.Gt)):
-            value = c.ge if isinstance(c, annotated_types.Ge) else c.gt
+            value = _number(c.ge if isinstance(c, annotated_types.Ge) else c.gt)
             if low is None or value >= low:
                 low, low_open = value, isinstance(c, annotated_types.Gt)
         elif isinstance(c, (annotated_types.Le, annotated_types.Lt)):
-            value = c.le if isinstance(c, annotated_types.Le) else c.lt
+            value = _number(c.le if isinstance(c, annotated_types.Le) else c.lt)
             if high is None or value <= high:
                 high, high_open = value, isinstance(c, annotated_types.Lt)
     return Bounds(low, high, low_open, high_open)
+
+
+def _number(bound: object) -> float:
+    """An ``annotated_types`` bound of a config field: always an int or a float here."""
+    assert isinstance(bound, (int, float)), f"bound {bound!r} is not a number"
+    return bound
 
 
 class TrainSettings(BaseModel):

@@ -13,7 +13,9 @@ the ridge-only directions of dead units). Everything is computed in float64.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
+import numpy as np
 import torch
 
 CHUNK_ROWS = 65536  # rows per float64 chunk when accumulating moments of large data
@@ -49,9 +51,16 @@ def moments(h1: torch.Tensor, h2: torch.Tensor, chunk_rows: int = CHUNK_ROWS) ->
     if n == 0:
         raise ValueError("covariances of an empty batch (n = 0)")
     starts = range(0, n, chunk_rows)
-    mean1 = sum(h1[s : s + chunk_rows].double().sum(0) for s in starts) / n
-    mean2 = sum(h2[s : s + chunk_rows].double().sum(0) for s in starts) / n
-    cov11 = cov22 = cov12 = 0
+    d1, d2 = h1.shape[1], h2.shape[1]
+    sum1 = h1.new_zeros(d1, dtype=torch.float64)
+    sum2 = h2.new_zeros(d2, dtype=torch.float64)
+    for s in starts:
+        sum1 = sum1 + h1[s : s + chunk_rows].double().sum(0)
+        sum2 = sum2 + h2[s : s + chunk_rows].double().sum(0)
+    mean1, mean2 = sum1 / n, sum2 / n
+    cov11 = h1.new_zeros((d1, d1), dtype=torch.float64)
+    cov22 = h2.new_zeros((d2, d2), dtype=torch.float64)
+    cov12 = h1.new_zeros((d1, d2), dtype=torch.float64)
     for s in starts:
         a = h1[s : s + chunk_rows].double() - mean1
         b = h2[s : s + chunk_rows].double() - mean2
@@ -186,11 +195,19 @@ def columnwise_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a * b).sum(0) / (a.norm(dim=0) * b.norm(dim=0))
 
 
-def fitted_correlations(model) -> dict[str, list[float]]:
+class FittedCanonicalModel(Protocol):
+    """A fitted CCA-type model: the correlations of its canonical variates on the training
+    split, (k,); one fitted with a validation split also has ``valid_correlations_``, (k,)."""
+
+    train_correlations_: np.ndarray
+
+
+def fitted_correlations(model: FittedCanonicalModel) -> dict[str, list[float]]:
     """The correlations of the canonical variates of a fitted CCA-type model, measured the same
     way (:meth:`CanonicalProjection.variate_correlations`) in-sample on train and held out on
     validation, for its run record; used as that model's ``diagnostics`` method."""
     out = {"train_correlations": model.train_correlations_.tolist()}
-    if getattr(model, "valid_correlations_", None) is not None:
-        out["valid_correlations"] = model.valid_correlations_.tolist()
+    valid_correlations = getattr(model, "valid_correlations_", None)
+    if valid_correlations is not None:
+        out["valid_correlations"] = valid_correlations.tolist()
     return out

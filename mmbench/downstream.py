@@ -11,6 +11,7 @@ from itertools import product
 from typing import Any
 
 import numpy as np
+from sklearn.base import ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.neural_network import MLPClassifier
@@ -26,7 +27,7 @@ DEFAULT_GRIDS: dict[str, dict[str, list]] = {
 }
 
 
-def make_classifier(kind: str, params: dict[str, Any], seed: int):
+def make_classifier(kind: str, params: dict[str, Any], seed: int) -> ClassifierMixin:
     if kind == "linear_svm":
         return LinearSVC(dual="auto", max_iter=5000, random_state=seed, **params)
     if kind == "logistic":
@@ -37,7 +38,7 @@ def make_classifier(kind: str, params: dict[str, Any], seed: int):
     raise ValueError(f"unknown downstream classifier {kind!r}; allowed: {sorted(DEFAULT_GRIDS)}")
 
 
-def _scores(classifier, features: np.ndarray) -> np.ndarray:
+def _scores(classifier: ClassifierMixin, features: np.ndarray) -> np.ndarray:
     """(n, K) scores whose argmax (single-label) or ranking (multi-label) is the prediction."""
     if hasattr(classifier, "decision_function"):
         scores = classifier.decision_function(features)
@@ -95,7 +96,7 @@ def fit_downstream(
     return DownstreamResult(test_scores, params, valid_scores)
 
 
-def _full(scores: np.ndarray, classifier) -> np.ndarray:
+def _full(scores: np.ndarray, classifier: ClassifierMixin) -> np.ndarray:
     """Scores over classes 0..max class id, so that argmax gives a class id even when the
     training split lacks a class (its column is -inf)."""
     classes = classifier.classes_

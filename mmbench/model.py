@@ -12,9 +12,10 @@ Capabilities a model declares:
 
 from __future__ import annotations
 
+import os
 import typing
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
@@ -24,7 +25,7 @@ from torch import nn
 
 from mmbench.config import ModelConfig, build_config
 from mmbench.stats import GaussianStats, PosteriorStats
-from mmbench.trainer import EpochCallback, FitReport, TrainConfig, Trainer, resolve_device
+from mmbench.trainer import EpochCallback, FitReport, Network, TrainConfig, Trainer, resolve_device
 from mmbench.views import Views
 
 Arrays = Mapping[str, np.ndarray]
@@ -98,7 +99,7 @@ class DataSpec:
 
 
 ConfigT = TypeVar("ConfigT", bound=ModelConfig)
-NetworkT = TypeVar("NetworkT", bound=nn.Module)
+NetworkT = TypeVar("NetworkT", bound=Network)
 
 
 def type_arguments(cls: type) -> list[type]:
@@ -176,7 +177,7 @@ class MultimodalModel(ABC, Generic[ConfigT]):
         """The hyper-parameters, every one of them, as JSON-able values (sklearn's name)."""
         return self.config.model_dump(mode="json")
 
-    def save(self, path) -> None:
+    def save(self, path: str | os.PathLike) -> None:
         raise CapabilityError(f"{self.name} cannot be saved")
 
 
@@ -195,7 +196,7 @@ class TorchModel(MultimodalModel[ConfigT], Generic[ConfigT, NetworkT]):
     (b,) class ids, or float32 (b, L) multi-label indicators.
     """
 
-    network_class: ClassVar[Callable[[DataSpec, Any], nn.Module]]
+    network_class: ClassVar[type[nn.Module]]
     module_: NetworkT
     spec_: DataSpec
 
@@ -280,7 +281,7 @@ class TorchModel(MultimodalModel[ConfigT], Generic[ConfigT, NetworkT]):
             {k: np.concatenate([arrays[k] for arrays in per_batch]) for k in per_batch[0]}
         )
 
-    def save(self, path) -> None:
+    def save(self, path: str | os.PathLike) -> None:
         torch.save(
             {
                 "model": self.name,
@@ -292,7 +293,7 @@ class TorchModel(MultimodalModel[ConfigT], Generic[ConfigT, NetworkT]):
         )
 
     @classmethod
-    def load(cls, path, device: str = "cpu") -> TorchModel:
+    def load(cls, path: str | os.PathLike, device: str = "cpu") -> TorchModel:
         """Rebuild a saved model; loads with ``weights_only=True`` (no pickled code)."""
         checkpoint = torch.load(path, map_location=device, weights_only=True)
         model = cls(**checkpoint["params"])
@@ -305,12 +306,12 @@ class TorchModel(MultimodalModel[ConfigT], Generic[ConfigT, NetworkT]):
         return model
 
 
-def concat(batch: Mapping[str, torch.Tensor], names) -> torch.Tensor:
+def concat(batch: Mapping[str, torch.Tensor], names: Iterable[str]) -> torch.Tensor:
     """Concatenate the modalities ``names`` of a batch along features: (b, sum of d_m)."""
-    names = tuple(names)
-    if len(names) == 1:  # no copy for the common single-modality case
-        return batch[names[0]]
-    return torch.cat([batch[m] for m in names], dim=1)
+    chosen = tuple(names)
+    if len(chosen) == 1:  # no copy for the common single-modality case
+        return batch[chosen[0]]
+    return torch.cat([batch[m] for m in chosen], dim=1)
 
 
 def as_batch_tensor(key: str, array: np.ndarray, multilabel: bool) -> torch.Tensor:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -93,6 +94,9 @@ class GaussianHead(nn.Module):
     dimension (independent of the input); with a float it is fixed to that variance.
     """
 
+    logvar: nn.Linear | nn.Parameter  # "input": a linear map; "shared": a parameter
+    fixed_logvar: torch.Tensor  # a buffer, for a fixed variance
+
     def __init__(self, in_dim: int, out_dim: int, learned_variance: str | float = "input"):
         super().__init__()
         self.mean = nn.Linear(in_dim, out_dim)
@@ -114,8 +118,10 @@ class GaussianHead(nn.Module):
         """(mean, logvar), each (batch, out_dim)."""
         mean = self.mean(h)
         if self.learned_variance == "input":
+            assert isinstance(self.logvar, nn.Linear)
             logvar = self.logvar(h)
         elif self.learned_variance == "shared":
+            assert isinstance(self.logvar, nn.Parameter)
             logvar = self.logvar.expand_as(mean)
         else:
             logvar = self.fixed_logvar.expand_as(mean)
@@ -149,7 +155,7 @@ class CategoricalHead(nn.Module):
         self.logits = nn.Linear(in_dim, n_classes)
         self.multilabel = multilabel
 
-    def forward(self, h: torch.Tensor):
+    def forward(self, h: torch.Tensor) -> Independent[Bernoulli] | Categorical:
         logits = self.logits(h)  # unvalidated, as in diagonal_normal
         if self.multilabel:
             return Independent(Bernoulli(logits=logits, validate_args=False), 1)
@@ -245,7 +251,7 @@ def gaussian_posterior(stats_of: Independent) -> tuple[torch.Tensor, torch.Tenso
 
 
 def gaussian_logvars(
-    decoded: Mapping[str, Distribution], names: Sequence[str]
+    decoded: Mapping[str, Independent], names: Sequence[str]
 ) -> torch.Tensor | None:
     """The log-variances of the diagonal Gaussians ``decoded[m]`` for the modalities ``names``,
     side by side: (b, sum of d_m); None when ``names`` is empty."""
@@ -263,8 +269,18 @@ def log_variances(decoded: Mapping[str, Distribution], names: Sequence[str]) -> 
     return torch.cat([decoded[m].variance.log() for m in names], dim=1)
 
 
+class HeadFactory(Protocol):
+    """Builds the head of a :func:`stochastic_mlp` for features of width ``in_dim``."""
+
+    def __call__(self, in_dim: int, /) -> nn.Module: ...
+
+
 def stochastic_mlp(
-    in_dim: int, hidden: Sequence[int], head, act: str = "softplus", dropout: float = 0.0
+    in_dim: int,
+    hidden: Sequence[int],
+    head: HeadFactory,
+    act: str = "softplus",
+    dropout: float = 0.0,
 ) -> nn.Sequential:
     """An :class:`MLP` followed by ``head(features_dim)``; calling it returns what the head does
     (a distribution, or its parameters)."""
@@ -272,6 +288,6 @@ def stochastic_mlp(
     return nn.Sequential(body, head(body.out_dim))
 
 
-def class_probabilities(dist) -> torch.Tensor:
+def class_probabilities(dist: Independent[Bernoulli] | Categorical) -> torch.Tensor:
     """Probabilities of a :class:`CategoricalHead` output: (b, K) softmax or (b, L) sigmoids."""
     return dist.base_dist.probs if isinstance(dist, Independent) else dist.probs

@@ -13,7 +13,7 @@ import platform
 import subprocess
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import replace
 from functools import lru_cache
@@ -191,7 +191,7 @@ def _execute_run(
             model, splits, config.downstream, seed=config.train_seed, test=run.role != TRIAL_ROLE
         )
         test = splits.test
-        results = dict(
+        results: dict[str, object] = dict(
             status=OK,
             metrics=result.metrics,
             timings=Timings(train_seconds, time.perf_counter() - eval_start),
@@ -232,7 +232,7 @@ def _execute_run(
     return RunStore(results_dir).write(record, arrays, checkpoint)
 
 
-def _checkpoint_writer(model: MultimodalModel | None):
+def _checkpoint_writer(model: MultimodalModel | None) -> Callable[[Path], None] | None:
     """A function that saves ``model`` into a run's folder (models that cannot be saved, e.g.
     closed-form ones, leave no checkpoint), or None without a model."""
     if model is None:
@@ -245,7 +245,7 @@ def _checkpoint_writer(model: MultimodalModel | None):
     return write
 
 
-def _arrays_in(info, prefix: str = "") -> dict[str, np.ndarray]:
+def _arrays_in(info: Mapping[str, object], prefix: str = "") -> dict[str, np.ndarray]:
     """The numpy arrays of a data set's info, e.g. MNIST-SVHN's pairing indices, flattened to
     "pairs.train.mnist"-style keys for ``np.savez`` (JSON records keep only the plain values)."""
     found = {}
@@ -257,7 +257,7 @@ def _arrays_in(info, prefix: str = "") -> dict[str, np.ndarray]:
     return found
 
 
-def _is_plain(value) -> bool:
+def _is_plain(value: object) -> bool:
     try:
         json.dumps(value)
         return True

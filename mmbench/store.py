@@ -145,7 +145,8 @@ class RunStore:
         staging.mkdir()
         for name, content in arrays.items():
             if content:
-                np.savez_compressed(staging / f"{name}.npz", **content)
+                # allow_pickle, named at its default, tells mypy that no array name fills it
+                np.savez_compressed(staging / f"{name}.npz", allow_pickle=True, **content)
         if write_files is not None:
             write_files(staging)
         record = replace(record, artifacts=tuple(sorted(p.name for p in staging.iterdir())))

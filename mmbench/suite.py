@@ -547,7 +547,7 @@ def first_problem(error: ValidationError, schema: type[BaseModel], block: str) -
     the field allows (e.g. "int >= 1"); the messages of the schema's validators say it already."""
     problem, detail = problems(error, schema)[0], error.errors()[0]
     field = ".".join(filter(None, [block, problem.field]))
-    allowed = {doc.name: doc.allowed for doc in describe_fields(schema)}  # type: ignore[arg-type]
+    allowed = {doc.name: doc.allowed for doc in describe_fields(schema)}
     text = allowed.get(problem.field.split(".")[0])
     says_it = detail["type"] in ("literal_error", "extra_forbidden") or (
         detail["type"] == "value_error" and "should be a number" not in detail["msg"]
@@ -1173,7 +1173,7 @@ def _value_and_allowed(loc: list, value: Any) -> str:
     else ", got VALUE"."""
     *owner, name = loc or [None]
     try:
-        fields = {field.name: field.allowed for field in describe_fields(_schema_at(owner))}  # type: ignore[arg-type]
+        fields = {field.name: field.allowed for field in describe_fields(_schema_at(owner))}
     except (KeyError, StopIteration):
         fields = {}
     allowed = fields.get(name) if isinstance(name, str) else None

@@ -18,8 +18,9 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
 
 import torch
 from torch import nn
@@ -94,6 +95,33 @@ class FitReport:
 EpochCallback = Callable[[int, int, dict[str, float]], None]
 
 
+_Self = TypeVar("_Self", bound="Network")
+
+
+class Network(Protocol):
+    """What the trainer and :class:`mmbench.model.TorchModel` use of a network: an ``nn.Module``
+    (its training mode, parameters, device and state) with the ``loss(batch, progress)`` of the
+    module docstring, which returns the scalar loss and its named parts."""
+
+    training: bool
+
+    def loss(
+        self, batch: Batch, progress: Progress | None, /
+    ) -> tuple[torch.Tensor, Mapping[str, torch.Tensor | float]]: ...
+
+    def parameters(self, recurse: bool = True) -> Iterator[nn.Parameter]: ...
+
+    def train(self, mode: bool = True) -> object: ...
+
+    def eval(self) -> object: ...
+
+    def to(self: _Self, device: torch.device) -> _Self: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> object: ...
+
+
 def resolve_device(name: str) -> torch.device:
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -110,7 +138,7 @@ def n_points(data: Batch) -> int:
 
 def iterate_minibatches(
     data: Batch, batch_size: int, generator: torch.Generator | None = None, shuffle: bool = True
-):
+) -> Iterator[dict[str, torch.Tensor]]:
     """Yield dicts of index slices of ``data`` (all tensors share their first dimension)."""
     n = n_points(data)
     device = next(iter(data.values())).device
@@ -125,7 +153,7 @@ def iterate_minibatches(
 
 
 @torch.no_grad()
-def evaluate_loss(module: nn.Module, data: Batch, batch_size: int) -> float:
+def evaluate_loss(module: Network, data: Batch, batch_size: int) -> float:
     """Mean loss over ``data`` in evaluation mode (dropout off), weighted by batch size. The
     batch losses stay on the device and are read once."""
     was_training = module.training
@@ -139,13 +167,14 @@ def evaluate_loss(module: nn.Module, data: Batch, batch_size: int) -> float:
     return float(weighted.sum()) / sum(sizes)
 
 
-def make_optimizer(module: nn.Module, config: TrainConfig) -> torch.optim.Adam:
+def make_optimizer(module: Network, config: TrainConfig) -> torch.optim.Adam:
     """Adam over the trainable parameters of ``module``, fused into one kernel where it can be."""
     params = [p for p in module.parameters() if p.requires_grad]
     # The fused kernel is ~10x cheaper than the per-tensor loop on CPU (a third of a small
     # model's step otherwise); other devices fall back to the multi-tensor implementation.
-    fused = {"fused": True} if params[0].device.type in ("cpu", "cuda") else {"foreach": True}
-    return torch.optim.Adam(params, lr=config.lr, amsgrad=config.amsgrad, **fused)
+    if params[0].device.type in ("cpu", "cuda"):
+        return torch.optim.Adam(params, lr=config.lr, amsgrad=config.amsgrad, fused=True)
+    return torch.optim.Adam(params, lr=config.lr, amsgrad=config.amsgrad, foreach=True)
 
 
 @dataclass(frozen=True)
@@ -158,7 +187,7 @@ class EpochLosses:
 
 
 def train_epoch(
-    module: nn.Module,
+    module: Network,
     optimizer: torch.optim.Optimizer,
     data: Batch,
     batch_size: int,
@@ -175,7 +204,8 @@ def train_epoch(
     batch fail with another error.
     """
     module.train()
-    rows, names = [], ("loss",)
+    rows: list[torch.Tensor] = []
+    names: tuple[str, ...] = ("loss",)
     steps_per_epoch = math.ceil(n_points(data) / batch_size)
     first_step = (epoch - 1) * steps_per_epoch
     try:
@@ -236,7 +266,7 @@ class Trainer:
         self.config = config
         self.on_epoch = on_epoch
 
-    def fit(self, module: nn.Module, train: Batch, valid: Batch | None = None) -> FitReport:
+    def fit(self, module: Network, train: Batch, valid: Batch | None = None) -> FitReport:
         config = self.config
         torch.manual_seed(config.seed)
         # Near-zero importance weights make denormal arithmetic (2x slower backward on CPU).

@@ -37,8 +37,8 @@ def cmmd(search, **block) -> list[dict]:
     [
         (
             tuned(cmmd({"omegaa": {"uniform": [0, 1]}})),
-            "models.0.search.omegaa: model 'cmmd' has no hyper-parameter or training setting 'omegaa'; "
-            "hyper-parameters: ['activation', 'alpha',",
+            "models.0.search.omegaa: model 'cmmd' has no hyper-parameter or training setting "
+            "'omegaa'; hyper-parameters: ['activation', 'alpha',",
         ),
         (
             tuned(cmmd({"omega": {"choice": []}})),
@@ -54,8 +54,8 @@ def cmmd(search, **block) -> list[dict]:
         ),
         (
             tuned(cmmd({"omega": {"uniform": [0, 2]}})),
-            "models.0.search.omega: uniform [0, 2] includes 2.0, which model 'cmmd' refuses: omega: "
-            "Input should be less than or equal to 1, got 2.0",
+            "models.0.search.omega: uniform [0, 2] includes 2.0, which model 'cmmd' refuses: "
+            "omega: Input should be less than or equal to 1, got 2.0",
         ),
         (
             tuned(cmmd({"omega": {"choice": "0:1.5:0.5"}})),
@@ -74,8 +74,8 @@ def cmmd(search, **block) -> list[dict]:
         ),
         (
             tuned(cmmd({"omega": {"normal": [0, 1]}})),
-            "models.0.search.omega: give one of choice, uniform, loguniform, int (e.g. {loguniform: "
-            "[1.0e-4, 1.0e-2]}), got {'normal': [0, 1]}",
+            "models.0.search.omega: give one of choice, uniform, loguniform, int (e.g. "
+            "{loguniform: [1.0e-4, 1.0e-2]}), got {'normal': [0, 1]}",
         ),
         (
             tuned(cmmd({"omega": {"uniform": [0, 1]}}, params={"omega": 0.5})),
@@ -91,7 +91,8 @@ def cmmd(search, **block) -> list[dict]:
         ),
         (
             tuned(tune={"objective": "accuracy", "trials": 3, "epochs": 2}),
-            "tune.objective: Input should be 'error_pct', 'map_micro_pct', 'map_macro_pct' or 'rmse'",
+            "tune.objective: Input should be 'error_pct', 'map_micro_pct', 'map_macro_pct' "
+            "or 'rmse'",
         ),
         (
             tuned(tune={"objective": "rmse", "trials": 3, "epochs": 2}),
@@ -105,7 +106,8 @@ def cmmd(search, **block) -> list[dict]:
         ),
         (
             tuned(cmmd({"lr": LR}, train={"epochs": 3})),
-            "models.0.train.epochs: 3 is above tune.epochs = 2, the cap of every trial and final run",
+            "models.0.train.epochs: 3 is above tune.epochs = 2, the cap of every trial and "
+            "final run",
         ),
         (
             tuned(train={"epochs": 100}),

@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar, overload
 
 import typer
 from rich.console import Console
@@ -56,6 +56,14 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
-def csv_list(value: str | None, cast: Callable[[str], T] = str) -> list[T] | None:
+@overload
+def csv_list(value: str | None) -> list[str] | None: ...
+
+
+@overload
+def csv_list(value: str | None, cast: Callable[[str], T]) -> list[T] | None: ...
+
+
+def csv_list(value: str | None, cast: Callable[[str], Any] = str) -> list[Any] | None:
     """ "a,b" -> ["a", "b"] (each through ``cast``); None stays None."""
     return None if value is None else [cast(v) for v in value.split(",") if v]

@@ -38,10 +38,11 @@ USER_FORMATS = {
 
 def _size(n_bytes: float) -> str:
     """A byte count for people: 9.9 MB."""
-    for unit in ("B", "kB", "MB", "GB"):
-        if n_bytes < 1000 or unit == "GB":
+    for unit in ("B", "kB", "MB"):
+        if n_bytes < 1000:
             return f"{n_bytes:.0f} {unit}" if unit == "B" else f"{n_bytes:.1f} {unit}"
         n_bytes /= 1000
+    return f"{n_bytes:.1f} GB"
 
 
 # A download that fails exits with 1 (a bad name exits with 2).

@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 import typer
 from rich.markup import escape
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from mmbench.api import SuiteOutcome, TunedSelection
+    from mmbench.progress import SuiteProgress
     from mmbench.records import Run
     from mmbench.store import RunStore
     from mmbench.suite import Suite
@@ -33,6 +34,19 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_RUNS_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 # At most this many runs are named under each distinct failure reason
 NAMED_RUNS = 10
+
+
+class _ExecutionOptions(TypedDict):
+    """The options of ``mmbench run`` passed on unchanged to :func:`mmbench.api.execute_runs`
+    (or ``execute_tuned_suite``)."""
+
+    device: str | None
+    data_dir: str | None
+    executor: str
+    jobs: int | None
+    address: str | None
+    threads: int | None
+    retry_failed: bool
 
 
 class ExecutorKind(str, Enum):
@@ -130,7 +144,7 @@ def run(
         api.check_executor_options(executor.value, jobs, address, threads)
         runs = api.select_runs(suite, csv_list(models), _seeds(seeds), smoke, data_dir)
         results = results or api.default_results_dir(suite, smoke)
-        options = dict(
+        options = _ExecutionOptions(
             device=device,
             data_dir=data_dir,
             executor=executor.value,
@@ -141,9 +155,10 @@ def run(
         )
         if suite.tune is not None:
             selection = api.TunedSelection(smoke, csv_list(models), _seeds(seeds))
-            if not dry_run:
-                options["tracker"] = _tracker(track, track_uri, suite.name)
-            outcome = _run_tuned_suite(suite, runs, results, selection, dry_run, cell, options)
+            tracker = None if dry_run else _tracker(track, track_uri, suite.name)
+            outcome = _run_tuned_suite(
+                suite, runs, results, selection, dry_run, cell, options, tracker
+            )
             if outcome is None:  # --dry-run
                 return
         else:
@@ -172,7 +187,7 @@ def run(
         raise typer.Exit(EXIT_RUNS_FAILED)
 
 
-def _progress(executor: ExecutorKind, jobs: int | None, threads: int | None):
+def _progress(executor: ExecutorKind, jobs: int | None, threads: int | None) -> SuiteProgress:
     from mmbench import api
     from mmbench.progress import suite_progress
 
@@ -299,7 +314,8 @@ def _run_tuned_suite(
     selection: TunedSelection,
     dry_run: bool,
     cell: int | None,
-    options: dict,
+    options: _ExecutionOptions,
+    tracker: Tracker | None,
 ) -> SuiteOutcome | None:
     """Print the plan of a tuned suite (``dry_run``: returns None) or run it, all of it or the
     plan's line ``cell``, in rounds (see :func:`mmbench.api.execute_tuned_suite`)."""
@@ -338,6 +354,7 @@ def _run_tuned_suite(
         selection,
         only=only,
         **options,
+        tracker=tracker,
         progress=_progress(executor, options["jobs"], options["threads"]),
         on_round=announce,
     )
