@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from pydantic import Field
 from torch import nn
-from torch.distributions import Distribution
+from torch.distributions import Bernoulli, Categorical, Independent
 
 from mmbench.config import Activation, Fraction, Layers, ModelConfig, PositiveInt
 from mmbench.model import Arrays, DataSpec, TorchModel, concat
@@ -52,7 +52,7 @@ class MxONetwork(nn.Module):
             config.dropout,
         )
 
-    def predict(self, batch: Batch) -> Distribution:
+    def predict(self, batch: Batch) -> Independent[Bernoulli] | Categorical:
         return self.classifier(self.encoder(concat(batch, self.spec.observed)))
 
     def loss(
