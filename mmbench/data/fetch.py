@@ -31,6 +31,7 @@ from rich.progress import Progress
 
 from mmbench.data.errors import DataError
 from mmbench.data.sources import (
+    Archive,
     DataFile,
     Source,
     checksum_matches,
@@ -192,18 +193,10 @@ def fetch_source(
     created = not folder.exists()
     try:
         for file, corrupt in wanted:
-            assert file.url is not None  # files without one raised above
             if corrupt:
                 report.append(f"{file.name}: present but fails its checksum, downloading it again")
             destination = folder / file.name
-            download(
-                file.url,
-                destination,
-                checksum=file.checksum,
-                size=file.size,
-                progress=progress,
-                retry=retry,
-            )
+            _download_listed(file, destination, progress, retry)
             report.append(
                 f"{file.name}: downloaded from {file.url}; "
                 f"{_verification(file.checksum, destination)}"
@@ -212,6 +205,22 @@ def fetch_source(
         if created:
             _remove_if_empty(folder)
     return report
+
+
+def _download_listed(
+    listed: DataFile | Archive, destination: Path, progress: Progress | None, retry: str
+) -> None:
+    """Download a file or archive of a source's list to ``destination``, checked against the
+    checksum and size the list records for it (see :func:`download`)."""
+    assert listed.url is not None  # files without one are refused before any download
+    download(
+        listed.url,
+        destination,
+        checksum=listed.checksum,
+        size=listed.size,
+        progress=progress,
+        retry=retry,
+    )
 
 
 def _unverified_message(source: Source, names: list[str], retry: str) -> str:
@@ -303,14 +312,7 @@ def _fetch_archive(
         ):
             archive_path.unlink()
         if not archive_path.exists():
-            download(
-                archive.url,
-                archive_path,
-                checksum=archive.checksum,
-                size=archive.size,
-                progress=progress,
-                retry=retry,
-            )
+            _download_listed(archive, archive_path, progress, retry)
         verification = _verification(archive.checksum, archive_path)
         try:
             folder = _unpack(archive_path, archive.url, archive.marker, unpacking, retry)

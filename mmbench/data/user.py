@@ -28,13 +28,14 @@ import os
 import re
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import numpy as np
 from pydantic import Field
 
-from mmbench.data import register_dataset
+from mmbench.data import Loader, register_dataset
 from mmbench.data.embedded import stratified_split
 from mmbench.data.errors import DataError
 from mmbench.data.formats import check_shape
@@ -487,72 +488,68 @@ def _user_splits(
     return standardize_on_train(splits, standardize)
 
 
-@register_dataset("npz", rules=(training_rows_left,))
-def npz(
-    path: UserFile,
-    observed: Observed,
-    missing: Missing = None,
-    seed: Seed = 0,
-    data_dir: Path | None = None,
-    base_dir: Path | None = None,
-    valid_fraction: ValidFraction = 0.1,
-    test_fraction: TestFraction = 0.2,
-    bernoulli: Bernoulli = (),
-    standardize: Standardize = (),
-) -> DataSplits:
-    """Your own views from an .npz file (layout and checks in this module's docstring).
+UserFileReader = Callable[[Path], tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]
 
-    observed: the views available at test time; missing: the views to generate (default: every
-    other view). bernoulli: views with values in [0, 1] to model as Bernoulli (the others are
-    Gaussian). standardize: views to z-score with training statistics.
-    valid_fraction / test_fraction / seed: the random split used when the file has no split.
-    A relative path is looked for in ``base_dir`` (the suite's folder), the working directory,
-    then the data directory.
-    """
-    file = locate_user_file(path, "npz", base_dir, data_dir)
-    views, others = _read_npz(file)
-    return _user_splits(
+
+def _user_file_loader(kind: str, read: UserFileReader, doc: str) -> Loader:
+    """The loader of your views from one file of ``kind`` ("npz" or "parquet"), named ``kind``
+    and documented by ``doc``: ``read`` parses the located file into (views, others) arrays
+    (others: labels (n,) or (n, L), groups and split (n,)), :func:`_user_splits` checks and
+    splits them. Both formats take the same options, declared once here."""
+
+    def load(
+        path: UserFile,
+        observed: Observed,
+        missing: Missing = None,
+        seed: Seed = 0,
+        data_dir: Path | None = None,
+        base_dir: Path | None = None,
+        valid_fraction: ValidFraction = 0.1,
+        test_fraction: TestFraction = 0.2,
+        bernoulli: Bernoulli = (),
+        standardize: Standardize = (),
+    ) -> DataSplits:
+        file = locate_user_file(path, kind, base_dir, data_dir)
+        views, others = read(file)
+        return _user_splits(
+            kind,
+            file,
+            views,
+            others,
+            observed,
+            missing,
+            seed,
+            valid_fraction,
+            test_fraction,
+            bernoulli,
+            standardize,
+        )
+
+    load.__name__ = load.__qualname__ = kind
+    load.__doc__ = doc
+    return load
+
+
+npz = register_dataset("npz", rules=(training_rows_left,))(
+    _user_file_loader(
         "npz",
-        file,
-        views,
-        others,
-        observed,
-        missing,
-        seed,
-        valid_fraction,
-        test_fraction,
-        bernoulli,
-        standardize,
+        _read_npz,
+        """Your own views from an .npz file (layout and checks in this module's docstring).
+
+        observed: the views available at test time; missing: the views to generate (default:
+        every other view). bernoulli: views with values in [0, 1] to model as Bernoulli (the
+        others are Gaussian). standardize: views to z-score with training statistics.
+        valid_fraction / test_fraction / seed: the random split used when the file has no split.
+        A relative path is looked for in ``base_dir`` (the suite's folder), the working
+        directory, then the data directory.
+        """,
     )
-
-
-@register_dataset("parquet", rules=(training_rows_left,))
-def parquet(
-    path: UserFile,
-    observed: Observed,
-    missing: Missing = None,
-    seed: Seed = 0,
-    data_dir: Path | None = None,
-    base_dir: Path | None = None,
-    valid_fraction: ValidFraction = 0.1,
-    test_fraction: TestFraction = 0.2,
-    bernoulli: Bernoulli = (),
-    standardize: Standardize = (),
-) -> DataSplits:
-    """Your own views from a .parquet file with columns ``<view>__<i>`` (see :func:`npz` for the
-    options and this module's docstring for the layout and checks)."""
-    file = locate_user_file(path, "parquet", base_dir, data_dir)
-    views, others = _read_parquet(file)
-    return _user_splits(
+)
+parquet = register_dataset("parquet", rules=(training_rows_left,))(
+    _user_file_loader(
         "parquet",
-        file,
-        views,
-        others,
-        observed,
-        missing,
-        seed,
-        valid_fraction,
-        test_fraction,
-        bernoulli,
-        standardize,
+        _read_parquet,
+        """Your own views from a .parquet file with columns ``<view>__<i>`` (see :func:`npz`
+        for the options and this module's docstring for the layout and checks).""",
     )
+)
