@@ -21,7 +21,14 @@ import torch
 from pydantic import Field, ValidationInfo, field_validator
 from torch import nn
 
-from mmbench.config import Activation, Fraction, Layers, ModelConfig, NonNegativeReal, PositiveInt
+from mmbench.config import (
+    HiddenActivation,
+    HiddenDropout,
+    Layers,
+    ModelConfig,
+    NonNegativeReal,
+    PositiveInt,
+)
 from mmbench.correlation import (
     CanonicalProjection,
     canonical_projection,
@@ -53,8 +60,8 @@ class DCCAConfig(ModelConfig):
         description="canonical correlations summed in the objective and kept in the "
         "representation, at most latent_dim (None: all, the trace norm)",
     )
-    activation: Activation = Field("relu", description="activation of every hidden layer")
-    dropout: Fraction = Field(0.0, description="dropout rate of every hidden layer")
+    activation: HiddenActivation = "relu"
+    dropout: HiddenDropout = 0.0
     reg1: NonNegativeReal = Field(
         1e-4,
         description="ridge added to the view-1 output covariance (S11 + reg1 I), in the "

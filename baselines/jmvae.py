@@ -30,27 +30,31 @@ Test time (no classifier of its own; scored by the suite's downstream protocol):
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
+from typing import Any, ClassVar, Literal
 
-import numpy as np
 import torch
 from pydantic import Field
-from torch import nn
 from torch.distributions import kl_divergence
 
 from mmbench.config import (
-    Activation,
-    Fraction,
+    DecoderHidden,
+    GaussianModalityVariance,
+    HiddenActivation,
+    HiddenDropout,
+    LatentDim,
     Layers,
+    ModalityWeights,
     ModelConfig,
     NonNegativeReal,
-    PositiveInt,
-    PositiveReal,
-    choice_or_number,
-    per_modality,
 )
 from mmbench.experts import product_of_experts
-from mmbench.model import Arrays, DataSpec, PosteriorTensors, TorchModel, concat
+from mmbench.model import DataSpec, LatentMeanModel, PosteriorTensors, concat
+from mmbench.multimodal_vae import (
+    MultimodalVAENetwork,
+    gaussian_experts,
+    modality_decoders,
+    stack_experts,
+)
 from mmbench.nn import (
     GaussianHead,
     decoder_layers,
@@ -62,13 +66,6 @@ from mmbench.nn import (
 )
 from mmbench.trainer import Batch, Progress
 
-if TYPE_CHECKING:  # mypy cannot evaluate the calls below: the values they validate to
-    DecoderVariance: TypeAlias = Literal["input", "shared"] | float
-    LikelihoodWeights: TypeAlias = float | dict[str, float]
-else:
-    DecoderVariance = choice_or_number(Literal["input", "shared"], PositiveReal)
-    LikelihoodWeights = per_modality(NonNegativeReal)
-
 
 class JMVAEConfig(ModelConfig):
     """JMVAE-kl's hyper-parameters (the authors' MNIST: latent_dim 64, encoders and decoders of
@@ -76,28 +73,20 @@ class JMVAEConfig(ModelConfig):
 
     test_params: ClassVar[dict[str, Any]] = {"latent_dim": 6, "hidden": (32,)}
 
-    latent_dim: PositiveInt = Field(64, description="size of z")
+    latent_dim: LatentDim = 64
     hidden: Layers = Field(
         (512, 512), description="hidden layers of the joint encoder and of every unimodal encoder"
     )
-    decoder_hidden: Layers | None = Field(
-        None, description="hidden layers of every decoder (None: hidden reversed)"
-    )
-    activation: Activation = Field("relu", description="activation of every hidden layer")
-    dropout: Fraction = Field(0.0, description="dropout rate of every hidden layer")
+    decoder_hidden: DecoderHidden = None
+    activation: HiddenActivation = "relu"
+    dropout: HiddenDropout = 0.0
     alpha: NonNegativeReal = Field(
         1.0,
         description="weight of the KL terms from the joint to each unimodal encoder (the "
         "authors' script: 1; 0: a joint VAE, the unimodal encoders untrained)",
     )
-    decoder_variance: DecoderVariance = Field(
-        "shared",
-        description='variance of Gaussian modalities: "shared" (one learned per '
-        'feature), "input" (a function of z) or a fixed variance',
-    )
-    likelihood_weights: LikelihoodWeights | None = Field(
-        None, description="lambda_m, the weight of each modality's log-likelihood (None: 1)"
-    )
+    decoder_variance: GaussianModalityVariance = "shared"
+    likelihood_weights: ModalityWeights = None
     z_given_xM: Literal["missing", "joint"] = Field(
         "missing",
         description='the posterior reported as z|xM: from the "missing" modalities\' '
@@ -105,40 +94,29 @@ class JMVAEConfig(ModelConfig):
     )
 
 
-class JMVAENetwork(nn.Module):
+class JMVAENetwork(MultimodalVAENetwork):
+    config: JMVAEConfig
+
     def __init__(self, spec: DataSpec, config: JMVAEConfig):
-        super().__init__()
-        self.spec, self.config = spec, config
-        self.names = spec.modalities
-        self.weights = spec.per_modality(config.likelihood_weights, 1.0, "likelihood_weights")
+        super().__init__(spec, config)
         latent, act, drop = config.latent_dim, config.activation, config.dropout
-
-        def gaussian(width: int) -> GaussianHead:
-            return GaussianHead(width, latent, "input")
-
         self.joint_encoder = stochastic_mlp(
-            sum(spec.dims.values()), config.hidden, gaussian, act, drop
+            sum(spec.dims.values()),
+            config.hidden,
+            lambda width: GaussianHead(width, latent, "input"),
+            act,
+            drop,
         )
-        self.encoders = nn.ModuleDict(
-            {
-                m: stochastic_mlp(spec.dims[m], config.hidden, gaussian, act, drop)
-                for m in self.names
-            }
-        )
-        decoder_hidden = decoder_layers(config.hidden, config.decoder_hidden)
-        self.decoders = nn.ModuleDict(
-            {
-                m: stochastic_mlp(
-                    latent,
-                    decoder_hidden,
-                    lambda width, m=m: likelihood_head(
-                        spec.likelihoods[m], width, spec.dims[m], config.decoder_variance
-                    ),
-                    act,
-                    drop,
-                )
-                for m in self.names
-            }
+        self.encoders = gaussian_experts(spec.dims, config.hidden, latent, act, drop)
+        self.decoders = modality_decoders(
+            self.names,
+            latent,
+            decoder_layers(config.hidden, config.decoder_hidden),
+            lambda m, width: likelihood_head(
+                spec.likelihoods[m], width, spec.dims[m], config.decoder_variance
+            ),
+            act,
+            drop,
         )
 
     def loss(
@@ -165,35 +143,22 @@ class JMVAENetwork(nn.Module):
         encoder when they are every modality, else the product of their unimodal encoders."""
         if set(names) == set(self.names):
             return gaussian_posterior(self.joint_encoder(concat(batch, self.names)))
-        stats = [gaussian_posterior(self.encoders[m](batch[m])) for m in names]
-        return product_of_experts(
-            torch.stack([s[0] for s in stats]),
-            torch.stack([s[1] for s in stats]),
-            prior_expert=False,
+        mean, logvar = stack_experts(
+            [gaussian_posterior(self.encoders[m](batch[m])) for m in names]
         )
-
-    def decode_means(self, z: torch.Tensor, names: Collection[str]) -> dict[str, torch.Tensor]:
-        return {m: self.decoders[m](z).mean for m in names}
+        return product_of_experts(mean, logvar, prior_expert=False)
 
 
-class JMVAE(TorchModel[JMVAEConfig, JMVAENetwork]):
+class JMVAE(LatentMeanModel[JMVAEConfig, JMVAENetwork]):
     """JMVAE-kl: a joint encoder, and unimodal encoders trained towards it (Suzuki et al. 2016)."""
 
     name = "jmvae"
     capabilities = frozenset({"generate", "posteriors"})
 
-    def represent(self, xO: Arrays) -> np.ndarray:
-        """Mean of z given xO (unimodal encoder, or their product; see the module), (n, d)."""
-        return self.batched(lambda b: self.module_.posterior(b, self.spec_.observed)[0], xO)
-
-    def generate(self, xO: Arrays) -> dict[str, np.ndarray]:
-        """Decoder means of the missing modalities at the mean of z given xO."""
-        return self.batched(
-            lambda b: self.module_.decode_means(
-                self.module_.posterior(b, self.spec_.observed)[0], self.spec_.missing
-            ),
-            xO,
-        )
+    def latent_mean(self, batch: Batch) -> torch.Tensor:
+        """Mean of z given xO (unimodal encoder, or their product; see the module), (b, d);
+        ``represent`` returns it and ``generate`` decodes it."""
+        return self.module_.posterior(batch, self.spec_.observed)[0]
 
     def batch_posteriors(self, batch: Batch) -> PosteriorTensors:
         """z|xO and z|xM (from the missing modalities or the joint encoder, see ``z_given_xM``;

@@ -50,28 +50,28 @@ import math
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
 
-import numpy as np
 import torch
 from pydantic import Field, ValidationInfo, field_validator
 from torch import nn
 from torch.distributions import Independent
 
-from mmbench import bounds
 from mmbench.config import (
-    Activation,
+    DecoderHidden,
+    EncoderHidden,
     Flag,
-    Fraction,
-    Layers,
+    HiddenActivation,
+    HiddenDropout,
+    LikelihoodFamily,
+    LikelihoodWeights,
     ModelConfig,
-    NonNegativeReal,
     PositiveInt,
     PositiveReal,
     choice_or_number,
-    per_modality,
     with_defaults,
 )
 from mmbench.experts import mixture_log_prob, mixture_moments
-from mmbench.model import Arrays, DataSpec, PosteriorTensors, TorchModel
+from mmbench.model import DataSpec, LatentMeanModel, PosteriorTensors
+from mmbench.multimodal_vae import StratifiedMixtureNetwork, stack_experts
 from mmbench.nn import (
     LaplaceExpert,
     decoder_layers,
@@ -82,14 +82,12 @@ from mmbench.nn import (
     softmax_scale,
     stochastic_mlp,
 )
-from mmbench.trainer import Batch, Progress
+from mmbench.trainer import Batch
 
-if TYPE_CHECKING:  # mypy cannot evaluate the calls below: the values they validate to
+if TYPE_CHECKING:  # mypy cannot evaluate the call below: the values it validates to
     LikelihoodScale: TypeAlias = Literal["shared", "input"] | float
-    LikelihoodWeights: TypeAlias = float | dict[str, float]
 else:
     LikelihoodScale = choice_or_number(Literal["shared", "input"], PositiveReal)
-    LikelihoodWeights = per_modality(NonNegativeReal)
 
 
 class MMVAEConfig(ModelConfig):
@@ -100,12 +98,10 @@ class MMVAEConfig(ModelConfig):
     test_params: ClassVar[dict[str, Any]] = {"latent_dim": 6, "hidden": (32,)}
 
     latent_dim: PositiveInt = Field(20, description="size D of z")
-    hidden: Layers = Field((400,), description="hidden layers of every encoder")
-    decoder_hidden: Layers | None = Field(
-        None, description="hidden layers of every decoder (None: hidden reversed)"
-    )
-    activation: Activation = Field("relu", description="activation of every hidden layer")
-    dropout: Fraction = Field(0.0, description="dropout rate of every hidden layer")
+    hidden: EncoderHidden = (400,)
+    decoder_hidden: DecoderHidden = None
+    activation: HiddenActivation = "relu"
+    dropout: HiddenDropout = 0.0
     objective: Literal["elbo", "iwae", "dreg"] = Field(
         "elbo", description="the bound maximised (see the module's docstring)"
     )
@@ -115,11 +111,7 @@ class MMVAEConfig(ModelConfig):
     looser: Flag = Field(
         False, description="average the per-expert bounds (the iwae and dreg objectives only)"
     )
-    likelihood: Literal["laplace", "modality"] = Field(
-        "laplace",
-        description='"laplace" (the authors\') or "modality" (each modality\'s own '
-        "family with the fixed scale likelihood_scale)",
-    )
+    likelihood: LikelihoodFamily = "laplace"
     likelihood_scale: LikelihoodScale = Field(
         0.75,
         description="the likelihoods' fixed scale (the authors': 0.75), or with "
@@ -185,11 +177,14 @@ def decoder_head(config: MMVAEConfig, likelihood: str, in_dim: int, out_dim: int
     return fixed_scale_likelihood(config.likelihood, likelihood, in_dim, out_dim, scale)
 
 
-class MMVAENetwork(nn.Module):
+class MMVAENetwork(StratifiedMixtureNetwork):
+    """The loss is minus the batch mean of ``objective``'s bound (see the module's docstring)
+    over the samples and log-weights of :meth:`log_weights`."""
+
+    config: MMVAEConfig
+
     def __init__(self, spec: DataSpec, config: MMVAEConfig):
-        super().__init__()
-        self.spec, self.config = spec, config
-        self.weights = spec.per_modality(config.likelihood_weights, 1.0, "likelihood_weights")
+        super().__init__(spec, config)
         decoder_hidden = decoder_layers(config.hidden, config.decoder_hidden)
         act, drop = config.activation, config.dropout
         self.encoders, self.decoders = nn.ModuleDict(), nn.ModuleDict()
@@ -214,8 +209,7 @@ class MMVAENetwork(nn.Module):
 
     def experts(self, batch: Batch, names: Collection[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """(loc, scale) of q(z | x_m) for the modalities ``names``, each (len(names), b, D)."""
-        params = [self.encoders[m](batch[m]) for m in names]
-        return torch.stack([p[0] for p in params]), torch.stack([p[1] for p in params])
+        return stack_experts([self.encoders[m](batch[m]) for m in names])
 
     def prior(self) -> Independent:
         scale = softmax_scale(self.prior_raw_scale)
@@ -239,29 +233,8 @@ class MMVAENetwork(nn.Module):
             log_w = log_w + self.weights[m] * log_lik.reshape(log_w.shape)
         return log_w, z
 
-    def loss(
-        self, batch: Batch, progress: Progress | None = None
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        objective, looser = self.config.objective, self.config.looser
-        dreg = objective == "dreg" and self.training
-        log_w, z = self.log_weights(batch, detach_posterior=dreg)
-        # The samples a bound pools: all M*K, or (looser) each expert's K, then a mean over M.
-        samples = 0 if looser else (0, 1)
-        if objective == "elbo":
-            bound = bounds.elbo(log_w, dim=(0, 1))
-        elif dreg:
-            bound = bounds.dreg_iwae(log_w, z, dim=samples)
-        else:
-            bound = bounds.iwae(log_w, dim=samples)
-        if looser:
-            bound = bound.mean(0)
-        return -bound.mean(), {objective: bound.mean().detach()}
 
-    def decode_means(self, z: torch.Tensor, names: Collection[str]) -> dict[str, torch.Tensor]:
-        return {m: self.decoders[m](z).mean for m in names}
-
-
-class MMVAE(TorchModel[MMVAEConfig, MMVAENetwork]):
+class MMVAE(LatentMeanModel[MMVAEConfig, MMVAENetwork]):
     """MMVAE trained with the stratified ELBO (objective "elbo", K = 1) by default.
 
     A mixture-of-experts posterior, Laplace prior and posteriors (Shi et al. 2019).
@@ -270,18 +243,10 @@ class MMVAE(TorchModel[MMVAEConfig, MMVAENetwork]):
     name = "mmvae_elbo"
     capabilities = frozenset({"generate", "posteriors"})
 
-    def _observed_mean(self, batch: Batch) -> torch.Tensor:
+    def latent_mean(self, batch: Batch) -> torch.Tensor:
+        """Mean of the observed experts' mixture, (b, latent_dim); ``represent`` returns it and
+        ``generate`` decodes it."""
         return self.module_.experts(batch, self.spec_.observed)[0].mean(0)
-
-    def represent(self, xO: Arrays) -> np.ndarray:
-        """Mean of the observed experts' mixture, (n, latent_dim)."""
-        return self.batched(self._observed_mean, xO)
-
-    def generate(self, xO: Arrays) -> dict[str, np.ndarray]:
-        """Decoder means of the missing modalities at the observed experts' mixture mean."""
-        return self.batched(
-            lambda b: self.module_.decode_means(self._observed_mean(b), self.spec_.missing), xO
-        )
 
     def batch_posteriors(self, batch: Batch) -> PosteriorTensors:
         """Moment-matched Gaussians of the observed experts' mixture (z|xO) and of the missing

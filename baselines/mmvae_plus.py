@@ -48,29 +48,30 @@ Test time (no classifier of its own; scored by the suite's downstream protocol),
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
+from typing import Any, ClassVar, Literal
 
-import numpy as np
 import torch
 from pydantic import Field
 from torch import nn
 from torch.distributions import Distribution, Independent
 
-from mmbench import bounds
 from mmbench.config import (
-    Activation,
+    DecoderHidden,
+    EncoderHidden,
+    FixedLikelihoodScale,
     Flag,
-    Fraction,
-    Layers,
+    HiddenActivation,
+    HiddenDropout,
+    LikelihoodFamily,
+    LikelihoodWeights,
     ModelConfig,
     NonNegativeInt,
     NonNegativeReal,
     PositiveInt,
-    PositiveReal,
-    per_modality,
 )
 from mmbench.experts import mixture_log_prob, mixture_moments
-from mmbench.model import Arrays, DataSpec, PosteriorTensors, TorchModel
+from mmbench.model import DataSpec, LatentMeanModel, PosteriorTensors
+from mmbench.multimodal_vae import StratifiedMixtureNetwork, stack_experts
 from mmbench.nn import (
     FixedScaleLaplace,
     LaplaceExpert,
@@ -81,12 +82,7 @@ from mmbench.nn import (
     softmax_scale,
     stochastic_mlp,
 )
-from mmbench.trainer import Batch, Progress
-
-if TYPE_CHECKING:  # mypy cannot evaluate the call below: the values it validates to
-    LikelihoodWeights: TypeAlias = float | dict[str, float]
-else:
-    LikelihoodWeights = per_modality(NonNegativeReal)
+from mmbench.trainer import Batch
 
 
 class MMVAEPlusConfig(ModelConfig):
@@ -105,12 +101,10 @@ class MMVAEPlusConfig(ModelConfig):
     private_dim: NonNegativeInt = Field(
         32, description="size of every modality-specific latent w_m (0: MMVAE)"
     )
-    hidden: Layers = Field((400,), description="hidden layers of every encoder")
-    decoder_hidden: Layers | None = Field(
-        None, description="hidden layers of every decoder (None: hidden reversed)"
-    )
-    activation: Activation = Field("relu", description="activation of every hidden layer")
-    dropout: Fraction = Field(0.0, description="dropout rate of every hidden layer")
+    hidden: EncoderHidden = (400,)
+    decoder_hidden: DecoderHidden = None
+    activation: HiddenActivation = "relu"
+    dropout: HiddenDropout = 0.0
     objective: Literal["iwae", "dreg"] = Field(
         "dreg", description="the bound maximised (see the module's docstring)"
     )
@@ -123,14 +117,8 @@ class MMVAEPlusConfig(ModelConfig):
     beta: NonNegativeReal = Field(
         1.0, description="weight of log p(z, w) - log q(z, w | x) in the log-weight (authors: 1)"
     )
-    likelihood: Literal["laplace", "modality"] = Field(
-        "laplace",
-        description='"laplace" (the authors\') or "modality" (each modality\'s own '
-        "family with the fixed scale likelihood_scale)",
-    )
-    likelihood_scale: PositiveReal = Field(
-        0.75, description="the likelihoods' fixed scale (the authors': 0.75)"
-    )
+    likelihood: LikelihoodFamily = "laplace"
+    likelihood_scale: FixedLikelihoodScale = 0.75
     likelihood_weights: LikelihoodWeights | None = Field(
         None, description="lambda_d, the weight of each modality's log-likelihood (None: 1)"
     )
@@ -158,12 +146,14 @@ class SharedPrivateExpert(LaplaceExpert):
         return torch.cat([private_loc, loc], -1), torch.cat([private_scale, scale], -1)
 
 
-class MMVAEPlusNetwork(nn.Module):
+class MMVAEPlusNetwork(StratifiedMixtureNetwork):
+    """The loss is minus the batch mean of ``objective``'s bound (see the module's docstring)
+    over the samples and log-weights of :meth:`log_weights`."""
+
+    config: MMVAEPlusConfig
+
     def __init__(self, spec: DataSpec, config: MMVAEPlusConfig):
-        super().__init__()
-        self.spec, self.config = spec, config
-        self.names = spec.modalities
-        self.weights = spec.per_modality(config.likelihood_weights, 1.0, "likelihood_weights")
+        super().__init__(spec, config)
         decoder_hidden = decoder_layers(config.hidden, config.decoder_hidden)
         act, drop = config.activation, config.dropout
         self.encoders, self.decoders = nn.ModuleDict(), nn.ModuleDict()
@@ -194,8 +184,7 @@ class MMVAEPlusNetwork(nn.Module):
     def experts(self, batch: Batch, names: Collection[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """(loc, scale) of q(w_m, z | x_m) for the modalities ``names``, each
         (len(names), b, private_dim + latent_dim), w's dimensions first."""
-        params = [self.encoders[m](batch[m]) for m in names]
-        return torch.stack([p[0] for p in params]), torch.stack([p[1] for p in params])
+        return stack_experts([self.encoders[m](batch[m]) for m in names])
 
     def auxiliary_priors(self) -> Independent:
         """r_m(w_m) of every modality: batch shape (M,), event shape (private_dim,)."""
@@ -232,19 +221,6 @@ class MMVAEPlusNetwork(nn.Module):
             log_w = log_w + self.weights[m] * decoded.log_prob(batch[m]).reshape(log_w.shape)
         return log_w, u
 
-    def loss(
-        self, batch: Batch, progress: Progress | None = None
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        objective, looser = self.config.objective, self.config.looser
-        dreg = objective == "dreg" and self.training
-        log_w, u = self.log_weights(batch, detach_posterior=dreg)
-        # The samples a bound pools: each expert's K (looser, then a mean over M), or all M*K.
-        samples = 0 if looser else (0, 1)
-        bound = bounds.dreg_iwae(log_w, u, dim=samples) if dreg else bounds.iwae(log_w, dim=samples)
-        if looser:
-            bound = bound.mean(0)
-        return -bound.mean(), {objective: bound.mean().detach()}
-
     def shared_mean(self, batch: Batch, names: Collection[str]) -> torch.Tensor:
         """The mean of the mixture of q(z | x_m) over the modalities ``names``: (b, latent_dim)."""
         return self.split(self.experts(batch, names)[0])[1].mean(0)
@@ -256,7 +232,7 @@ class MMVAEPlusNetwork(nn.Module):
         return {m: self.decoders[m](code) for m in names}
 
 
-class MMVAEPlus(TorchModel[MMVAEPlusConfig, MMVAEPlusNetwork]):
+class MMVAEPlus(LatentMeanModel[MMVAEPlusConfig, MMVAEPlusNetwork]):
     """MMVAE+ (Palumbo et al. 2023): MMVAE with modality-specific latents and auxiliary priors.
 
     Shared and modality-specific Laplace latents, cross-modal reconstructions through the
@@ -265,20 +241,14 @@ class MMVAEPlus(TorchModel[MMVAEPlusConfig, MMVAEPlusNetwork]):
     name = "mmvae_plus"
     capabilities = frozenset({"generate", "posteriors"})
 
-    def represent(self, xO: Arrays) -> np.ndarray:
-        """Mean of the observed experts' mixture of q(z | x_m), (n, latent_dim)."""
-        return self.batched(lambda b: self.module_.shared_mean(b, self.spec_.observed), xO)
+    def latent_mean(self, batch: Batch) -> torch.Tensor:
+        """Mean of the observed experts' mixture of q(z | x_m), (b, latent_dim); ``represent``
+        returns it and ``generate`` decodes it."""
+        return self.module_.shared_mean(batch, self.spec_.observed)
 
-    def generate(self, xO: Arrays) -> dict[str, np.ndarray]:
-        """Decoder means of the missing modalities at that mean, w at its prior mean."""
-
-        def means(batch: Batch) -> dict[str, torch.Tensor]:
-            decoded = self.module_.decode(
-                self.module_.shared_mean(batch, self.spec_.observed), self.spec_.missing
-            )
-            return {m: dist.mean for m, dist in decoded.items()}
-
-        return self.batched(means, xO)
+    def decode_missing(self, batch: Batch, z: torch.Tensor) -> dict[str, Distribution]:
+        """p(x_d | w_d, z) of the missing modalities, w_d at its auxiliary prior's mean."""
+        return self.module_.decode(z, self.spec_.missing)
 
     def batch_posteriors(self, batch: Batch) -> PosteriorTensors:
         """Moment-matched Gaussians of the observed experts' mixture of q(z | x_m) (z|xO) and of

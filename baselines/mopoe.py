@@ -47,42 +47,41 @@ condition on a subset of modalities, through that subset's product:
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
+from typing import Any, ClassVar, Literal
 
-import numpy as np
 import torch
 from pydantic import Field
-from torch import nn
 from torch.distributions import Independent, kl_divergence
 
 from mmbench.config import (
-    Activation,
-    Fraction,
-    Layers,
+    DecoderHidden,
+    EncoderHidden,
+    FixedLikelihoodScale,
+    HiddenActivation,
+    HiddenDropout,
+    LatentDim,
+    LikelihoodFamily,
+    LikelihoodWeights,
     ModelConfig,
     NonNegativeReal,
-    PositiveInt,
-    PositiveReal,
-    per_modality,
 )
 from mmbench.experts import mixture_log_prob, mixture_moments, nonempty_subsets, product_of_experts
-from mmbench.model import Arrays, DataSpec, PosteriorTensors, TorchModel
+from mmbench.model import DataSpec, LatentMeanModel, PosteriorTensors
+from mmbench.multimodal_vae import (
+    MultimodalVAENetwork,
+    gaussian_experts,
+    modality_decoders,
+    stack_experts,
+)
 from mmbench.nn import (
-    GaussianHead,
     decoder_layers,
     diagonal_normal,
     fixed_scale_likelihood,
     gaussian_posterior,
     log_variances,
     standard_normal_like,
-    stochastic_mlp,
 )
 from mmbench.trainer import Batch, Progress
-
-if TYPE_CHECKING:  # mypy cannot evaluate the call below: the values it validates to
-    LikelihoodWeights: TypeAlias = float | dict[str, float]
-else:
-    LikelihoodWeights = per_modality(NonNegativeReal)
 
 
 class MoPoEConfig(ModelConfig):
@@ -92,13 +91,11 @@ class MoPoEConfig(ModelConfig):
 
     test_params: ClassVar[dict[str, Any]] = {"latent_dim": 6, "hidden": (32,)}
 
-    latent_dim: PositiveInt = Field(20, description="size of z")
-    hidden: Layers = Field((400,), description="hidden layers of every encoder")
-    decoder_hidden: Layers | None = Field(
-        None, description="hidden layers of every decoder (None: hidden reversed)"
-    )
-    activation: Activation = Field("relu", description="activation of every hidden layer")
-    dropout: Fraction = Field(0.0, description="dropout rate of every hidden layer")
+    latent_dim: LatentDim = 20
+    hidden: EncoderHidden = (400,)
+    decoder_hidden: DecoderHidden = None
+    activation: HiddenActivation = "relu"
+    dropout: HiddenDropout = 0.0
     beta: NonNegativeReal = Field(
         1.0, description="weight of the KL term (1: the ELBO; the authors' runs: 2.5)"
     )
@@ -113,14 +110,8 @@ class MoPoEConfig(ModelConfig):
         description="which products include the N(0, I) expert: the product of all "
         'modalities only ("joint", the authors\' code), "none" or "all"',
     )
-    likelihood: Literal["laplace", "modality"] = Field(
-        "laplace",
-        description='"laplace" (the authors\') or "modality" (each modality\'s own '
-        "family with the fixed scale likelihood_scale)",
-    )
-    likelihood_scale: PositiveReal = Field(
-        0.75, description="the likelihoods' fixed scale (the authors': 0.75)"
-    )
+    likelihood: LikelihoodFamily = "laplace"
+    likelihood_scale: FixedLikelihoodScale = 0.75
     likelihood_weights: LikelihoodWeights | None = Field(
         None,
         description="lambda_m, the weight of each modality's log-likelihood (None: 1; the "
@@ -134,45 +125,24 @@ class MoPoEConfig(ModelConfig):
     )
 
 
-class MoPoENetwork(nn.Module):
+class MoPoENetwork(MultimodalVAENetwork):
+    config: MoPoEConfig
+
     subsets: torch.Tensor
 
     def __init__(self, spec: DataSpec, config: MoPoEConfig):
-        super().__init__()
-        self.spec, self.config = spec, config
-        self.names = spec.modalities
-        self.weights = spec.per_modality(config.likelihood_weights, 1.0, "likelihood_weights")
+        super().__init__(spec, config)
         latent, act, drop = config.latent_dim, config.activation, config.dropout
-        self.encoders = nn.ModuleDict(
-            {
-                m: stochastic_mlp(
-                    spec.dims[m],
-                    config.hidden,
-                    lambda width: GaussianHead(width, latent, "input"),
-                    act,
-                    drop,
-                )
-                for m in self.names
-            }
-        )
-        decoder_hidden = decoder_layers(config.hidden, config.decoder_hidden)
-        self.decoders = nn.ModuleDict(
-            {
-                m: stochastic_mlp(
-                    latent,
-                    decoder_hidden,
-                    lambda width, m=m: fixed_scale_likelihood(
-                        config.likelihood,
-                        spec.likelihoods[m],
-                        width,
-                        spec.dims[m],
-                        config.likelihood_scale,
-                    ),
-                    act,
-                    drop,
-                )
-                for m in self.names
-            }
+        self.encoders = gaussian_experts(spec.dims, config.hidden, latent, act, drop)
+        self.decoders = modality_decoders(
+            self.names,
+            latent,
+            decoder_layers(config.hidden, config.decoder_hidden),
+            lambda m, width: fixed_scale_likelihood(
+                config.likelihood, spec.likelihoods[m], width, spec.dims[m], config.likelihood_scale
+            ),
+            act,
+            drop,
         )
         # Not saved: a function of the number of modalities.
         self.register_buffer("subsets", nonempty_subsets(len(self.names)), persistent=False)
@@ -180,8 +150,7 @@ class MoPoENetwork(nn.Module):
     def experts(self, batch: Batch, names: Collection[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, logvar) of q(z | x_m) for the modalities ``names``, each
         (len(names), b, latent_dim)."""
-        stats = [gaussian_posterior(self.encoders[m](batch[m])) for m in names]
-        return torch.stack([s[0] for s in stats]), torch.stack([s[1] for s in stats])
+        return stack_experts([gaussian_posterior(self.encoders[m](batch[m])) for m in names])
 
     def products(
         self, mean: torch.Tensor, logvar: torch.Tensor, mask: torch.Tensor
@@ -248,28 +217,17 @@ class MoPoENetwork(nn.Module):
         mean, variance = mixture_moments(posteriors.base_dist.loc, posteriors.base_dist.scale**2)
         return mean, variance.log()
 
-    def decode_means(self, z: torch.Tensor, names: Collection[str]) -> dict[str, torch.Tensor]:
-        return {m: self.decoders[m](z).mean for m in names}
 
-
-class MoPoE(TorchModel[MoPoEConfig, MoPoENetwork]):
+class MoPoE(LatentMeanModel[MoPoEConfig, MoPoENetwork]):
     """MoPoE (Sutter et al. 2021): a mixture over subsets of modalities of products of experts."""
 
     name = "mopoe"
     capabilities = frozenset({"generate", "posteriors"})
 
-    def represent(self, xO: Arrays) -> np.ndarray:
-        """Mean of q_O(z | xO), the product of the observed experts, (n, latent_dim)."""
-        return self.batched(lambda b: self.module_.subset_posterior(b, self.spec_.observed)[0], xO)
-
-    def generate(self, xO: Arrays) -> dict[str, np.ndarray]:
-        """Decoder means of the missing modalities at the mean of q_O(z | xO)."""
-        return self.batched(
-            lambda b: self.module_.decode_means(
-                self.module_.subset_posterior(b, self.spec_.observed)[0], self.spec_.missing
-            ),
-            xO,
-        )
+    def latent_mean(self, batch: Batch) -> torch.Tensor:
+        """Mean of q_O(z | xO), the product of the observed experts, (b, latent_dim);
+        ``represent`` returns it and ``generate`` decodes it."""
+        return self.module_.subset_posterior(batch, self.spec_.observed)[0]
 
     def batch_posteriors(self, batch: Batch) -> PosteriorTensors:
         """z|xO: q_O(z | xO); z|xM: q_M(z | xM) or the moment-matched q(z | X) (see

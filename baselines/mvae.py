@@ -35,44 +35,33 @@ Test time (no classifier of its own; scored by the suite's downstream protocol):
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
+from typing import Any, ClassVar, Literal
 
-import numpy as np
 import torch
 from pydantic import Field
-from torch import nn
 
 from mmbench.config import (
     Activation,
-    Fraction,
-    Layers,
+    DecoderHidden,
+    EncoderHidden,
+    GaussianModalityVariance,
+    HiddenDropout,
+    LatentDim,
+    ModalityWeights,
     ModelConfig,
     NonNegativeInt,
-    NonNegativeReal,
-    PositiveInt,
-    PositiveReal,
-    choice_or_number,
-    per_modality,
 )
 from mmbench.divergences import gaussian_kl_per_dim
 from mmbench.experts import product_of_experts
-from mmbench.model import Arrays, DataSpec, PosteriorTensors, TorchModel
-from mmbench.nn import (
-    GaussianHead,
-    decoder_layers,
-    gaussian_logvars,
-    gaussian_posterior,
-    likelihood_head,
-    stochastic_mlp,
+from mmbench.model import DataSpec, LatentMeanModel, PosteriorTensors
+from mmbench.multimodal_vae import (
+    MultimodalVAENetwork,
+    gaussian_experts,
+    modality_decoders,
+    stack_experts,
 )
+from mmbench.nn import decoder_layers, gaussian_logvars, gaussian_posterior, likelihood_head
 from mmbench.trainer import Batch, Progress
-
-if TYPE_CHECKING:  # mypy cannot evaluate the calls below: the values they validate to
-    DecoderVariance: TypeAlias = Literal["input", "shared"] | float
-    LikelihoodWeights: TypeAlias = float | dict[str, float]
-else:
-    DecoderVariance = choice_or_number(Literal["input", "shared"], PositiveReal)
-    LikelihoodWeights = per_modality(NonNegativeReal)
 
 
 class MVAEConfig(ModelConfig):
@@ -80,20 +69,14 @@ class MVAEConfig(ModelConfig):
 
     test_params: ClassVar[dict[str, Any]] = {"latent_dim": 6, "hidden": (32,)}
 
-    latent_dim: PositiveInt = Field(64, description="size of z")
-    hidden: Layers = Field((512, 512), description="hidden layers of every encoder")
-    decoder_hidden: Layers | None = Field(
-        None, description="hidden layers of every decoder (None: hidden reversed)"
-    )
+    latent_dim: LatentDim = 64
+    hidden: EncoderHidden = (512, 512)
+    decoder_hidden: DecoderHidden = None
     activation: Activation = Field(
         "silu", description='activation of every hidden layer ("silu" is the authors\' Swish)'
     )
-    dropout: Fraction = Field(0.0, description="dropout rate of every hidden layer")
-    decoder_variance: DecoderVariance = Field(
-        "shared",
-        description='variance of Gaussian modalities: "shared" (one learned per '
-        'feature), "input" (a function of z) or a fixed variance',
-    )
+    dropout: HiddenDropout = 0.0
+    decoder_variance: GaussianModalityVariance = "shared"
     annealing_epochs: NonNegativeInt = Field(
         200,
         description="epochs over which the KL weight rises linearly to 1 (authors: 200 of "
@@ -102,9 +85,7 @@ class MVAEConfig(ModelConfig):
     n_random_subsets: NonNegativeInt = Field(
         2, description="random subsets of modalities per batch, for more than 2 modalities"
     )
-    likelihood_weights: LikelihoodWeights | None = Field(
-        None, description="lambda_m, the weight of each modality's log-likelihood (None: 1)"
-    )
+    likelihood_weights: ModalityWeights = None
     z_given_xM: Literal["missing", "joint"] = Field(
         "missing",
         description='the posterior reported as z|xM: "missing" (the product of the '
@@ -112,39 +93,22 @@ class MVAEConfig(ModelConfig):
     )
 
 
-class MVAENetwork(nn.Module):
+class MVAENetwork(MultimodalVAENetwork):
+    config: MVAEConfig
+
     def __init__(self, spec: DataSpec, config: MVAEConfig):
-        super().__init__()
-        self.spec, self.config = spec, config
-        self.names = spec.modalities
-        self.weights = spec.per_modality(config.likelihood_weights, 1.0, "likelihood_weights")
+        super().__init__(spec, config)
         latent, act, drop = config.latent_dim, config.activation, config.dropout
-        self.encoders = nn.ModuleDict(
-            {
-                m: stochastic_mlp(
-                    spec.dims[m],
-                    config.hidden,
-                    lambda w: GaussianHead(w, latent, "input"),
-                    act,
-                    drop,
-                )
-                for m in self.names
-            }
-        )
-        decoder_hidden = decoder_layers(config.hidden, config.decoder_hidden)
-        self.decoders = nn.ModuleDict(
-            {
-                m: stochastic_mlp(
-                    latent,
-                    decoder_hidden,
-                    lambda w, m=m: likelihood_head(
-                        spec.likelihoods[m], w, spec.dims[m], config.decoder_variance
-                    ),
-                    act,
-                    drop,
-                )
-                for m in self.names
-            }
+        self.encoders = gaussian_experts(spec.dims, config.hidden, latent, act, drop)
+        self.decoders = modality_decoders(
+            self.names,
+            latent,
+            decoder_layers(config.hidden, config.decoder_hidden),
+            lambda m, width: likelihood_head(
+                spec.likelihoods[m], width, spec.dims[m], config.decoder_variance
+            ),
+            act,
+            drop,
         )
         # The fixed subsets: all modalities, then each one alone.
         n = len(self.names)
@@ -153,8 +117,7 @@ class MVAENetwork(nn.Module):
     def experts(self, batch: Batch, names: Collection[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, logvar) of q(z | x_m) for the modalities ``names``, each
         (len(names), b, latent_dim)."""
-        stats = [gaussian_posterior(self.encoders[m](batch[m])) for m in names]
-        return torch.stack([s[0] for s in stats]), torch.stack([s[1] for s in stats])
+        return stack_experts([gaussian_posterior(self.encoders[m](batch[m])) for m in names])
 
     def random_subsets(self) -> list[tuple[int, ...]]:
         """``n_random_subsets`` subsets of 2..M-1 modality indices (training, M > 2 only)."""
@@ -210,11 +173,8 @@ class MVAENetwork(nn.Module):
             "joint_negative_elbo": (kl[0] - log_lik[0]).mean(),
         }
 
-    def decode_means(self, z: torch.Tensor, names: Collection[str]) -> dict[str, torch.Tensor]:
-        return {m: self.decoders[m](z).mean for m in names}
 
-
-class MVAE(TorchModel[MVAEConfig, MVAENetwork]):
+class MVAE(LatentMeanModel[MVAEConfig, MVAENetwork]):
     """Multimodal VAE with a product-of-experts posterior (Wu & Goodman 2018)."""
 
     name = "mvae"
@@ -223,18 +183,10 @@ class MVAE(TorchModel[MVAEConfig, MVAENetwork]):
     def _posterior(self, batch: Batch, names: Collection[str]) -> tuple[torch.Tensor, torch.Tensor]:
         return product_of_experts(*self.module_.experts(batch, names))
 
-    def represent(self, xO: Arrays) -> np.ndarray:
-        """Mean of the product posterior given xO (prior expert included), (n, latent_dim)."""
-        return self.batched(lambda b: self._posterior(b, self.spec_.observed)[0], xO)
-
-    def generate(self, xO: Arrays) -> dict[str, np.ndarray]:
-        """Decoder means of the missing modalities at the posterior mean given xO."""
-        return self.batched(
-            lambda b: self.module_.decode_means(
-                self._posterior(b, self.spec_.observed)[0], self.spec_.missing
-            ),
-            xO,
-        )
+    def latent_mean(self, batch: Batch) -> torch.Tensor:
+        """Mean of the product posterior given xO (prior expert included), (b, latent_dim);
+        ``represent`` returns it and ``generate`` decodes it."""
+        return self._posterior(batch, self.spec_.observed)[0]
 
     def batch_posteriors(self, batch: Batch) -> PosteriorTensors:
         """z|xO: product posterior given xO; z|xM: given xM (or all, see ``z_given_xM``; None

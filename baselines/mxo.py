@@ -14,7 +14,7 @@ from pydantic import Field
 from torch import nn
 from torch.distributions import Bernoulli, Categorical, Independent
 
-from mmbench.config import Activation, Fraction, Layers, ModelConfig, PositiveInt
+from mmbench.config import HiddenActivation, HiddenDropout, Layers, ModelConfig, PositiveInt
 from mmbench.model import Arrays, DataSpec, TorchModel, concat
 from mmbench.nn import MLP, CategoricalHead, class_probabilities, stochastic_mlp
 from mmbench.trainer import Batch, Progress
@@ -34,8 +34,8 @@ class MxOConfig(ModelConfig):
     )
     latent_dim: PositiveInt = Field(50, description="size of the representation")
     classifier_hidden: Layers = Field((50, 50), description="hidden layers of the classifier")
-    activation: Activation = Field("softplus", description="activation of every hidden layer")
-    dropout: Fraction = Field(0.2, description="dropout rate of every hidden layer")
+    activation: HiddenActivation = "softplus"
+    dropout: HiddenDropout = 0.2
 
 
 class MxONetwork(nn.Module):

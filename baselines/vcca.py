@@ -35,16 +35,16 @@ from torch import nn
 from torch.distributions import Independent, kl_divergence
 
 from mmbench.config import (
-    Activation,
+    DecoderHidden,
+    DecoderVariance,
+    EncoderHidden,
     Fraction,
-    Layers,
+    HiddenActivation,
     ModelConfig,
     PositiveInt,
-    PositiveReal,
-    choice_or_number,
     per_modality,
 )
-from mmbench.model import Arrays, DataSpec, PosteriorTensors, TorchModel, concat
+from mmbench.model import Arrays, DataSpec, LatentMeanModel, PosteriorTensors, concat
 from mmbench.nn import (
     MLP,
     Dropout,
@@ -63,7 +63,7 @@ if TYPE_CHECKING:  # mypy cannot evaluate the calls below: the values they valid
         Literal["input", "shared"] | float | dict[str, Literal["input", "shared"] | float]
     )
 else:
-    DecoderVariances = per_modality(choice_or_number(Literal["input", "shared"], PositiveReal))
+    DecoderVariances = per_modality(DecoderVariance)
 
 
 class VCCAConfig(ModelConfig):
@@ -72,11 +72,9 @@ class VCCAConfig(ModelConfig):
     test_params: ClassVar[dict[str, Any]] = {"latent_dim": 6, "hidden": (32,)}
 
     latent_dim: PositiveInt = Field(40, description="size of the shared latent z")
-    hidden: Layers = Field((1024, 1024, 1024), description="hidden layers of every encoder")
-    decoder_hidden: Layers | None = Field(
-        None, description="hidden layers of every decoder (None: hidden reversed)"
-    )
-    activation: Activation = Field("relu", description="activation of every hidden layer")
+    hidden: EncoderHidden = (1024, 1024, 1024)
+    decoder_hidden: DecoderHidden = None
+    activation: HiddenActivation = "relu"
     dropout: Fraction = Field(
         0.2, description="dropout rate of every hidden layer (the paper tunes 0-0.4)"
     )
@@ -215,27 +213,21 @@ class VCCANetwork(nn.Module):
         return self.decoders["x2"](z)
 
 
-class VCCA(TorchModel[VCCAConfig, VCCANetwork]):
+class VCCA(LatentMeanModel[VCCAConfig, VCCANetwork]):
     """Variational CCA: z inferred from view 1 (xO) only, decoders for both views."""
 
     name = "vcca"
     capabilities = frozenset({"generate", "posteriors"})
 
-    def _shared_mean(self, batch: Batch) -> torch.Tensor:
+    def latent_mean(self, batch: Batch) -> torch.Tensor:
+        """E[z | x1], (b, latent_dim); ``represent`` returns it and ``generate`` decodes it."""
         return self.module_.shared_posterior(batch).base_dist.loc
 
-    def represent(self, xO: Arrays) -> np.ndarray:
-        """E[z | x1], (n, latent_dim)."""
-        return self.batched(self._shared_mean, xO)
-
-    def generate(self, xO: Arrays) -> dict[str, np.ndarray]:
-        """Means of p(x2 | z = E[z | x1], h2 = 0) per missing modality."""
-
-        def decode_means(batch: Batch) -> dict[str, torch.Tensor]:
-            decoded = self.module_.decode_missing(self._shared_mean(batch))
-            return {m: d.mean for m, d in decoded.items()}
-
-        return self.batched(decode_means, xO)
+    def decode_missing(
+        self, batch: Batch, z: torch.Tensor
+    ) -> dict[str, torch.distributions.Distribution]:
+        """p(x2 | z, h2 = 0) per missing modality."""
+        return self.module_.decode_missing(z)
 
     def batch_posteriors(self, batch: Batch) -> PosteriorTensors:
         """z|xO = q(z | x1); z|xM = q(h2 | x2) (VCCA-private) or None (VCCA); decoder
@@ -263,7 +255,7 @@ class VCCAPrivate(VCCA):
             return super().represent(xO)
         return self.batched(
             lambda b: torch.cat(
-                [self._shared_mean(b), self.module_.private_posterior(b, "x1").base_dist.loc], 1
+                [self.latent_mean(b), self.module_.private_posterior(b, "x1").base_dist.loc], 1
             ),
             xO,
         )

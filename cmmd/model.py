@@ -30,28 +30,35 @@ Two presets name complete recipes (``preset``; parameters given explicitly overr
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 from pydantic import Field, model_validator
 from torch import nn
-from torch.distributions import Independent, kl_divergence
+from torch.distributions import Distribution, Independent, kl_divergence
 
 from mmbench.config import (
-    Activation,
+    DecoderVariance,
     Flag,
-    Fraction,
+    HiddenActivation,
+    HiddenDropout,
+    LatentDim,
     Layers,
     ModelConfig,
     NonNegativeReal,
-    PositiveInt,
     PositiveReal,
     Probability,
-    choice_or_number,
 )
 from mmbench.divergences import mmd, official_cmmd_kl
-from mmbench.model import Arrays, DataSpec, PosteriorTensors, TorchModel, concat, one_hot_labels
+from mmbench.model import (
+    Arrays,
+    DataSpec,
+    LatentMeanModel,
+    PosteriorTensors,
+    concat,
+    one_hot_labels,
+)
 from mmbench.nn import (
     MLP,
     CategoricalHead,
@@ -82,11 +89,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 """The fields each preset sets (see the module's docstring); the fields' defaults are "paper"."""
 
-if TYPE_CHECKING:  # mypy cannot evaluate the call below: the values it validates to
-    DecoderVariance: TypeAlias = Literal["input", "shared"] | float
-else:
-    DecoderVariance = choice_or_number(Literal["input", "shared"], PositiveReal)
-
 
 class CMMDConfig(ModelConfig):
     """CMMD's hyper-parameters; the defaults are the paper's (Eq. 5; App. C, MNIST)."""
@@ -112,7 +114,7 @@ class CMMDConfig(ModelConfig):
         10.0, description="weight of the classification log-likelihood (paper: 10)"
     )
     lambda_mmd: NonNegativeReal = Field(1000.0, description="scale of the MMD term (paper: 1000)")
-    latent_dim: PositiveInt = Field(50, description="size of z")
+    latent_dim: LatentDim = 50
     encoder_hidden: Layers = Field(
         (2500, 2500, 2500), description="hidden layers of the encoder q(z|xO,xM,y)"
     )
@@ -125,8 +127,8 @@ class CMMDConfig(ModelConfig):
     classifier_hidden: Layers = Field(
         (50, 50), description="hidden layers of the classifier p(y|z)"
     )
-    activation: Activation = Field("softplus", description="activation of every hidden layer")
-    dropout: Fraction = Field(0.2, description="dropout rate of every hidden layer")
+    activation: HiddenActivation = "softplus"
+    dropout: HiddenDropout = 0.2
     decoder_variance: DecoderVariance = Field(
         "input",
         description='variance of Gaussian decoders: "input" (a function of xO and z: '
@@ -264,36 +266,27 @@ class CMMDNetwork(nn.Module):
         }
 
 
-class CMMD(TorchModel[CMMDConfig, CMMDNetwork]):
+class CMMD(LatentMeanModel[CMMDConfig, CMMDNetwork]):
     """Conditional multimodal discriminative model (paper Sec. 3; defaults from App. C, MNIST;
     ``preset`` "paper" or "official", see the module's docstring)."""
 
     name = "cmmd"
     capabilities = frozenset({"classify", "generate", "posteriors"})
 
-    def _prior_mean(self, batch: Batch) -> torch.Tensor:
+    def latent_mean(self, batch: Batch) -> torch.Tensor:
+        """The prior mean E[z | xO], (b, latent_dim); ``represent`` returns it, ``generate``
+        decodes it and ``predict_proba`` classifies it."""
         return self.module_.conditional_prior(concat(batch, self.spec_.observed)).base_dist.loc
 
-    def represent(self, xO: Arrays) -> np.ndarray:
-        """The prior mean E[z | xO], (n, latent_dim)."""
-        return self.batched(self._prior_mean, xO)
+    def decode_missing(self, batch: Batch, z: torch.Tensor) -> dict[str, Distribution]:
+        """p(xM | xO, z) per missing modality."""
+        return self.module_.decode(concat(batch, self.spec_.observed), z)
 
     def predict_proba(self, xO: Arrays) -> np.ndarray:
         """p(y | z = E[z | xO]), (n, n_classes)."""
         return self.batched(
-            lambda b: class_probabilities(self.module_.classifier(self._prior_mean(b))), xO
+            lambda b: class_probabilities(self.module_.classifier(self.latent_mean(b))), xO
         )
-
-    def generate(self, xO: Arrays) -> dict[str, np.ndarray]:
-        """Mean of p(xM | xO, z = E[z | xO]) per missing modality."""
-
-        def decode_means(batch: Batch) -> dict[str, torch.Tensor]:
-            decoded = self.module_.decode(
-                concat(batch, self.spec_.observed), self._prior_mean(batch)
-            )
-            return {m: d.mean for m, d in decoded.items()}
-
-        return self.batched(decode_means, xO)
 
     def batch_posteriors(self, batch: Batch) -> PosteriorTensors:
         """z|xO: the conditional prior; z|xM: the encoder q(z|xO,xM,y); decoder log-variances of

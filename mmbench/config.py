@@ -392,3 +392,50 @@ class TrainConfig(TrainSettings):
 
     device: str = Field("cpu", description='"cpu", "cuda" or "cuda:N"')
     seed: NonNegativeInt = Field(0, description="seeds torch's generators for the whole fit")
+
+
+# ---------------------------------------------------------------------------------------------
+# Field types several models share: the type and its one-line doc, declared once; the default
+# stays in each model's config, e.g. ``dropout: HiddenDropout = 0.0``.
+
+LatentDim = Annotated[PositiveInt, Field(description="size of z")]
+EncoderHidden = Annotated[Layers, Field(description="hidden layers of every encoder")]
+DecoderHidden = Annotated[
+    Layers | None, Field(description="hidden layers of every decoder (None: hidden reversed)")
+]
+HiddenActivation = Annotated[Activation, Field(description="activation of every hidden layer")]
+HiddenDropout = Annotated[Fraction, Field(description="dropout rate of every hidden layer")]
+
+if typing.TYPE_CHECKING:  # mypy cannot evaluate the calls below: the values they validate to
+    DecoderVariance: typing.TypeAlias = Literal["input", "shared"] | float
+    LikelihoodWeights: typing.TypeAlias = float | dict[str, float]
+else:
+    DecoderVariance = choice_or_number(Literal["input", "shared"], PositiveReal)
+    """The variance of a Gaussian decoder: learned ("input": a function of its input;
+    "shared": one per feature) or a fixed positive number."""
+    LikelihoodWeights = per_modality(NonNegativeReal)
+    """lambda_m, the weight of each modality's log-likelihood: one for all, or per name."""
+
+GaussianModalityVariance = Annotated[
+    DecoderVariance,
+    Field(
+        description='variance of Gaussian modalities: "shared" (one learned per '
+        'feature), "input" (a function of z) or a fixed variance'
+    ),
+]
+ModalityWeights = Annotated[
+    LikelihoodWeights | None,
+    Field(description="lambda_m, the weight of each modality's log-likelihood (None: 1)"),
+]
+LikelihoodFamily = Annotated[
+    Literal["laplace", "modality"],
+    Field(
+        description='"laplace" (the authors\') or "modality" (each modality\'s own '
+        "family with the fixed scale likelihood_scale)"
+    ),
+]
+"""The decoders of the mixture-of-experts VAEs: the MMVAE authors' Laplace, or each modality's
+own family (:func:`mmbench.nn.fixed_scale_likelihood`)."""
+FixedLikelihoodScale = Annotated[
+    PositiveReal, Field(description="the likelihoods' fixed scale (the authors': 0.75)")
+]

@@ -345,3 +345,37 @@ class PosteriorTensors:
 
         logvar = None if self.decoder_logvar is None else self.decoder_logvar.cpu().numpy()
         return PosteriorStats(stats(self.z_given_xO), stats(self.z_given_xM), logvar)
+
+
+class LatentMeanModel(TorchModel[ConfigT, NetworkT]):
+    """A :class:`TorchModel` whose verbs read one point, the mean of z given xO: ``represent``
+    is that mean and ``generate`` the means of the missing modalities' decoders there.
+
+    A subclass supplies :meth:`latent_mean` and, when its network has no ``decoders`` (modality
+    name -> module of z returning a distribution), :meth:`decode_missing`.
+    """
+
+    @abstractmethod
+    def latent_mean(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The mean of z given the observed modalities of one batch, (b, d_z)."""
+
+    def decode_missing(
+        self, batch: dict[str, torch.Tensor], z: torch.Tensor
+    ) -> Mapping[str, torch.distributions.Distribution]:
+        """p(x_m | z) of every missing modality at z (b, d_z), from the network's ``decoders``."""
+        decoders = cast(nn.ModuleDict, self.module_.decoders)
+        return {m: decoders[m](z) for m in self.spec_.missing}
+
+    def represent(self, xO: Arrays) -> np.ndarray:
+        """The mean of z given xO (:meth:`latent_mean`), (n, d_z)."""
+        return self.batched(self.latent_mean, xO)
+
+    def generate(self, xO: Arrays) -> dict[str, np.ndarray]:
+        """The means of the missing modalities' decoders at the mean of z given xO, name ->
+        (n, d_m)."""
+
+        def decoder_means(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            decoded = self.decode_missing(batch, self.latent_mean(batch))
+            return {m: dist.mean for m, dist in decoded.items()}
+
+        return self.batched(decoder_means, xO)
