@@ -363,7 +363,8 @@ class LatentMeanModel(TorchModel[ConfigT, NetworkT]):
         self, batch: dict[str, torch.Tensor], z: torch.Tensor
     ) -> Mapping[str, torch.distributions.Distribution]:
         """p(x_m | z) of every missing modality at z (b, d_z), from the network's ``decoders``."""
-        decoders = cast(nn.ModuleDict, self.module_.decoders)
+        network = cast(nn.Module, self.module_)
+        decoders = cast(nn.ModuleDict, network.get_submodule("decoders"))
         return {m: decoders[m](z) for m in self.spec_.missing}
 
     def represent(self, xO: Arrays) -> np.ndarray:
