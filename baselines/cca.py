@@ -11,7 +11,6 @@ measured the same way (the regularised canonical correlations, which the ridge s
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -27,8 +26,7 @@ from mmbench.correlation import (
     fitted_correlations,
     moments,
 )
-from mmbench.model import Arrays, MultimodalModel
-from mmbench.trainer import EpochCallback, FitReport, TrainConfig
+from mmbench.model import Arrays, ClosedFormModel
 from mmbench.views import Views
 
 
@@ -84,7 +82,7 @@ class CCAConfig(ModelConfig):
     reg2: NonNegativeReal = Field(0.1, description="ridge added to the view-2 covariance")
 
 
-class CCA(MultimodalModel[CCAConfig]):
+class CCA(ClosedFormModel[CCAConfig]):
     """Regularised linear CCA (Hotelling 1936; ridge as in Vinod 1976).
 
     ``generate`` returns the least-squares regression of view 2 on the k view-1 canonical
@@ -97,17 +95,9 @@ class CCA(MultimodalModel[CCAConfig]):
     capabilities = frozenset({"generate"})
     diagnostics = fitted_correlations
 
-    def fit(
-        self,
-        train: Views,
-        valid: Views | None = None,
-        *,
-        trainer: TrainConfig = TrainConfig(),
-        n_classes: int | None = None,
-        on_epoch: EpochCallback | None = None,
-    ) -> FitReport:
-        """Closed form on the training split; ``trainer`` is unused (no iterations)."""
-        start = time.perf_counter()
+    def fit_closed_form(self, train: Views, valid: Views | None) -> dict[str, float]:
+        """Closed form on the training split. The history row's loss is minus the total
+        correlation of the canonical variates (on ``valid`` for the validation loss)."""
         x1, x2 = view_pair(train)
         self.observed_, self.missing_ = train.observed, train.missing
         self.observed_dims_ = tuple(train.dim(m) for m in train.observed)
@@ -119,18 +109,12 @@ class CCA(MultimodalModel[CCAConfig]):
         )
         self.regression_ = self._regression_on_variates(stats)
         self.train_correlations_ = self.projection_.variate_correlations(x1, x2).numpy()
-        # One history row in the trainer's convention: the loss is minus the total correlation.
-        row = {"epoch": 1, "loss": -float(self.train_correlations_.sum())}
-        report = FitReport(epochs=1, best_epoch=1, stopped_by="closed_form")
+        row = {"loss": -float(self.train_correlations_.sum())}
         if valid is not None:
             heldout = self.projection_.variate_correlations(*view_pair(valid))
             self.valid_correlations_ = heldout.numpy()
-            row["valid_loss"] = report.best_valid_loss = -float(self.valid_correlations_.sum())
-        report.history.append(row)
-        report.seconds = time.perf_counter() - start
-        if on_epoch is not None:
-            on_epoch(1, 1, row)
-        return report
+            row["valid_loss"] = -float(self.valid_correlations_.sum())
+        return row
 
     def _regression_on_variates(self, stats: Moments) -> torch.Tensor:
         """B (k, d2) minimising E||x2 - mean2 - c1 B||^2 over the training split, where

@@ -39,7 +39,7 @@ from mmbench.correlation import (
 )
 from mmbench.model import Arrays, DataSpec, TorchModel, concat
 from mmbench.nn import MLP
-from mmbench.trainer import Batch, EpochCallback, FitReport, Progress, TrainConfig
+from mmbench.trainer import Batch, Progress
 from mmbench.views import Views
 
 
@@ -150,18 +150,9 @@ class DCCA(TorchModel[DCCAConfig, DCCANetwork]):
             )
         return None
 
-    def fit(
-        self,
-        train: Views,
-        valid: Views | None = None,
-        *,
-        trainer: TrainConfig = TrainConfig(),
-        n_classes: int | None = None,
-        on_epoch: EpochCallback | None = None,
-    ) -> FitReport:
-        """Train the networks, then fit the final linear CCA on their training outputs and
-        measure its canonical correlations on ``valid`` (``valid_correlations_``, (k,))."""
-        report = super().fit(train, valid, trainer=trainer, n_classes=n_classes, on_epoch=on_epoch)
+    def after_training(self, train: Views, valid: Views | None) -> None:
+        """Fit the final linear CCA on the trained networks' outputs on ``train`` and measure
+        its canonical correlations on ``valid`` (``valid_correlations_``, (k,))."""
         outputs = self._outputs(train)
         projection = canonical_projection(
             moments(*outputs), self.module_.n_components, self.config.reg1, self.config.reg2
@@ -172,7 +163,6 @@ class DCCA(TorchModel[DCCAConfig, DCCANetwork]):
             self.valid_correlations_ = (
                 projection.variate_correlations(*self._outputs(valid)).cpu().numpy()
             )
-        return report
 
     def _outputs(self, views: Views) -> tuple[torch.Tensor, torch.Tensor]:
         """(f1(x1), f2(x2)) for every point of ``views`` in evaluation mode, on the device."""

@@ -12,7 +12,9 @@ Capabilities a model declares:
 
 from __future__ import annotations
 
+import math
 import os
+import time
 import typing
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -230,7 +232,12 @@ class TorchModel(MultimodalModel[ConfigT], Generic[ConfigT, NetworkT]):
         report = Trainer(trainer, on_epoch).fit(
             self.module_, self.tensors(train), None if valid is None else self.tensors(valid)
         )
+        self.after_training(train, valid)
         return report
+
+    def after_training(self, train: Views, valid: Views | None) -> None:
+        """Fit what follows the trained network (e.g. DCCA's final linear CCA on its outputs);
+        nothing by default."""
 
     def tensors(self, views: Views) -> dict[str, torch.Tensor]:
         """Every modality and the labels of ``views`` as tensors on the model's device."""
@@ -345,6 +352,43 @@ class PosteriorTensors:
 
         logvar = None if self.decoder_logvar is None else self.decoder_logvar.cpu().numpy()
         return PosteriorStats(stats(self.z_given_xO), stats(self.z_given_xM), logvar)
+
+
+class ClosedFormModel(MultimodalModel[ConfigT]):
+    """A model fitted in one closed-form step (no trainer, no iterations): a subclass implements
+    :meth:`fit_closed_form`. Its fit report has one history row, in the trainer's convention,
+    and stops by "closed_form"."""
+
+    def fit(
+        self,
+        train: Views,
+        valid: Views | None = None,
+        *,
+        trainer: TrainConfig = TrainConfig(),
+        n_classes: int | None = None,
+        on_epoch: EpochCallback | None = None,
+    ) -> FitReport:
+        """Closed form on ``train`` (``valid`` where something is chosen or measured);
+        ``trainer`` is unused. ``on_epoch`` is told the row when it has a loss (a progress
+        display reads it)."""
+        start = time.perf_counter()
+        row = {"epoch": 1, **self.fit_closed_form(train, valid)}
+        report = FitReport(
+            epochs=1,
+            best_epoch=1,
+            stopped_by="closed_form",
+            history=[row],
+            best_valid_loss=row.get("valid_loss", math.nan),
+        )
+        report.seconds = time.perf_counter() - start
+        if on_epoch is not None and "loss" in row:
+            on_epoch(1, 1, row)
+        return report
+
+    @abstractmethod
+    def fit_closed_form(self, train: Views, valid: Views | None) -> dict[str, float]:
+        """Fit on ``train``; return the history row's losses, {"loss": ..., "valid_loss": ...}
+        (the latter only with ``valid``), or {} when nothing is fitted."""
 
 
 class LatentMeanModel(TorchModel[ConfigT, NetworkT]):

@@ -16,15 +16,12 @@ metric at all. Every fit is closed form in float64, over chunks of rows.
 
 from __future__ import annotations
 
-import math
-import time
 from typing import Any, ClassVar
 
 import numpy as np
 
 from mmbench.config import ModelConfig
-from mmbench.model import Arrays, ConfigT, MultimodalModel
-from mmbench.trainer import EpochCallback, FitReport, TrainConfig
+from mmbench.model import Arrays, ClosedFormModel, ConfigT
 from mmbench.views import Views
 
 CHUNK_ROWS = 65536  # rows per float64 chunk of the sums of squares and of the predictions
@@ -33,38 +30,18 @@ ALPHAS = (1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6)
 on the standardised X (an unpenalised intercept); the lowest validation rmse is kept."""
 
 
-class Reference(MultimodalModel[ConfigT]):
+class Reference(ClosedFormModel[ConfigT]):
     """A reference row: no model, closed form. ``label`` is the row's name in every table."""
 
     label: ClassVar[str]
 
-    def fit(
-        self,
-        train: Views,
-        valid: Views | None = None,
-        *,
-        trainer: TrainConfig = TrainConfig(),
-        n_classes: int | None = None,
-        on_epoch: EpochCallback | None = None,
-    ) -> FitReport:
-        """Closed form on ``train`` (``valid`` where a penalty is chosen); ``trainer`` is
-        unused. The history row holds the training and validation mean squared errors of the
-        missing modalities' predictions, where there are any."""
-        start = time.perf_counter()
+    def fit_closed_form(self, train: Views, valid: Views | None) -> dict[str, float]:
+        """Standardise the observed modalities with training statistics, then fit what the
+        reference predicts. The history row holds the training and validation mean squared
+        errors of the missing modalities' predictions, where there are any."""
         self.observed_ = train.observed
         self.mean_, self.scale_ = standardisation(side_by_side(train.xO, train.observed))
-        row = {"epoch": 1, **self._fit(train, valid)}
-        report = FitReport(
-            epochs=1,
-            best_epoch=1,
-            stopped_by="closed_form",
-            history=[row],
-            best_valid_loss=row.get("valid_loss", math.nan),
-        )
-        report.seconds = time.perf_counter() - start
-        if on_epoch is not None and "loss" in row:  # a progress display reads the loss
-            on_epoch(1, 1, row)
-        return report
+        return self._fit(train, valid)
 
     def _fit(self, train: Views, valid: Views | None) -> dict[str, float]:
         """Fit what the reference predicts; return {"loss": ..., "valid_loss": ...} (mean
