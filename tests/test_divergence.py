@@ -146,3 +146,10 @@ def test_lr_1e6_is_recorded_diverged_left_out_of_reports_and_retried(tmp_path):
     assert redone["lr 1e6"].status == "diverged"
     assert redone["lr 1e6"].started > diverged.finished
     assert redone["lr 1e-3"] == records["lr 1e-3"]
+
+    # a selection in which no run finishes ok (a SLURM array task of the diverging run)
+    alone = runner.invoke(
+        app, ["run", str(suite), "--results", str(results), "--cell", "0", "--retry-failed"]
+    )
+    assert alone.exit_code == 1 and isinstance(alone.exception, SystemExit), alone.output
+    assert "1 run(s) diverged: DivergedError" in alone.output

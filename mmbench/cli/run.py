@@ -464,8 +464,10 @@ def _print_summary(frame: pd.DataFrame, run_ids: list[str]) -> None:
 
     if "run_id" not in frame:  # no record yet
         return
-    # a tuned suite's trials are left out, and with them the columns only they fill
-    frame = frame[frame["run_id"].isin(run_ids)].dropna(axis=1, how="all")
+    frame = frame[frame["run_id"].isin(run_ids)]
+    # a tuned suite's trials are left out, and with them the hyper-parameter columns only they fill
+    unfilled = [c for c in frame if c.startswith("param.") and frame[c].isna().all()]
+    frame = frame.drop(columns=unfilled)
     if frame.empty:
         return
     summary = summarize(frame, run_ids)
