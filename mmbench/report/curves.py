@@ -24,6 +24,7 @@ from mmbench.report.style import (
     DOUBLE_COLUMN,
     LINESTYLES,
     PALETTE,
+    PAPER_RC,
     collect_handles,
     first_column,
     legend_below,
@@ -31,7 +32,9 @@ from mmbench.report.style import (
     legend_height,
     panel_grid,
     panel_title,
+    panels_per_row,
     styled,
+    text_width,
 )
 
 TRAINING, VALIDATION = "loss", "valid_loss"
@@ -147,6 +150,7 @@ def plot_curves(curves: pd.DataFrame, width: float = DOUBLE_COLUMN) -> Figure:
     fig, axes = panel_grid(
         len(order), width, aspect=0.75, extra_height=legend_height(len(styles), columns) + 0.1
     )
+    panel_width = width / min(len(order), panels_per_row(width))
     for index, (ax, name) in enumerate(zip(axes, order)):
         part = curves[curves["series"] == name]
         typical, lowest, largest = [], 0.0, 0.0
@@ -164,7 +168,11 @@ def plot_curves(curves: pd.DataFrame, width: float = DOUBLE_COLUMN) -> Figure:
             lowest = min(lowest, float(mean.min()))
             largest = max(largest, float(np.abs(mean).max()))
         runs = int(part["runs"].max())
-        panel_title(ax, index, f"{name} ({runs} run{'s' if runs > 1 else ''})")
+        count = f"{runs} run{'s' if runs > 1 else ''}"
+        title = f"{name} ({count})"
+        if text_width(f"(m) {title}", PAPER_RC["axes.titlesize"]) > 0.9 * panel_width:
+            title = f"{name}\n{count}"  # on two lines rather than over the next panel
+        panel_title(ax, index, title)
         positive = [t for t in typical if t > 0]
         if positive and max(positive) / min(positive) > SYMLOG_SPAN:
             _symlog(ax, min(positive), largest, lowest < -min(positive))

@@ -85,6 +85,11 @@ MODEL_STYLES = {
     "MVAE": SeriesStyle(PALETTE[1], "-.", "^"),
     "MMVAE-ELBO": SeriesStyle(PALETTE[4], ":", "P"),
     "MMVAE-IWAE": SeriesStyle(PALETTE[3], "--", "X"),
+    # Beyond the paper: the colours of CCA, DCCA and DCCAE, which have no posteriors and so never
+    # share a collapse figure with them, and markers of their own
+    "MoPoE": SeriesStyle(PALETTE[8], "--", "h"),
+    "MMVAE+": SeriesStyle(PALETTE[5], "-.", "*"),
+    "JMVAE": SeriesStyle(PALETTE[6], "-", "p"),
 }
 
 # Paper settings on top of seaborn's "ticks" style and "paper" context. Every font is at least
