@@ -360,6 +360,8 @@ def execute_runs(
         if tracker is not None and record is not None:
             _track(tracker, record, store.path(run.run_id))
 
+    if not todo:  # with runs to do, the executor's claims clean up as they start
+        store.remove_litter()
     shown.begin(suite.name, len(runs), len(todo), Path(results))
     try:
         if todo:

@@ -292,3 +292,10 @@ def test_the_next_run_removes_the_litter_of_dead_writers_only(tiny):
         path.name for path, (_, removed) in litter.items() if not removed
     }
     assert len(RunStore(results).records()) == 2
+
+    # a run of the finished suite (nothing left to train) cleans up too
+    late = runs / f".{run_id}@{host}.{dead_pid()}.tmp"
+    late.mkdir()
+    again = run(suite, results)
+    assert again.exit_code == 0 and "2 already done" in again.output, again.output
+    assert not late.exists()
