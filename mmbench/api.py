@@ -494,6 +494,7 @@ def execute_tuned_suite(
         return [r for r in wanted if r.run_id not in done]
 
     lost: dict[str, str] = {}
+    tidy_path: Path | None = None  # rebuilt by each round
     todo = next_runs()
     if todo:
         check_objective(suite, current(), data_dir, keep=executor == "local")
@@ -516,6 +517,7 @@ def execute_tuned_suite(
         )
         done.update(r.run_id for r in todo)
         lost.update(outcome.lost)
+        tidy_path = outcome.tidy
         tuning.write_summary(
             results,
             suite,
@@ -525,7 +527,8 @@ def execute_tuned_suite(
         )
         todo = [] if lost else next_runs()
     states = current()
-    tidy_path = write_tidy(Path(results))
+    if tidy_path is None:  # nothing ran: the table still reflects the records found
+        tidy_path = write_tidy(Path(results))
     reported = [*fixed, *(f.run for state in states for f in state.finals or ())]
     found = [store.record(run.run_id) for run in reported]
     return SuiteOutcome(reported, [r for r in found if r is not None], lost, tidy_path, states)

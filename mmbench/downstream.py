@@ -28,7 +28,7 @@ DEFAULT_GRIDS: dict[str, dict[str, list]] = {
 
 
 def make_classifier(
-    kind: str, params: dict[str, Any], seed: int, shape: tuple[int, int] = (1, 0)
+    kind: str, params: dict[str, Any], seed: int, shape: tuple[int, int]
 ) -> ClassifierMixin:
     """A classifier of ``kind`` with hyper-parameters ``params``, for training data of ``shape``
     (rows, features)."""
