@@ -267,8 +267,7 @@ class ProcessExecutor:
 @contextmanager
 def sigint_deferred() -> Iterator[None]:
     """Hold Ctrl-C back while worker processes are started in the block: a process spawned
-    meanwhile starts with SIGINT blocked and ignored, so that it cannot be interrupted while it
-    starts up
+    meanwhile starts with SIGINT blocked, so that it cannot be interrupted while it starts up
     (:func:`run_in_process` then ignores SIGINT), and this process raises the KeyboardInterrupt
     only once the block is over (not in the middle of a start, which would leave a worker
     without its instructions). Outside the main thread, or without POSIX signal masks, the block
@@ -279,16 +278,11 @@ def sigint_deferred() -> Iterator[None]:
         yield
         return
     caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    # Ignored as well as blocked while workers start: a process started with SIGINT ignored
-    # keeps it ignored through Python's start-up (Python installs its KeyboardInterrupt handler
-    # only over the default action), whatever becomes of its signal mask. A Ctrl-C meanwhile
-    # stays pending here (Linux never discards a blocked signal) for the handler set below.
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # runs a pending handler
         signal.signal(signal.SIGINT, previous)
     if caught:
