@@ -42,6 +42,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from multiprocessing import resource_tracker
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -277,6 +278,9 @@ def sigint_deferred() -> Iterator[None]:
     ):
         yield
         return
+    # Starting multiprocessing's resource tracker unblocks SIGINT in this thread (CPython's
+    # bpo-33613 handling), and the first process.start() would start it: start it first.
+    resource_tracker.ensure_running()
     caught: list[int] = []
     previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})

@@ -100,3 +100,34 @@ def test_ctrl_c_prints_one_line_exits_130_and_the_same_command_resumes(tmp_path,
     records = RunStore(results).records()
     assert sorted(r.run_id for r in records) == sorted(r.run_id for r in load_suite(suite).runs())
     assert all(r.ok for r in records)
+
+
+WORKER_MASK = """
+import multiprocessing, signal
+from mmbench.executors import sigint_deferred
+
+def report(sender):
+    sender.send(signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []))
+
+if __name__ == "__main__":
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)  # a Queue would start the resource tracker
+    with sigint_deferred():
+        worker = context.Process(target=report, args=(sender,))
+        worker.start()
+    print("blocked" if receiver.recv() else "live")
+    worker.join()
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="POSIX signal masks")
+def test_a_worker_started_in_a_fresh_process_starts_with_ctrl_c_blocked(tmp_path):
+    """The first worker of a process is started with SIGINT blocked, so a Ctrl-C while it
+    imports cannot interrupt it (starting multiprocessing's resource tracker, which the first
+    start does, unblocks SIGINT in the starting thread)."""
+    script = tmp_path / "mask.py"
+    script.write_text(WORKER_MASK)
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+    )
+    assert done.stdout.strip() == "blocked", done.stdout + done.stderr
