@@ -186,7 +186,7 @@ def test_a_killed_worker_loses_only_its_run_and_the_resumed_suite_completes_it(t
     assert "long seed 0: lost: worker killed by SIGKILL" in output
     assert "1 run(s) lost" in output
     finished = {r.run_id: r.finished for r in RunStore(results).records()}
-    assert set(finished) == {runs["short1"], runs["short2"]}
+    assert set(finished) == {runs["short1"], runs["short2"]}, output
 
     resumed = run_suite(suite, results)
     assert resumed.exit_code == 0, resumed.output
