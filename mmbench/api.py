@@ -471,7 +471,8 @@ def execute_tuned_suite(
     not tuned, e.g. reference rows) in the first, until none is left. A run done in this call is
     not done again in a later round, so a failed run is retried (``retry_failed``) once.
     ``only``: run these runs of the plan and nothing else (``--cell``). ``on_round`` is called
-    with the runs of each round before it starts."""
+    with the runs of each round before it starts; the device, the data and the tune objective
+    are checked before the first (:func:`preflight`, :func:`check_objective`)."""
     from mmbench import tuning
     from mmbench.results import write_tidy
     from mmbench.store import RunStore
@@ -496,7 +497,14 @@ def execute_tuned_suite(
     lost: dict[str, str] = {}
     tidy_path: Path | None = None  # rebuilt by each round
     todo = next_runs()
-    if todo:
+    if todo:  # the first round's checks come before ``on_round`` announces any run
+        if address is None:
+            preflight(
+                todo,
+                device or suite.device,
+                data_dir,
+                device_from="--device" if device else "the suite's device",
+            )
         check_objective(suite, current(), data_dir, keep=executor == "local")
     while todo:
         if on_round is not None:

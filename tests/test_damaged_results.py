@@ -128,7 +128,7 @@ def test_reports_name_the_damaged_record_and_leave_it_out(results, how):
     runner = CliRunner()
     table = runner.invoke(app, ["table", str(folder), "--no-paper", "--metric", "error_pct"])
     assert table.exit_code == 0, table.output
-    assert warning in flat(table.output)
+    assert flat(table.output).count(warning) == 1  # reported once: the records are read once
     assert "its run counts as not done (reports leave it out, `mmbench run` runs it again)" in flat(
         table.output
     )

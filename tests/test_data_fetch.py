@@ -283,7 +283,10 @@ def test_unverified_file_is_refused_without_the_flag(unverified_source, server, 
     )
     assert server.ranges_asked == [] and not (tmp_path / "data").exists()
     code, output = run("fetch", "plain", "--data-dir", tmp_path / "data")
-    assert code == 1 and "--trust-unverified` to install anyway" in output
+    # a refusal of the request as given, like every bad usage: exit 2, nothing downloaded
+    assert code == 2 and "error: Plain data: no sha256 checksum is recorded for plain.bin" in output
+    assert "--trust-unverified` to install anyway" in output
+    assert server.ranges_asked == [] and not (tmp_path / "data").exists()
 
 
 def test_unverified_file_is_installed_with_the_flag_and_its_sha256_shown(
@@ -375,6 +378,11 @@ def test_unverified_archive_needs_the_flag(local_flickr, tmp_path, server):
     local_flickr(tarball(*FLICKR_MEMBERS), recorded=None)
     with pytest.raises(DataError, match=r"no sha256 checksum is recorded for flickr_data\.tar\.gz"):
         fetch_source(SOURCES["flickr"], tmp_path)
+    assert server.ranges_asked == [] and list(tmp_path.iterdir()) == []
+    code, output = run("fetch", "flickr", "--data-dir", tmp_path)
+    assert code == 2 and "error: Flickr: no sha256 checksum is recorded for flickr_data.tar.gz" in (
+        output
+    )
     assert server.ranges_asked == [] and list(tmp_path.iterdir()) == []
     report = fetch_source(SOURCES["flickr"], tmp_path, trust_unverified=True)
     archive_sha256 = hashlib.sha256(tarball(*FLICKR_MEMBERS)).hexdigest()

@@ -160,6 +160,26 @@ def test_an_objective_the_data_cannot_give_is_refused_before_any_run(tmp_path):
         "tuned: tune.objective map_macro_pct: the labels are single-label (one class per "
         "point): tune on error_pct"
     ) in " ".join(refused.output.split())
+    assert "to run now" not in refused.output  # no round is announced
+    assert not (results / "runs").exists()
+
+
+def test_missing_data_is_refused_before_any_round_is_announced(tmp_path):
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(tuned(data={"name": "mnist_svhn"})))
+    (tmp_path / "no_data").mkdir()
+    results = tmp_path / "results"
+    refused = CliRunner().invoke(
+        app, ["run", str(path), "--results", str(results), "--data-dir", str(tmp_path / "no_data")]
+    )
+    assert refused.exit_code == 2, refused.output
+    assert (
+        "error: data set mnist_svhn, needed by 2 of the 2 pending run(s), cannot be loaded: "
+        "MNIST digits, IDX files (LeCun et al.): train-images-idx3-ubyte.gz (or "
+        f"train-images-idx3-ubyte) not found in {tmp_path / 'no_data' / 'mnist'}; run "
+        "`mmbench data fetch mnist` to download it"
+    ) in " ".join(refused.output.split())
+    assert "to run now" not in refused.output  # the preflight comes before the first round
     assert not (results / "runs").exists()
 
 

@@ -45,7 +45,7 @@ def _size(n_bytes: float) -> str:
     return f"{n_bytes:.1f} GB"
 
 
-# A download that fails exits with 1 (a bad name exits with 2).
+# A download that fails exits with 1 (a bad name, or an unverified file not trusted, exits with 2).
 _fail = partial(fail, code=1)
 
 
@@ -180,7 +180,7 @@ def fetch(
 
     from mmbench.data import data_dir as resolve_data_dir
     from mmbench.data.errors import DataError
-    from mmbench.data.fetch import fetch_source
+    from mmbench.data.fetch import UnverifiedRefused, fetch_source
 
     root = resolve_data_dir(data_dir)
     chosen = _chosen_sources(name)
@@ -211,6 +211,8 @@ def fetch(
                     retry=_retry(source, data_dir),
                     trust_unverified=trust_unverified,
                 )
+        except UnverifiedRefused as error:
+            fail(str(error))
         except DataError as error:
             _fail(str(error))
         for line in report:

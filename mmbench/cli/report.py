@@ -14,6 +14,7 @@ from mmbench.cli.console import console, csv_list, fail
 if TYPE_CHECKING:  # annotations only: the commands import pandas when they run
     import pandas as pd
 
+    from mmbench.records import Record
     from mmbench.report.suite_info import SuiteInfo
 
 
@@ -80,7 +81,7 @@ def table(
     """Paper tables: models as rows, folds/speakers as columns, mean ± std over seeds; bold the
     best, underlined the models not significantly worse (paired Wilcoxon or t-test), † where
     runs hit the epoch cap, the paper's published figure under ours, reference rows apart."""
-    from mmbench.report.runs import ReportError
+    from mmbench.report.runs import ReportError, all_records
     from mmbench.report.tables import DEFAULT_METRICS
 
     written: list[Path] = []
@@ -94,7 +95,11 @@ def table(
         if params:
             texts = [_params_text(folder, all_params, fmt, standalone) for folder in results]
         else:
-            frames = [_results_frame(folder, by_group) for folder in results]
+            # each folder's records are read once: an unreadable record is reported once
+            records = [all_records(folder) for folder in results]
+            frames = [
+                _results_frame(folder, found, by_group) for folder, found in zip(results, records)
+            ]
             metrics = csv_list(metric) or [
                 m for m in DEFAULT_METRICS if any(m in set(frame["metric"]) for _, frame in frames)
             ]
@@ -105,7 +110,7 @@ def table(
             else:
                 texts = [
                     _tables_text(
-                        results,
+                        records,
                         frames,
                         metrics,
                         fmt,
@@ -129,20 +134,22 @@ def table(
         console.print(f"written {path}", highlight=False)
 
 
-def _results_frame(folder: Path, by_group: bool) -> tuple[SuiteInfo, pd.DataFrame]:
-    """The suite facts and the run frame of the reported runs (no tuning trials) of a results
-    directory."""
-    from mmbench.report.runs import ReportError, all_records, per_group, reported, run_frame
+def _results_frame(
+    folder: Path, records: list[Record], by_group: bool
+) -> tuple[SuiteInfo, pd.DataFrame]:
+    """The suite facts and the run frame of the reported runs (no tuning trials) among the
+    ``records`` of the results directory ``folder``."""
+    from mmbench.report.runs import ReportError, per_group, reported, run_frame
     from mmbench.report.suite_info import SuiteInfo
 
-    shown = [r for r in reported(all_records(folder)) if r.ok]
+    shown = [r for r in reported(records) if r.ok]
     if not shown:
         raise ReportError(f"{folder}: no finished run")
     return SuiteInfo.read(folder), run_frame(per_group(shown) if by_group else shown)
 
 
 def _tables_text(
-    results: list[Path],
+    records: list[list[Record]],
     frames: list[tuple[SuiteInfo, pd.DataFrame]],
     metrics: list[str],
     fmt: str,
@@ -154,14 +161,13 @@ def _tables_text(
     standalone: bool,
 ) -> str:
     from mmbench.report.params import budget
-    from mmbench.report.runs import all_records
     from mmbench.report.table_formats import render
     from mmbench.report.tables import REFERENCE_CSV, PaperReference, build_table
 
     paper = None if no_paper else PaperReference(reference or REFERENCE_CSV)
     tables = []
-    for folder, (suite, frame) in zip(results, frames):
-        facts = budget(all_records(folder))
+    for found, (suite, frame) in zip(records, frames):
+        facts = budget(found)
         for name in metrics:
             tables += build_table(
                 frame, name, paper, digits, suite=suite, budget=facts, by_group=by_group

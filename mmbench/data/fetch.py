@@ -47,6 +47,12 @@ FOREIGN_STAGING_SECONDS = 24 * 3600  # unpacking folders of other hosts are stal
 _UNPACKING = re.compile(r"(?P<source>.+)\.unpacking\.(?P<host>.+)\.(?P<pid>\d+)")
 
 
+class UnverifiedRefused(DataError):
+    """A fetch refused, before any download, because a file it would install has no recorded
+    sha256 and the caller did not ask to trust unverified files: a refusal of the request as
+    given, not a failed download."""
+
+
 def download(
     url: str,
     destination: Path,
@@ -188,7 +194,7 @@ def fetch_source(
             wanted.append((file, bool(found)))
     unverified = [file.name for file, _ in wanted if not is_verified(file.checksum)]
     if unverified and not trust_unverified:
-        raise DataError(_unverified_message(source, unverified, retry))
+        raise UnverifiedRefused(_unverified_message(source, unverified, retry))
     folder = source.folder_in(data_dir)
     created = not folder.exists()
     try:
@@ -301,7 +307,7 @@ def _fetch_archive(
             f"run `{retry}` again to download and unpack {archive.url}"
         )
     if not is_verified(archive.checksum) and not trust_unverified:
-        raise DataError(_unverified_message(source, [archive.filename], retry))
+        raise UnverifiedRefused(_unverified_message(source, [archive.filename], retry))
     staging = data_dir / STAGING
     archive_path = staging / archive.filename
     unpacking = staging / f"{source.name}.unpacking.{socket.gethostname()}.{os.getpid()}"
