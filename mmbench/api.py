@@ -160,7 +160,11 @@ def select_runs(
 
 
 def check_executor_options(
-    executor: str, jobs: int | None, address: str | None, threads: int | None
+    executor: str,
+    jobs: int | None,
+    address: str | None,
+    threads: int | None,
+    runs_per_device: int | None = None,
 ) -> None:
     """Raise a :class:`RunError` for options that do not apply to ``executor``."""
     if executor not in EXECUTORS:
@@ -177,6 +181,19 @@ def check_executor_options(
         raise RunError(
             "--jobs sizes a local Ray cluster; with --address the cluster's resources decide"
         )
+    if runs_per_device is not None:
+        if executor != "process":
+            raise RunError(
+                "--runs-per-device needs --executor process (with ray, give a run a fraction "
+                "of a GPU: resources: {gpus: 0.5})"
+            )
+        if runs_per_device < 1:
+            raise RunError(f"--runs-per-device {runs_per_device}: must be at least 1")
+        if jobs is not None:
+            raise RunError(
+                "--jobs and --runs-per-device both say how many runs go at once; give one "
+                "(--runs-per-device N runs N per device: N x the GPUs with --device cuda)"
+            )
 
 
 def make_executor(
@@ -185,6 +202,7 @@ def make_executor(
     address: str | None = None,
     threads: int | None = None,
     on_start: Start | None = None,
+    runs_per_device: int | None = None,
 ) -> Executor:
     """The executor named ``executor`` (see :mod:`mmbench.executors`)."""
     from mmbench.executors import LocalExecutor, ProcessExecutor, RayExecutor
@@ -192,14 +210,19 @@ def make_executor(
     if executor == "local":
         return LocalExecutor(on_start, threads)
     if executor == "process":
-        return ProcessExecutor(jobs or os.cpu_count() or 1, threads, on_start)
+        return ProcessExecutor(jobs or os.cpu_count() or 1, threads, on_start, runs_per_device)
     return RayExecutor(jobs, address, threads, on_start)
 
 
-def concurrency(executor: str, jobs: int | None, threads: int | None) -> int:
-    """About how many runs go at once (for the ETA)."""
+def concurrency(
+    executor: str, jobs: int | None, threads: int | None, runs_per_device: int | None = None
+) -> int:
+    """About how many runs go at once (for the ETA; with ``runs_per_device``, those of one
+    device)."""
     if executor == "local":
         return 1
+    if runs_per_device is not None:
+        return runs_per_device
     slots = jobs or os.cpu_count() or 1
     return slots if executor == "process" else max(1, slots // (threads or 1))
 
@@ -323,6 +346,7 @@ def execute_runs(
     jobs: int | None = None,
     address: str | None = None,
     threads: int | None = None,
+    runs_per_device: int | None = None,
     retry_failed: bool = False,
     progress: SuiteProgress | None = None,
     tracker: Tracker | None = None,
@@ -341,9 +365,11 @@ def execute_runs(
     from mmbench.results import write_tidy
     from mmbench.store import RunStore
 
-    check_executor_options(executor, jobs, address, threads)
+    check_executor_options(executor, jobs, address, threads, runs_per_device)
     shown = progress or Silent()
-    chosen = make_executor(executor, jobs, address, threads, shown.start)  # e.g. ray missing
+    chosen = make_executor(  # e.g. ray missing
+        executor, jobs, address, threads, shown.start, runs_per_device
+    )
     device_from = "--device" if device else "the suite's device"
     device = device or suite.device
     store = RunStore(results)
@@ -461,6 +487,7 @@ def execute_tuned_suite(
     jobs: int | None = None,
     address: str | None = None,
     threads: int | None = None,
+    runs_per_device: int | None = None,
     retry_failed: bool = False,
     progress: SuiteProgress | None = None,
     tracker: Tracker | None = None,
@@ -519,6 +546,7 @@ def execute_tuned_suite(
             jobs=jobs,
             address=address,
             threads=threads,
+            runs_per_device=runs_per_device,
             retry_failed=retry_failed,
             progress=progress,
             tracker=tracker,
@@ -565,6 +593,7 @@ def run_suite(
     jobs: int | None = None,
     address: str | None = None,
     threads: int | None = None,
+    runs_per_device: int | None = None,
     retry_failed: bool = False,
     progress: bool | SuiteProgress = True,
     track: str | None = None,
@@ -578,7 +607,8 @@ def run_suite(
     results: the results directory (default ``results/<suite name>``, ``-smoke`` appended with
         ``smoke``). overrides: ``"KEY=VALUE"`` changes to the suite (``"train.epochs=5"``).
     models, seeds: only these models (names or labels) and replicate seeds. smoke: a tiny budget.
-    executor: "local", "process" (``jobs`` at once) or "ray" (``address``: an existing cluster).
+    executor: "local", "process" (``jobs`` at once, or ``runs_per_device`` on each device) or
+        "ray" (``address``: an existing cluster).
     threads: torch threads per run. progress: show it (live bars on a terminal, else lines).
     track: log each run to this tracker ("mlflow", an optional extra) at ``track_uri`` (default
         ./mlruns), in the experiment named after the suite.
@@ -603,7 +633,9 @@ def run_suite(
     if progress is True:
         from rich.console import Console
 
-        shown = suite_progress(Console(), executor, concurrency(executor, jobs, threads))
+        shown = suite_progress(
+            Console(), executor, concurrency(executor, jobs, threads, runs_per_device)
+        )
     elif progress is False:
         shown = Silent()
     options: dict[str, Any] = dict(
@@ -613,6 +645,7 @@ def run_suite(
         jobs=jobs,
         address=address,
         threads=threads,
+        runs_per_device=runs_per_device,
         retry_failed=retry_failed,
         progress=shown,
         tracker=tracker,

@@ -14,7 +14,8 @@ array tasks on a shared file system) share its runs and never train one twice. B
 run, temporary files that killed writers left in the folder are removed.
 
 - :class:`LocalExecutor`: one run after another in this process.
-- :class:`ProcessExecutor`: one spawned process per run, at most ``jobs`` alive at once.
+- :class:`ProcessExecutor`: one spawned process per run, at most ``jobs`` alive at once, or at
+  most ``runs_per_device`` on each device (several small runs sharing each GPU).
 - :class:`RayExecutor`: one Ray task per run, on a local Ray cluster or an existing one.
 
 Whoever runs a run writes its record with the atomic :meth:`mmbench.store.RunStore.write`; on a
@@ -204,15 +205,51 @@ class LocalExecutor:
                 on_done(run, record, None)
 
 
+def spread_devices(device: str, cuda_count: int) -> list[str]:
+    """The devices that ``runs_per_device`` fills: for ``cuda`` without an index every visible
+    GPU (``cuda_count`` of them: cuda:0, cuda:1, ...), otherwise ``device`` alone."""
+    if device != "cuda":
+        return [device]
+    if cuda_count < 1:
+        raise ExecutorError("device cuda: torch sees no CUDA device; run with --device cpu")
+    return [f"cuda:{index}" for index in range(cuda_count)]
+
+
+def free_device(busy: list[str], devices: list[str], runs_per_device: int) -> str | None:
+    """The device for the next run: of ``devices`` with fewer than ``runs_per_device`` runs
+    alive (``busy``: the device of each alive run), the one with the fewest, the first listed on
+    a tie; None when every device is full."""
+    free = [d for d in devices if busy.count(d) < runs_per_device]
+    return min(free, key=busy.count) if free else None
+
+
+def _cuda_count(device: str) -> int:
+    if device != "cuda":
+        return 0
+    import torch
+
+    return torch.cuda.device_count()
+
+
 class ProcessExecutor:
     """One spawned process per run, at most ``jobs`` alive at once, on this machine. A process
     that exits without a record (killed, out of memory) loses its run only; the others go on.
-    A run gets ``threads`` torch threads, else its ``resources.cpus``, else ``cpu_count // jobs``
-    (at least 1); ``on_start`` as for :class:`LocalExecutor`, its callback called in the worker.
+    With ``runs_per_device`` N instead, ``jobs`` is unused: at most N runs are alive on each
+    device (for ``cuda``, each visible GPU: see :func:`spread_devices`), and each run's worker
+    trains on its device (its record's ``environment.device``). A run gets ``threads`` torch
+    threads, else its ``resources.cpus``, else ``cpu_count //`` the runs alive at most (at least
+    1); ``on_start`` as for :class:`LocalExecutor`, its callback called in the worker.
     """
 
-    def __init__(self, jobs: int, threads: int | None = None, on_start: Start | None = None):
+    def __init__(
+        self,
+        jobs: int,
+        threads: int | None = None,
+        on_start: Start | None = None,
+        runs_per_device: int | None = None,
+    ):
         self.jobs, self.threads, self.on_start = jobs, threads, on_start
+        self.runs_per_device = runs_per_device
 
     def execute(
         self,
@@ -225,13 +262,22 @@ class ProcessExecutor:
     ) -> None:
         context = multiprocessing.get_context("spawn")
         store = RunStore(results_dir)
-        default_threads = max(1, (os.cpu_count() or 1) // self.jobs)
+        if self.runs_per_device is None:
+            devices, per_device = [device], self.jobs
+        else:
+            devices = spread_devices(device, _cuda_count(device))
+            per_device = self.runs_per_device
+        default_threads = max(1, (os.cpu_count() or 1) // (per_device * len(devices)))
         waiting = list(runs)
         alive: dict[int, tuple[BaseProcess, Run]] = {}
+        placed: dict[int, str] = {}  # the device of each alive worker
         with Claimer(results_dir, on_skipped) as claimer:
             try:
                 while waiting or alive:
-                    while waiting and len(alive) < self.jobs:
+                    while waiting:
+                        slot = free_device(list(placed.values()), devices, per_device)
+                        if slot is None:
+                            break
                         run = waiting.pop(0)
                         if not claimer.claim(run):
                             continue
@@ -243,7 +289,7 @@ class ProcessExecutor:
                             args=(
                                 run,
                                 _absolute(results_dir),
-                                device,
+                                slot,
                                 _absolute(data_dir),
                                 threads,
                                 on_epoch,
@@ -252,8 +298,10 @@ class ProcessExecutor:
                         with sigint_deferred():
                             process.start()
                             alive[process.sentinel] = (process, run)
+                        placed[process.sentinel] = slot
                     for sentinel in wait(list(alive)):
                         worker, run = alive.pop(cast(int, sentinel))
+                        del placed[cast(int, sentinel)]
                         worker.join()
                         claimer.release(run)
                         exitcode = cast(int, worker.exitcode)  # set once joined

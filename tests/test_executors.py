@@ -195,3 +195,111 @@ def test_a_killed_worker_loses_only_its_run_and_the_resumed_suite_completes_it(t
     assert {r.run_id for r in records} == set(runs.values())
     assert {r.status for r in records} == {"ok"}
     assert {r.run_id: r.finished for r in records if r.run_id in finished} == finished
+
+
+# --runs-per-device: the device of each worker slot, tested without a GPU
+
+
+def test_cuda_spreads_over_every_visible_gpu_and_a_named_device_stays_alone():
+    from mmbench.executors import ExecutorError, spread_devices
+
+    assert spread_devices("cuda", 3) == ["cuda:0", "cuda:1", "cuda:2"]
+    assert spread_devices("cuda:1", 3) == ["cuda:1"]
+    assert spread_devices("cpu", 0) == ["cpu"]
+    with pytest.raises(ExecutorError, match="no CUDA device"):
+        spread_devices("cuda", 0)
+
+
+def test_free_device_never_puts_more_than_n_runs_on_a_device():
+    """Replay the executor's loop on two fake GPUs, N=2, with runs that end in a random order:
+    every run gets a device, no device ever holds more than 2, and both are used."""
+    import random
+
+    from mmbench.executors import free_device
+
+    devices, per_device = ["cuda:0", "cuda:1"], 2
+    rng = random.Random(0)
+    waiting, alive, placed = list(range(11)), [], {}
+    most = {d: 0 for d in devices}
+    while waiting or alive:
+        while waiting:
+            slot = free_device([d for _, d in alive], devices, per_device)
+            if slot is None:
+                break
+            run = waiting.pop(0)
+            alive.append((run, slot))
+            placed[run] = slot
+            for d in devices:
+                most[d] = max(most[d], sum(s == d for _, s in alive))
+        alive.pop(rng.randrange(len(alive)))  # some run ends
+    assert sorted(placed) == list(range(11))
+    assert most == {"cuda:0": 2, "cuda:1": 2}
+    # the first runs alternate: a new run goes to the least busy device
+    assert [placed[r] for r in range(4)] == ["cuda:0", "cuda:1", "cuda:0", "cuda:1"]
+    assert free_device(["cuda:0", "cuda:0", "cuda:1"], devices, 2) == "cuda:1"
+    assert free_device(["cuda:0", "cuda:1"] * 2, devices, 2) is None
+
+
+def test_runs_per_device_runs_each_worker_on_its_device(tiny, tmp_path, monkeypatch):
+    """Two devices torch runs anywhere (cpu and cpu:0) stand for two GPUs: every run is done,
+    with the local executor's results, and each record names the device its worker had."""
+    import mmbench.executors
+
+    monkeypatch.setattr(mmbench.executors, "spread_devices", lambda device, count: ["cpu", "cpu:0"])
+    suite, reference = tiny
+    options = ("--executor", "process", "--runs-per-device", "1")
+    result = run_suite(suite, tmp_path, *options)
+    assert result.exit_code == 0, result.output
+    assert outcomes(tmp_path) == reference
+    devices = {r.run_id: r.environment["device"] for r in RunStore(tmp_path).records()}
+    assert set(devices.values()) == {"cpu", "cpu:0"}
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--runs-per-device", "2"], "--runs-per-device needs --executor process"),
+        (
+            ["--executor", "process", "--jobs", "2", "--runs-per-device", "2"],
+            "give one",
+        ),
+        (["--executor", "ray", "--runs-per-device", "2"], "resources: {gpus: 0.5}"),
+    ],
+)
+def test_runs_per_device_options_that_conflict_are_refused(tiny, tmp_path, options, message):
+    result = run_suite(tiny[0], tmp_path, *options)
+    assert result.exit_code == 2 and message in result.output
+    assert not list(tmp_path.glob("*/record.json"))
+
+
+def test_runs_per_device_below_one_is_refused():
+    from mmbench.api import RunError, check_executor_options
+
+    with pytest.raises(RunError, match="--runs-per-device 0: must be at least 1"):
+        check_executor_options("process", None, None, None, 0)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_runs_per_device_on_cuda_without_cuda_is_refused(tiny, tmp_path):
+    options = ("--executor", "process", "--runs-per-device", "2", "--device", "cuda")
+    result = run_suite(tiny[0], tmp_path, *options)
+    assert result.exit_code == 2 and "sees no CUDA device" in result.output
+
+
+def test_the_concurrency_benchmark_runs_the_quickstart_cmmd_untuned(monkeypatch):
+    """benchmarks/concurrency.py (not a package) times ``runs`` CMMD runs of fixed epochs."""
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "benchmarks" / "concurrency.py"
+    spec = importlib.util.spec_from_file_location("concurrency_benchmark", path)
+    assert spec is not None and spec.loader is not None
+    benchmark = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, benchmark)  # its dataclass looks itself up
+    spec.loader.exec_module(benchmark)
+    suite = benchmark.cmmd_suite(3, 2, ["data.name=synthetic", "data.options={n_train: 300}"])
+    runs = suite.runs()
+    assert [r.coordinates.seed for r in runs] == [0, 1, 2]
+    assert {r.coordinates.model for r in runs} == {"cmmd"}
+    assert suite.tune is None and suite.data.name == "synthetic"
+    assert {(r.config.train["epochs"], r.config.train["patience"]) for r in runs} == {(2, None)}
+    assert {(r.config.model.params["omega"], r.config.train["lr"]) for r in runs} == {(0.5, 1e-3)}

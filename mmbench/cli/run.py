@@ -46,6 +46,7 @@ class _ExecutionOptions(TypedDict):
     jobs: int | None
     address: str | None
     threads: int | None
+    runs_per_device: int | None
     retry_failed: bool
 
 
@@ -83,7 +84,7 @@ def run(
     executor: ExecutorKind = typer.Option(
         ExecutorKind.local,
         help="local: one run after another in this process; process: "
-        "--jobs runs at once, a worker process each; ray: Ray tasks",
+        "--jobs (or --runs-per-device) runs at once, a worker process each; ray: Ray tasks",
     ),
     jobs: int | None = typer.Option(
         None,
@@ -97,6 +98,13 @@ def run(
         help="Torch threads per run, over the suite's resources.cpus \\[default: "
         "resources.cpus, else torch's default (local), cores // jobs "
         "(process), 1 (ray)]; on a shared machine 1 is often fastest",
+    ),
+    runs_per_device: int | None = typer.Option(
+        None,
+        min=1,
+        help="Process executor: at most N runs at once on each device, instead of --jobs "
+        "(--device cuda: N on every visible GPU, e.g. small runs sharing a GPU; cpu: N runs, "
+        "best with --threads 1)",
     ),
     address: str | None = typer.Option(
         None,
@@ -141,7 +149,7 @@ def run(
         if device is not None:
             device = _device(device)
         suite = api.load_suite(suite_file, overrides or (), allow_large=allow_large)
-        api.check_executor_options(executor.value, jobs, address, threads)
+        api.check_executor_options(executor.value, jobs, address, threads, runs_per_device)
         runs = api.select_runs(suite, csv_list(models), _seeds(seeds), smoke, data_dir)
         results = results or api.default_results_dir(suite, smoke)
         options = _ExecutionOptions(
@@ -151,6 +159,7 @@ def run(
             jobs=jobs,
             address=address,
             threads=threads,
+            runs_per_device=runs_per_device,
             retry_failed=retry_failed,
         )
         if suite.tune is not None:
@@ -175,7 +184,7 @@ def run(
                 results,
                 **options,
                 tracker=_tracker(track, track_uri, suite.name),
-                progress=_progress(executor, jobs, threads),
+                progress=_progress(executor, jobs, threads, runs_per_device),
             )
     except (SuiteError, api.RunError, DataError, RecordError, ExecutorError) as error:
         fail(str(error))
@@ -187,11 +196,14 @@ def run(
         raise typer.Exit(EXIT_RUNS_FAILED)
 
 
-def _progress(executor: ExecutorKind, jobs: int | None, threads: int | None) -> SuiteProgress:
+def _progress(
+    executor: ExecutorKind, jobs: int | None, threads: int | None, runs_per_device: int | None
+) -> SuiteProgress:
     from mmbench import api
     from mmbench.progress import suite_progress
 
-    return suite_progress(console, executor.value, api.concurrency(executor.value, jobs, threads))
+    at_once = api.concurrency(executor.value, jobs, threads, runs_per_device)
+    return suite_progress(console, executor.value, at_once)
 
 
 def _device(device: str) -> str:
@@ -355,7 +367,9 @@ def _run_tuned_suite(
         only=only,
         **options,
         tracker=tracker,
-        progress=_progress(executor, options["jobs"], options["threads"]),
+        progress=_progress(
+            executor, options["jobs"], options["threads"], options["runs_per_device"]
+        ),
         on_round=announce,
     )
     unfinished = [s.study.name for s in outcome.studies if not s.finished]
