@@ -8,10 +8,14 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from torch import distributions as D
 from torch import nn
+from typer.testing import CliRunner
 
 from mmbench import api
+from mmbench.cli import app
+from mmbench.store import RunStore
 from mmbench.trainer import CompileError, TrainConfig, Trainer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -98,10 +102,13 @@ def test_a_loss_step_that_cannot_be_compiled_is_one_error_naming_the_network():
 
 def test_compile_keeps_the_run_ids_and_is_recorded_in_the_environment(tmp_path):
     eager = api.run_suite(TINY, tmp_path / "eager", progress=False)
-    compiled = api.run_suite(
-        TINY, tmp_path / "compiled", overrides=["train.compile=true"], progress=False
-    )
-    assert [r.run_id for r in compiled] == [r.run_id for r in eager]
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(yaml.safe_dump(TINY))
+    compiling = ["run", str(suite), "--compile", "--results", str(tmp_path / "compiled")]
+    ran = CliRunner().invoke(app, compiling)
+    assert ran.exit_code == 0, ran.output
+    compiled = RunStore(tmp_path / "compiled").records()
+    assert [r.run_id for r in compiled] == [r.run_id for r in eager] == [TINY_ID]
     (eager_record,), (compiled_record,) = eager, compiled
     assert compiled_record.ok and compiled_record.environment["compile"] is True
     assert eager_record.environment["compile"] is False
