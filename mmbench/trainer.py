@@ -167,7 +167,9 @@ def evaluate_loss(module: Network, data: Batch, batch_size: int) -> float:
     return float(weighted.sum()) / sum(sizes)
 
 
-LossStep = Callable[[Batch, Progress], tuple[torch.Tensor, Mapping[str, torch.Tensor | float]]]
+Loss = tuple[torch.Tensor, Mapping[str, torch.Tensor | float]]
+"""What a network's ``loss`` returns: the scalar loss and its named parts."""
+LossStep = Callable[[Batch, Progress], Loss]
 """A training step's forward and loss: ``module.loss`` as the training settings run it."""
 
 
@@ -189,9 +191,7 @@ def loss_step(module: Network, config: TrainConfig) -> LossStep:
     if config.precision == "bfloat16":
         device_type = next(iter(module.parameters())).device.type
 
-        def autocast_step(
-            batch: Batch, progress: Progress
-        ) -> tuple[torch.Tensor, Mapping[str, torch.Tensor | float]]:
+        def autocast_step(batch: Batch, progress: Progress) -> Loss:
             with torch.autocast(device_type, dtype=torch.bfloat16):
                 return module.loss(batch, progress)
 
@@ -201,9 +201,7 @@ def loss_step(module: Network, config: TrainConfig) -> LossStep:
     compiled = torch.compile(step, options={"fallback_random": True})
     name = type(module).__name__
 
-    def compiled_step(
-        batch: Batch, progress: Progress
-    ) -> tuple[torch.Tensor, Mapping[str, torch.Tensor | float]]:
+    def compiled_step(batch: Batch, progress: Progress) -> Loss:
         try:
             return compiled(batch, progress)
         except torch._dynamo.exc.TorchDynamoException as error:
