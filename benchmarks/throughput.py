@@ -19,8 +19,14 @@ on the CPU) and its samples per second are rows fitted per second.
 An architecture's hyper-parameters are its suite file's model blocks; a model that the suite
 lists only as an optional (commented-out) row is measured with that row.
 
+The training settings' speed levers (:func:`mmbench.trainer.loss_step`): ``--compile``
+(torch.compile of the loss step) and ``--precision bfloat16`` (autocast; the limit stays the
+float32 one). With ``--compare`` each model is measured both as plain float32 eager and with the
+chosen levers, the timed repeats of the two alternating, one row each (column "variant").
+
     python benchmarks/throughput.py                                   # every model and config
     python benchmarks/throughput.py --models cmmd --configs mnist --repeats 5 --csv out.csv
+    python benchmarks/throughput.py --models mvae --configs mnist --compile --compare
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from mmbench.model import DataSpec, TorchModel
 from mmbench.registry import available_models, make_model
-from mmbench.trainer import TrainConfig, make_optimizer, train_epoch
+from mmbench.trainer import TrainConfig, loss_step, make_optimizer, train_epoch
 from mmbench.views import Modality, Views
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,6 +101,7 @@ class Row:
     fraction_of_limit: float
     layer_matmul_gflops: float
     measure: str
+    variant: str = "eager float32"
 
 
 def suite_models(suite: str) -> dict[str, dict]:
@@ -244,32 +251,50 @@ def count_step(module: torch.nn.Module, batch: dict) -> tuple[float, list[tuple]
     return counter.get_total_flops(), recorder.products
 
 
+def variant_name(config: TrainConfig) -> str:
+    return f"{'compiled' if config.compile else 'eager'} {config.precision}"
+
+
 def measure_training(
-    model: TorchModel, train: dict, spec: DataSpec, args, device: torch.device
-) -> tuple[float, float, list[tuple]]:
-    """(samples per second, FLOPs per sample, the products of one step) of ``model``."""
-    torch.manual_seed(0)
-    module = model.build(spec).to(device)
-    module.train()
-    optimizer = make_optimizer(module, TrainConfig(amsgrad=train.get("amsgrad", False)))
+    model: TorchModel,
+    train: dict,
+    spec: DataSpec,
+    args,
+    device: torch.device,
+    variants: list[TrainConfig],
+) -> tuple[list[float], float, list[tuple]]:
+    """(samples per second of each of the training settings ``variants``, FLOPs per sample, the
+    products of one step) of ``model``; the variants' timed epochs alternate."""
     batch_size = args.batch_size
     warm_up = model.tensors(random_views(spec, 2 * batch_size))
-    train_epoch(module, optimizer, warm_up, batch_size)
+    fits = []
+    for variant in variants:
+        torch.manual_seed(0)
+        module = model.build(spec).to(device)
+        module.train()
+        config = variant.model_copy(update={"amsgrad": train.get("amsgrad", False)})
+        fit = (module, make_optimizer(module, config), loss_step(module, config))
+        train_epoch(*fit[:2], warm_up, batch_size, step=fit[2])  # compiles, if asked
+        fits.append(fit)
     synchronize(device)
     start = time.perf_counter()
-    train_epoch(module, optimizer, warm_up, batch_size)
+    for module, optimizer, step in fits:
+        train_epoch(module, optimizer, warm_up, batch_size, step=step)
     synchronize(device)
-    steps = max(3, math.ceil(args.min_seconds / ((time.perf_counter() - start) / 2)))
+    per_step = (time.perf_counter() - start) / (2 * len(fits))
+    steps = max(3, math.ceil(args.min_seconds / per_step))
     data = model.tensors(random_views(spec, steps * batch_size, seed=1))
     generator = torch.Generator().manual_seed(0)
-    seconds = math.inf
+    seconds = [math.inf] * len(fits)
     for _ in range(args.repeats):
-        start = time.perf_counter()
-        train_epoch(module, optimizer, data, batch_size, generator)  # reads the losses: synced
-        seconds = min(seconds, time.perf_counter() - start)
+        for i, (module, optimizer, step) in enumerate(fits):
+            start = time.perf_counter()
+            # reads the losses: synced
+            train_epoch(module, optimizer, data, batch_size, generator, step=step)
+            seconds[i] = min(seconds[i], time.perf_counter() - start)
     batch = {k: v[:batch_size] for k, v in data.items()}
-    flops, products = count_step(module, batch)
-    return steps * batch_size / seconds, flops / batch_size, products
+    flops, products = count_step(fits[0][0], batch)
+    return [steps * batch_size / s for s in seconds], flops / batch_size, products
 
 
 def measure_cca(model, spec: DataSpec, args) -> tuple[float, float]:
@@ -310,7 +335,25 @@ def main(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--square", default="2048,4096", help="square matmul sizes for the limit")
     parser.add_argument("--cca-rows", type=int, default=10000, help="rows of the CCA fit")
     parser.add_argument("--csv", type=Path, default=None, help="write the rows to this CSV file")
+    parser.add_argument(
+        "--compile", action="store_true", help="torch.compile the loss step (train.compile)"
+    )
+    parser.add_argument(
+        "--precision",
+        choices=["float32", "bfloat16"],
+        default="float32",
+        help="the loss step's precision (train.precision)",
+    )
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="also measure eager float32, alternating with the chosen levers",
+    )
     args = parser.parse_args(argv)
+    levers = TrainConfig(compile=args.compile, precision=args.precision)
+    variants = [TrainConfig(), levers] if args.compare else [levers]
+    if args.compare and variants[0] == variants[1]:
+        parser.error("--compare: choose a lever to compare with (--compile, --precision)")
     for option, given, known in (
         ("--models", args.models, available_models()),
         ("--configs", args.configs, list(CONFIGS)),
@@ -324,7 +367,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
     torch.set_flush_denormal(True)  # as the trainer does
-    console = Console(width=max(Console().width, 110))
+    console = Console(width=max(Console().width, 130))
     square = {
         int(s): square_rate(int(s), device, args.repeats, args.min_seconds)
         for s in args.square.split(",")
@@ -346,11 +389,12 @@ def main(argv: list[str] | None = None) -> list[Row]:
             console.print(f"{name} / {config} ...", style="dim")
             if isinstance(model, TorchModel):
                 model.device_ = device
-                samples, flops, products = measure_training(
-                    model, blocks[name].get("train", {}), spec, args, device
+                rates, flops, products = measure_training(
+                    model, blocks[name].get("train", {}), spec, args, device, variants
                 )
                 layer = matmul_rate(products, device, args.repeats, args.min_seconds / 10)
                 row_device, measure, batch_size = str(device), "train step", args.batch_size
+                measured = list(zip(rates, map(variant_name, variants)))
             else:
                 samples, flops = measure_cca(model, spec, args)
                 layer, row_device, measure, batch_size = (
@@ -359,24 +403,27 @@ def main(argv: list[str] | None = None) -> list[Row]:
                     "closed-form fit",
                     args.cca_rows,
                 )
+                measured = [(samples, "float64")]
             limit = max(*square.values(), 0.0 if math.isnan(layer) else layer)
-            gflops = samples * flops / 1e9
-            rows.append(
-                Row(
-                    name,
-                    config,
-                    batch_size,
-                    row_device,
-                    threads,
-                    samples,
-                    flops,
-                    gflops,
-                    limit,
-                    gflops / limit,
-                    layer,
-                    measure,
+            for samples, variant in measured:
+                gflops = samples * flops / 1e9
+                rows.append(
+                    Row(
+                        name,
+                        config,
+                        batch_size,
+                        row_device,
+                        threads,
+                        samples,
+                        flops,
+                        gflops,
+                        limit,
+                        gflops / limit,
+                        layer,
+                        measure,
+                        variant,
+                    )
                 )
-            )
 
     table = Table(
         title=f"Training throughput, batch {args.batch_size}, {device}, {threads} threads "
@@ -386,6 +433,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
         "model",
         "config",
         "measure",
+        "variant",
         "samples/s",
         "MFLOP/sample",
         "GFLOP/s",
@@ -394,13 +442,15 @@ def main(argv: list[str] | None = None) -> list[Row]:
         "of limit",
     ):
         table.add_column(
-            column, justify="left" if column in ("model", "config", "measure") else "right"
+            column,
+            justify="left" if column in ("model", "config", "measure", "variant") else "right",
         )
     for r in rows:
         table.add_row(
             r.model,
             r.config,
             r.measure,
+            r.variant,
             f"{r.samples_per_s:,.0f}",
             f"{r.flops_per_sample / 1e6:,.1f}",
             f"{r.gflops:.1f}",

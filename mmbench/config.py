@@ -384,6 +384,17 @@ class TrainSettings(BaseModel):
     eval_batch_size: PositiveInt = Field(
         4096, description="samples per forward pass when evaluating (no autograd)"
     )
+    precision: Literal["float32", "bfloat16"] = Field(
+        "float32",
+        description='the training steps\' forward and loss: "float32", or "bfloat16" under '
+        "torch.autocast (parameters and Adam stay float32; changes results, so it enters the "
+        "run id)",
+    )
+    compile: Flag = Field(
+        False,
+        description="torch.compile the training steps' forward and loss (same results within "
+        "float tolerance, so not in the run id; the record's environment says so)",
+    )
 
 
 class TrainConfig(TrainSettings):

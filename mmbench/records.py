@@ -74,6 +74,14 @@ class DownstreamSettings:
     max_train: int | None = None
 
 
+# Training settings added after the first records: left out of a run's config (and so of its
+# id) at these defaults, so that every earlier run keeps its id.
+TRAIN_DEFAULTS_OMITTED: dict[str, Any] = {"precision": "float32"}
+# Training settings that change how a run executes but not its results (beyond float tolerance):
+# never in its config or id; the record's environment says how it ran.
+EXECUTION_SETTINGS = ("compile",)
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything a run's result depends on (the device aside).
@@ -102,11 +110,19 @@ class RunConfig:
         return int(self.train["seed"])
 
     def to_json(self) -> JSON:
-        """The config as hashed into the run id; ``smoke`` appears only when true."""
+        """The config as hashed into the run id; ``smoke`` appears only when true, a training
+        setting of :data:`TRAIN_DEFAULTS_OMITTED` only when not its default, and one of
+        :data:`EXECUTION_SETTINGS` never."""
+        train = {
+            k: v
+            for k, v in self.train.items()
+            if k not in EXECUTION_SETTINGS
+            and not (k in TRAIN_DEFAULTS_OMITTED and v == TRAIN_DEFAULTS_OMITTED[k])
+        }
         out = {
             "data": self.data.to_json(),
             "model": asdict(self.model),
-            "train": dict(self.train),
+            "train": train,
             "downstream": asdict(self.downstream),
             "seed": self.seed,
         }

@@ -171,6 +171,8 @@ def _execute_run(
 ) -> Record:
     config = run.config
     env, started = environment(device), time.time()
+    # not in the run's config (it does not change results): how the training steps ran
+    env["compile"] = bool(config.train.get("compile", False))
     arrays: dict[str, dict[str, np.ndarray]] = {}
     model = None
     try:

@@ -167,6 +167,52 @@ def evaluate_loss(module: Network, data: Batch, batch_size: int) -> float:
     return float(weighted.sum()) / sum(sizes)
 
 
+Loss = tuple[torch.Tensor, Mapping[str, torch.Tensor | float]]
+"""What a network's ``loss`` returns: the scalar loss and its named parts."""
+LossStep = Callable[[Batch, Progress], Loss]
+"""A training step's forward and loss: ``module.loss`` as the training settings run it."""
+
+
+class CompileError(RuntimeError):
+    """torch.compile could not compile a network's loss step (the run is recorded as failed)."""
+
+
+def loss_step(module: Network, config: TrainConfig) -> LossStep:
+    """The forward and loss of ``module``'s training steps as ``config`` asks.
+
+    precision "bfloat16": under ``torch.autocast`` to bfloat16 on the parameters' device type;
+    parameters, gradients and Adam's state stay float32. compile: through ``torch.compile``
+    (inductor) with ``fallback_random``, so that its random draws (reparameterisation noise,
+    dropout) are eager torch's and the losses match the eager step's within float tolerance. A
+    compilation failure raises :class:`CompileError` naming the network. The validation loss is
+    always computed eagerly in float32 (:func:`evaluate_loss`).
+    """
+    step: LossStep = module.loss
+    if config.precision == "bfloat16":
+        device_type = next(iter(module.parameters())).device.type
+
+        def autocast_step(batch: Batch, progress: Progress) -> Loss:
+            with torch.autocast(device_type, dtype=torch.bfloat16):
+                return module.loss(batch, progress)
+
+        step = autocast_step
+    if not config.compile:
+        return step
+    compiled = torch.compile(step, options={"fallback_random": True})
+    name = type(module).__name__
+
+    def compiled_step(batch: Batch, progress: Progress) -> Loss:
+        try:
+            return compiled(batch, progress)
+        except torch._dynamo.exc.TorchDynamoException as error:
+            raise CompileError(
+                f"torch.compile of {name}'s loss step failed: {error}. Train it without "
+                "compiling (no --compile; train.compile: false)."
+            ) from error
+
+    return compiled_step
+
+
 def make_optimizer(module: Network, config: TrainConfig) -> torch.optim.Adam:
     """Adam over the trainable parameters of ``module``, fused into one kernel where it can be."""
     params = [p for p in module.parameters() if p.requires_grad]
@@ -194,9 +240,11 @@ def train_epoch(
     generator: torch.Generator | None = None,
     epoch: int = 1,
     epochs: int = 1,
+    step: LossStep | None = None,
 ) -> EpochLosses:
     """One pass of Adam steps over shuffled mini-batches of ``data``, epoch ``epoch`` of
-    ``epochs`` (what the loss is told as its :class:`Progress`); its losses.
+    ``epochs`` (what the loss is told as its :class:`Progress`); its losses. ``step`` computes a
+    batch's loss (None: ``module.loss``; see :func:`loss_step`).
 
     The host reads the losses once, at the end of the epoch (on a GPU a read per step would stall
     the step queue). A non-finite loss raises :class:`DivergedError` naming the epoch, the first
@@ -211,7 +259,7 @@ def train_epoch(
     try:
         for index, batch in enumerate(iterate_minibatches(data, batch_size, generator)):
             progress = Progress(epoch, first_step + index, steps_per_epoch, epochs)
-            loss, parts = module.loss(batch, progress)
+            loss, parts = (step or module.loss)(batch, progress)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -273,13 +321,14 @@ class Trainer:
         torch.set_flush_denormal(True)
         generator = torch.Generator().manual_seed(config.seed)
         optimizer = make_optimizer(module, config)
+        step = loss_step(module, config)
         report = FitReport()
         best_state = None
         best = math.inf
         start = time.perf_counter()
         for epoch in range(1, config.epochs + 1):
             losses = train_epoch(
-                module, optimizer, train, config.batch_size, generator, epoch, config.epochs
+                module, optimizer, train, config.batch_size, generator, epoch, config.epochs, step
             )
             if epoch == 1:
                 report.initial_loss = losses.first

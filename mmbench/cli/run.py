@@ -75,6 +75,12 @@ def run(
     smoke: bool = typer.Option(
         False, help="Tiny budget (2 epochs, a few hundred points) to check plumbing"
     ),
+    compile_: bool = typer.Option(
+        False,
+        "--compile",
+        help="torch.compile the training steps (as train.compile=true: same results within "
+        "float tolerance, same run ids; a run that cannot be compiled fails naming its model)",
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the runs and whether each is done"),
     cell: int | None = typer.Option(None, help="Run only the run with this --dry-run index"),
     retry_failed: bool = typer.Option(
@@ -148,6 +154,8 @@ def run(
     try:
         if device is not None:
             device = _device(device)
+        if compile_:
+            overrides = [*(overrides or ()), "train.compile=true"]
         suite = api.load_suite(suite_file, overrides or (), allow_large=allow_large)
         api.check_executor_options(executor.value, jobs, address, threads, runs_per_device)
         runs = api.select_runs(suite, csv_list(models), _seeds(seeds), smoke, data_dir)
