@@ -79,9 +79,7 @@ def cmmd_suite(runs: int, epochs: int, overrides: list[str]) -> Suite:
 def measure(suite: Suite, arm: str, n: int, repeat: int) -> Measurement:
     """Run every run of ``suite`` with ``arm``'s executor options into a fresh folder."""
     options = (
-        {"runs_per_device": n, "threads": 1}
-        if arm == "concurrent"
-        else {"jobs": 1, "threads": n}
+        {"runs_per_device": n, "threads": 1} if arm == "concurrent" else {"jobs": 1, "threads": n}
     )
     runs = suite.runs()
     with tempfile.TemporaryDirectory(prefix=f"concurrency-{arm}-") as folder:
