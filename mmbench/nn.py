@@ -152,6 +152,27 @@ def _kl_diagonal_normal(q: DiagonalNormal, p: DiagonalNormal) -> torch.Tensor:
     return 0.5 * (torch.exp(log_ratio) + diff * diff * p.precision - 1.0 - log_ratio)
 
 
+class StandardNormal(DiagonalNormal):
+    """N(0, 1) per element, of the shape of ``like``: its zero mean and log-variance are one
+    stored zero, and its log-density and KL drop the terms that vanish."""
+
+    def __init__(self, like: torch.Tensor):
+        zero = like.new_zeros(())
+        super().__init__(zero.expand(like.shape), zero)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return -0.5 * (value * value + LOG_2PI)
+
+    def log_prob_sum(self, value: torch.Tensor) -> torch.Tensor:
+        return -0.5 * ((value * value).sum(-1) + self.batch_shape[-1] * LOG_2PI)
+
+
+@register_kl(DiagonalNormal, StandardNormal)
+def _kl_standard_normal(q: DiagonalNormal, p: StandardNormal) -> torch.Tensor:
+    """KL[q || N(0, 1)] per element: (exp(lq) - lq + mq^2 - 1) / 2."""
+    return 0.5 * (torch.exp(q.logvar) - q.logvar + q.loc * q.loc - 1.0)
+
+
 def diagonal_normal(mean: torch.Tensor, logvar: torch.Tensor) -> Independent:
     """N(mean, diag(exp(logvar))) over the last dimension (a :class:`DiagonalNormal`);
     ``logvar`` may broadcast to ``mean`` (e.g. one per feature).
@@ -164,8 +185,8 @@ def diagonal_normal(mean: torch.Tensor, logvar: torch.Tensor) -> Independent:
 
 
 def standard_normal_like(mean: torch.Tensor) -> Independent:
-    """N(0, I) over the last dimension, of the shape of ``mean``."""
-    return diagonal_normal(torch.zeros_like(mean), mean.new_zeros(()))
+    """N(0, I) over the last dimension, of the shape of ``mean`` (a :class:`StandardNormal`)."""
+    return Factorized(StandardNormal(mean))
 
 
 class GaussianHead(nn.Module):

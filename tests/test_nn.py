@@ -151,3 +151,23 @@ def test_summed_laplace_and_bernoulli_log_densities_match_torch():
             rtol=1e-12,
             atol=1e-12,
         )
+
+
+def test_standard_normal_like_is_torch_standard_normal():
+    from torch.distributions import Independent, Normal
+
+    from mmbench.nn import standard_normal_like
+
+    torch.manual_seed(0)
+    x = torch.randn(4, 6, dtype=torch.float64)
+    ours = standard_normal_like(x)
+    theirs = Independent(Normal(torch.zeros_like(x), torch.ones_like(x)), 1)
+    assert ours.batch_shape == theirs.batch_shape and ours.event_shape == theirs.event_shape
+    torch.testing.assert_close(ours.log_prob(x), theirs.log_prob(x), rtol=1e-12, atol=0)
+    torch.testing.assert_close(
+        ours.base_dist.log_prob(x), theirs.base_dist.log_prob(x), rtol=1e-12, atol=0
+    )
+    torch.manual_seed(1)
+    sample = ours.rsample()
+    torch.manual_seed(1)
+    torch.testing.assert_close(sample, theirs.rsample(), rtol=0, atol=0)
