@@ -171,3 +171,23 @@ def test_standard_normal_like_is_torch_standard_normal():
     sample = ours.rsample()
     torch.manual_seed(1)
     torch.testing.assert_close(sample, theirs.rsample(), rtol=0, atol=0)
+
+
+def test_laplace_likelihood_mean_is_the_clamped_sigmoid_with_its_gradient():
+    from mmbench.nn import SCALE_FLOOR, LaplaceLikelihood
+
+    torch.manual_seed(0)
+    head = LaplaceLikelihood(5, 40, 0.75, unit_interval=True)
+    with torch.no_grad():
+        head.mean.weight.mul_(20)  # logits up to ~+-30: both bounds are reached
+    h = torch.randn(8, 5)
+    x = torch.rand(8, 40)
+    logits = head.mean(h)
+    reference = torch.sigmoid(logits).clamp(SCALE_FLOOR, 1 - SCALE_FLOOR)
+    clamped = (reference == SCALE_FLOOR) | (reference == 1 - SCALE_FLOOR)
+    assert clamped.any() and not clamped.all()
+    mean = head(h).base_dist.loc
+    assert torch.equal(mean, reference)
+    (grad,) = torch.autograd.grad(mean.mul(x).sum(), head.mean.weight)
+    (expected,) = torch.autograd.grad(reference.mul(x).sum(), head.mean.weight)
+    torch.testing.assert_close(grad, expected, rtol=1e-6, atol=1e-7)
