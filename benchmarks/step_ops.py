@@ -1,7 +1,8 @@
 """Operations per training step of each model, counted rather than timed (robust on a loaded
 machine): the aten ops dispatched by one step of :func:`mmbench.trainer.train_epoch` (loss,
-backward, fused Adam), split into matrix products and the rest, and the bytes the rest writes
-(the sizes of their outputs), at an architecture of ``benchmarks/throughput.py``.
+backward, fused Adam) after a warm-up epoch, split into matrix products, views (no data read or
+written: ``FREE``) and the other ops, and the bytes those others write (the sizes of their
+outputs), at an architecture of ``benchmarks/throughput.py``, batch 128 by default.
 
     python benchmarks/step_ops.py --models cmmd,vcca --configs quickstart
 """
@@ -91,8 +92,12 @@ def step_ops(name: str, config: str, batch_size: int) -> tuple[Counter[str], int
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", default="cmmd,mmvae_elbo,mopoe,mmvae_plus,vcca,vcca_private")
-    parser.add_argument("--configs", default="quickstart")
+    parser.add_argument(
+        "--models",
+        default="cmmd,mmvae_elbo,mopoe,mmvae_plus,vcca,vcca_private",
+        help="comma-separated registered mini-batch models",
+    )
+    parser.add_argument("--configs", default="quickstart", help=f"from {sorted(CONFIGS)}")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--top", type=int, default=0, help="also list the N most frequent ops")
     args = parser.parse_args(argv)
