@@ -73,6 +73,7 @@ from mmbench.experts import mixture_log_prob, mixture_moments
 from mmbench.model import DataSpec, LatentMeanModel, PosteriorTensors
 from mmbench.multimodal_vae import StratifiedMixtureNetwork, stack_experts
 from mmbench.nn import (
+    Factorized,
     FixedScaleLaplace,
     LaplaceExpert,
     decoder_layers,
@@ -210,7 +211,7 @@ class MMVAEPlusNetwork(StratifiedMixtureNetwork):
         # log q(z | x_m') of every sample under every expert m': (K, M, M', b).
         log_q_z = mixture_log_prob(laplace(loc_z, scale_z).log_prob(z.unsqueeze(2)), dim=2)
         log_q_w = laplace(loc_w, scale_w).log_prob(w)  # each expert's own w_r
-        log_prior = Independent(FixedScaleLaplace(u.new_zeros(u.shape[-1]), 1.0), 1).log_prob(u)
+        log_prior = Factorized(FixedScaleLaplace(u.new_zeros(u.shape[-1]), 1.0)).log_prob(u)
         log_w = config.beta * (log_prior - log_q_z - log_q_w)
         # w_d of the cross-modal reconstructions: (K, M, b, M_d, D_w), drawn from r_d
         auxiliary = self.auxiliary_priors().rsample(u.shape[:3])

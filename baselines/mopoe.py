@@ -208,8 +208,11 @@ class MoPoENetwork(MultimodalVAENetwork):
         log_lik = torch.stack(
             [self.weights[m] * self.decoders[m](z).log_prob(batch[m]) for m in self.names]
         ).sum(0)
-        loss = (-log_lik + self.config.beta * kl).mean()
-        return loss, {"reconstruction": -log_lik.mean(), "kl": kl.mean()}
+        reconstruction, kl_mean = -log_lik.mean(), kl.mean()  # once each, for loss and parts
+        return reconstruction + self.config.beta * kl_mean, {
+            "reconstruction": reconstruction,
+            "kl": kl_mean,
+        }
 
     def joint_moments(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, logvar) of the Gaussian with the mean and variance of q(z | X), (b, d) each."""

@@ -189,7 +189,7 @@ class VCCANetwork(nn.Module):
         q_z = self.shared_posterior(batch)
         z = q_z.rsample()
         kl = {"kl_z": kl_divergence(q_z, standard_normal_like(z))}
-        log_lik = torch.zeros_like(kl["kl_z"])
+        log_liks = []
         for view, names in self.views.items():
             code = z
             if self.private_dim:
@@ -198,10 +198,12 @@ class VCCANetwork(nn.Module):
                 kl[f"kl_h{view[1:]}"] = kl_divergence(q_h, standard_normal_like(h))
                 code = torch.cat([z, h], dim=1)
             decoded = self.decoders[view](self.latent_dropout(code))
-            log_lik = log_lik + sum(decoded[m].log_prob(batch[m]) for m in names)
-        total_kl = sum(kl.values())
-        loss = (total_kl - log_lik).mean()
-        return loss, {"reconstruction": -log_lik.mean(), **{k: v.mean() for k, v in kl.items()}}
+            log_liks += [decoded[m].log_prob(batch[m]) for m in names]
+        log_lik = sum(log_liks[1:], log_liks[0])
+        # Each batch mean once, for the loss and its reported parts.
+        parts = {"reconstruction": -log_lik.mean(), **{k: v.mean() for k, v in kl.items()}}
+        reconstruction, *kl_means = parts.values()
+        return sum(kl_means, reconstruction), parts
 
     def decode_missing(self, z: torch.Tensor, h2: torch.Tensor | None = None) -> dict:
         """p(x2 | z, h2) per missing modality; h2 defaults to its prior mean 0."""

@@ -251,17 +251,19 @@ class CMMDNetwork(nn.Module):
         kl = official_cmmd_kl(q, p) if config.kl == "official" else kl_divergence(q, p)
         mmd_qp = mmd(z_q, z_p, config.mmd_bandwidth)
 
-        classification = log_py.sum() if config.class_loss == "sum" else log_py.mean()
+        # Each batch mean once, for the loss and its reported parts.
+        reconstruction, classification_mean, kl_mean = -log_lik.mean(), log_py.mean(), kl.mean()
+        classification = log_py.sum() if config.class_loss == "sum" else classification_mean
         loss = (
-            -log_lik.mean()
+            reconstruction
             - config.alpha * classification
-            + config.omega * kl.mean()
+            + config.omega * kl_mean
             + (1 - config.omega) * config.lambda_mmd * mmd_qp
         )
         return loss, {
-            "reconstruction": -log_lik.mean(),
-            "classification": -log_py.mean(),
-            "kl": kl.mean(),
+            "reconstruction": reconstruction,
+            "classification": -classification_mean,
+            "kl": kl_mean,
             "mmd": mmd_qp,
         }
 

@@ -42,12 +42,24 @@ def official_cmmd_kl(
     return per_dim.sum(-1)
 
 
-def gaussian_kernel(x: torch.Tensor, y: torch.Tensor, bandwidth: float) -> torch.Tensor:
-    """k(x_i, y_j) = exp(-||x_i - y_j||^2 / bandwidth) for x (n, d), y (m, d); returns (n, m)."""
+def gaussian_kernel(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    bandwidth: float,
+    x_norms: torch.Tensor | None = None,
+    y_norms: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """k(x_i, y_j) = exp(-||x_i - y_j||^2 / bandwidth) for x (n, d), y (m, d); returns (n, m).
+
+    x_norms, y_norms: the squared row norms ||x_i||^2 (n,) and ||y_j||^2 (m,) when the caller has
+    them (computed here otherwise).
+    """
     # Expanded form instead of cdist: its gradient is NaN at zero distance (the diagonal of
     # k(x, x)).
-    squared = (x * x).sum(1, keepdim=True) + (y * y).sum(1) - 2 * x @ y.T
-    return torch.exp(-squared.clamp_min(0) / bandwidth)
+    x_norms = (x * x).sum(1) if x_norms is None else x_norms
+    y_norms = (y * y).sum(1) if y_norms is None else y_norms
+    squared = torch.addmm(x_norms.unsqueeze(1) + y_norms, x, y.T, alpha=-2)
+    return torch.exp(squared.clamp_min(0) * (-1 / bandwidth))
 
 
 def mmd(x: torch.Tensor, y: torch.Tensor, bandwidth: float | None = None) -> torch.Tensor:
@@ -58,8 +70,9 @@ def mmd(x: torch.Tensor, y: torch.Tensor, bandwidth: float | None = None) -> tor
     """
     if bandwidth is None:
         bandwidth = float(x.shape[1] ** 2)
+    x_norms, y_norms = (x * x).sum(1), (y * y).sum(1)  # once each for the three kernels
     return (
-        gaussian_kernel(x, x, bandwidth).mean()
-        + gaussian_kernel(y, y, bandwidth).mean()
-        - 2 * gaussian_kernel(x, y, bandwidth).mean()
+        gaussian_kernel(x, x, bandwidth, x_norms, x_norms).mean()
+        + gaussian_kernel(y, y, bandwidth, y_norms, y_norms).mean()
+        - 2 * gaussian_kernel(x, y, bandwidth, x_norms, y_norms).mean()
     )

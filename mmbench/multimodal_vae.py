@@ -51,7 +51,8 @@ class StratifiedMixtureNetwork(MultimodalVAENetwork, ABC):
         dreg = objective == "dreg" and self.training
         log_w, z = self.log_weights(batch, detach_posterior=dreg)
         bound = stratified_bound(log_w, z, objective, self.config.looser, dreg)
-        return -bound.mean(), {objective: bound.mean().detach()}
+        mean = bound.mean()
+        return -mean, {objective: mean.detach()}
 
 
 def gaussian_experts(

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.distributions import kl_divergence
 
-from mmbench.divergences import gaussian_kl_per_dim, mmd, official_cmmd_kl
+from mmbench.divergences import gaussian_kernel, gaussian_kl_per_dim, mmd, official_cmmd_kl
 from mmbench.nn import diagonal_normal
 
 
@@ -71,3 +71,16 @@ def test_mmd_default_bandwidth_is_dimension_squared_and_gradient_is_finite():
     assert value.item() == pytest.approx(mmd(x, y, bandwidth=16.0).item())
     value.backward()
     assert torch.isfinite(x.grad).all()
+
+
+def test_mmd_matches_the_pairwise_definition_on_random_samples():
+    torch.manual_seed(2)
+    x = torch.randn(30, 6, dtype=torch.float64)
+    y = torch.randn(20, 6, dtype=torch.float64) + 0.3
+
+    def kernel(a, b):  # exp(-||a_i - b_j||^2 / bandwidth), pair by pair
+        return torch.exp(-((a[:, None, :] - b[None, :, :]) ** 2).sum(-1) / 9.0)
+
+    expected = kernel(x, x).mean() + kernel(y, y).mean() - 2 * kernel(x, y).mean()
+    torch.testing.assert_close(gaussian_kernel(x, y, 9.0), kernel(x, y), rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(mmd(x, y, bandwidth=9.0), expected, rtol=1e-10, atol=1e-14)
