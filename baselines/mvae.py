@@ -159,10 +159,12 @@ class MVAENetwork(MultimodalVAENetwork):
         z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)  # (S, b, d)
         zeros = torch.zeros_like(mean)
         kl = gaussian_kl_per_dim(mean, logvar, zeros, zeros).sum(-1)  # (S, b)
-        log_lik = torch.zeros_like(kl)
+        # float32 sums also under bfloat16 autocast, where the terms may come in either type
+        log_lik = torch.zeros_like(kl, dtype=torch.float32)
         for m, rows in zip(self.names, rows_of):
             decoded = self.decoders[m](z.index_select(0, rows))  # batch (S_m, b)
-            log_lik = log_lik.index_add(0, rows, self.weights[m] * decoded.log_prob(batch[m]))
+            term = self.weights[m] * decoded.log_prob(batch[m])
+            log_lik = log_lik.index_add(0, rows, term.float())
         # A 0-d tensor filled on the device (no host-to-device copy), float32 like the KL.
         beta = kl.new_full((), self.kl_weight(progress))
         loss = (-log_lik + beta * kl).mean(1).sum()

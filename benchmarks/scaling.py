@@ -350,9 +350,15 @@ def block_rate(
     if not isinstance(model, TorchModel):
         return measure_cca(model, spec, options)[0]
     model.device_ = torch.device("cpu")
-    return measure_training(model, {"amsgrad": train.amsgrad}, spec, options, torch.device("cpu"))[
-        0
-    ]
+    rates = measure_training(
+        model,
+        {"amsgrad": train.amsgrad},
+        spec,
+        options,
+        torch.device("cpu"),
+        [TrainConfig(**dict(train))],
+    )[0]
+    return rates[0]
 
 
 def print_suites(rows: list[SuiteRow], console: Console, threads: int) -> None:
