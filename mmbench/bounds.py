@@ -54,6 +54,7 @@ def dreg_iwae(log_weights: torch.Tensor, z: torch.Tensor, dim: Dims = 0) -> torc
     """
     weights = normalised_weights(log_weights.detach(), dim)
     if z.requires_grad:
-        z.register_hook(lambda grad: grad * weights.unsqueeze(-1))
+        # in z's type: under bfloat16 autocast z may be bfloat16 while the weights are float32
+        z.register_hook(lambda grad: grad * weights.unsqueeze(-1).to(grad.dtype))
     surrogate = (weights * log_weights).sum(dim)
     return iwae(log_weights.detach(), dim) + surrogate - surrogate.detach()
