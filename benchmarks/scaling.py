@@ -15,17 +15,24 @@ including the trainer's per-epoch work. Closed-form CCA: rows fitted per second 
 ``--repeats`` fits).
 
 Suites: the estimated training wall time of every suite in ``--suites`` on this machine, per model
-block: runs (the suite's expansion: data grid x model grid x seeds) x epochs x the cost of one
-epoch, where one epoch = n_train / training samples/s + n_valid / (3 x training samples/s) (the
-validation loss after every epoch: a forward pass, a third of a training step's FLOPs). Samples/s
-are measured at the block's architecture, batch size and the data's shapes (throughput.py's
-``measure_training``: the trainer's epoch loop on random data, the fastest of ``--repeats``) with
-the block's first grid point and first data point (the suites' grids -- omega, folds, speakers,
-seeds -- do not change the cost). CCA: fit seconds on min(n_train, 20,000) random rows, scaled
-linearly to n_train. Assumptions, printed with the table: every run trains to its epoch cap (early
-stopping not counted, so an upper bound for suites with ``patience``), evaluation, downstream
-classifiers and data loading are not counted, and the training rows of the full data sets are
-those of ``DATA_ROWS`` (XRMB frames per speaker: ``--xrmb-frames-per-speaker``).
+block (over all the suite's data points), as two parts. Trials: a tuned suite's tuning trials,
+tune.trials per data point, each trained like the block's runs (its epochs: the block's train
+epochs, at most the tune block's cap; the cap where epochs is searched). Runs: a tuned block's
+final runs (the best trial on each seed), or an untuned block's expansion (data grid x model grid
+x seeds), or a reference row's fits. Hours = (trials x trial epochs + runs x epochs) x the cost of
+one epoch, where one epoch = n_train / training samples/s + n_valid / (3 x training samples/s)
+(the validation loss after every epoch: a forward pass, a third of a training step's FLOPs).
+Samples/s are measured at the block's architecture, batch size and the data's shapes
+(throughput.py's ``measure_training``: the trainer's epoch loop on random data, the fastest of
+``--repeats``) with the block's first grid point and first data point (the suites' grids -- omega,
+folds, speakers, seeds -- do not change the cost); a tuned block at its fixed params and train
+settings (a search over architecture -- latent size, widths -- or batch size changes each trial's
+cost, which is not counted). CCA: fit seconds on min(n_train, 20,000) random rows, scaled linearly
+to n_train, one fit per trial or run. Assumptions, printed with the table: every trial and run
+trains to its epoch cap (early stopping not counted, so an upper bound for suites with
+``patience``), evaluation, downstream classifiers and data loading are not counted, and the
+training rows of the full data sets are those of ``DATA_ROWS`` (XRMB frames per speaker:
+``--xrmb-frames-per-speaker``).
 
 Outputs in ``--out`` (default benchmarks/results), named
 ``scaling-cpu-<threads>threads-<date>``: ``.csv`` (sweeps), ``.png`` and ``.pdf`` (the figure),
@@ -61,8 +68,9 @@ from throughput import CONFIGS, ROOT, measure_cca, measure_training, random_view
 
 from mmbench.config import TrainSettings
 from mmbench.model import DataSpec, TorchModel
+from mmbench.records import Run
 from mmbench.registry import make_model
-from mmbench.suite import load_suite
+from mmbench.suite import Suite, load_suite
 from mmbench.trainer import TrainConfig
 
 MODALITY_MODELS = ("mvae", "mmvae_elbo", "mmvae_iwae")
@@ -83,19 +91,39 @@ class Point:
 
 @dataclass
 class SuiteRow:
-    """The estimated training time of one model block of a suite."""
+    """The estimated training time of one model block of a suite: ``trials`` tuning trials of
+    ``trial_epochs`` epochs (none for an untuned block), then ``runs`` runs of ``epochs`` epochs;
+    an epoch takes ``seconds_per_epoch`` (validation pass included)."""
 
     suite: str
     label: str
     model: str
+    trials: int
+    trial_epochs: int
     runs: int
     epochs: int
     batch_size: int
     n_train: int
     n_valid: int
     samples_per_s: float
-    hours_per_run: float
+    seconds_per_epoch: float
+    trial_hours: float
+    run_hours: float
     hours: float
+
+
+@dataclass
+class Block:
+    """One model block of a suite as it runs: ``run`` stands for all its trials and runs (its
+    first data point, its fixed params and train settings), ``trials`` tuning trials of
+    ``trial_epochs`` epochs each, then ``runs`` runs of ``epochs`` epochs each."""
+
+    label: str
+    run: Run
+    trials: int
+    trial_epochs: int
+    runs: int
+    epochs: int
 
 
 # --- sweeps -------------------------------------------------------------------------------------
@@ -279,16 +307,35 @@ labelled images per split; xrmb (frames per speaker F): folds 6 F, speakers 35 F
 0.7 F, minus 10 % validation."""
 
 
+def suite_blocks(suite: Suite) -> list[Block]:
+    """The model blocks of ``suite``: each tuned block (per study: tune.trials trials, then the
+    best trial on each seed), then the blocks of its expanded runs (untuned models, reference
+    rows), in the suite's order."""
+    blocks: dict[str, Block] = {}
+    tune = suite.tune
+    for study in suite.studies():
+        assert tune is not None
+        trial = suite.trial_run(study, 0, {})  # the block's fixed params and train settings
+        searched = "epochs" in suite.models[study.block].search
+        epochs = tune.epochs if searched else trial.config.epochs
+        block = blocks.setdefault(study.label, Block(study.label, trial, 0, epochs, 0, epochs))
+        block.trials += tune.trials
+        block.runs += len(suite.seeds)
+    for run in suite.runs():
+        block = blocks.setdefault(run.label, Block(run.label, run, 0, 0, 0, run.config.epochs))
+        block.runs += 1
+    return list(blocks.values())
+
+
 def suite_estimates(args: argparse.Namespace, console: Console) -> list[SuiteRow]:
+    """The estimated training time of every model block of the suites in ``args.suites``."""
     rows: list[SuiteRow] = []
     measured: dict[str, float] = {}
     for path in args.suites.split(","):
         for file in sorted(glob.glob(str(ROOT / path)) or glob.glob(path)):
             suite = load_suite(file)
-            runs = suite.runs()
-            for label in dict.fromkeys(run.label for run in runs):
-                block = [run for run in runs if run.label == label]
-                first = block[0].config
+            for block in suite_blocks(suite):
+                first = block.run.config
                 spec, n_train, n_valid = data_rows(
                     first.data.name, dict(first.data.options), args.xrmb_frames_per_speaker
                 )
@@ -304,28 +351,33 @@ def suite_estimates(args: argparse.Namespace, console: Console) -> list[SuiteRow
                 model = make_model(first.model.name, first.model.params)
                 if isinstance(model, TorchModel):
                     epoch = (n_train + VALIDATION_COST * n_valid) / rate
-                    epochs = train.epochs
-                else:
-                    epoch, epochs = n_train / rate, 1
-                hours = epoch * epochs / 3600
+                    trial_epochs, epochs = block.trial_epochs, block.epochs
+                else:  # a closed form: one fit per trial or run
+                    epoch, trial_epochs, epochs = n_train / rate, min(block.trials, 1), 1
+                trial_hours = block.trials * trial_epochs * epoch / 3600
+                run_hours = block.runs * epochs * epoch / 3600
                 rows.append(
                     SuiteRow(
                         suite.name,
-                        label,
+                        block.label,
                         first.model.name,
-                        len(block),
+                        block.trials,
+                        trial_epochs,
+                        block.runs,
                         epochs,
                         train.batch_size,
                         n_train,
                         n_valid,
                         rate,
-                        hours,
-                        hours * len(block),
+                        epoch,
+                        trial_hours,
+                        run_hours,
+                        trial_hours + run_hours,
                     )
                 )
                 console.print(
-                    f"{suite.name} {label}: {rate:,.0f} samples/s, {len(block)} runs, "
-                    f"{hours * len(block):,.1f} h",
+                    f"{suite.name} {block.label}: {rate:,.0f} samples/s, {block.trials} trials, "
+                    f"{block.runs} runs, {trial_hours + run_hours:,.1f} h",
                     style="dim",
                 )
     return rows
@@ -369,12 +421,14 @@ def print_suites(rows: list[SuiteRow], console: Console, threads: int) -> None:
     for column in (
         "suite",
         "model",
-        "runs",
-        "epochs",
+        "trials x ep",
+        "runs x ep",
         "batch",
         "train rows",
         "samples/s",
-        "h / run",
+        "s / epoch",
+        "h trials",
+        "h runs",
         "h",
     ):
         table.add_column(column, justify="left" if column in ("suite", "model") else "right")
@@ -384,32 +438,40 @@ def print_suites(rows: list[SuiteRow], console: Console, threads: int) -> None:
             table.add_row(
                 r.suite,
                 r.label,
-                str(r.runs),
-                str(r.epochs),
+                f"{r.trials} x {r.trial_epochs}" if r.trials else "",
+                f"{r.runs} x {r.epochs}",
                 str(r.batch_size),
                 f"{r.n_train:,}",
                 f"{r.samples_per_s:,.0f}",
-                f"{r.hours_per_run:,.2f}",
+                f"{r.seconds_per_epoch:,.2f}",
+                f"{r.trial_hours:,.1f}" if r.trials else "",
+                f"{r.run_hours:,.1f}",
                 f"{r.hours:,.1f}",
             )
         total = sum(r.hours for r in block)
         table.add_row(
             suite,
             "[b]total[/b]",
+            str(sum(r.trials for r in block)),
             str(sum(r.runs for r in block)),
             "",
             "",
             "",
             "",
-            "",
+            f"{sum(r.trial_hours for r in block):,.1f}",
+            f"{sum(r.run_hours for r in block):,.1f}",
             f"[b]{total:,.1f}[/b] ({total / 24:,.1f} d)",
             end_section=True,
         )
     console.print(table)
     console.print(
-        "Every run to its epoch cap (early stopping not counted: an upper bound where a "
-        "suite sets patience); evaluation, downstream classifiers and data loading not "
-        "counted; one epoch = n_train / samples/s + n_valid / (3 samples/s); "
+        "Trials: a tuned suite's tuning trials (tune.trials per model and data point); runs: "
+        "its final runs (the best trial on each seed), an untuned suite's runs, the reference "
+        "rows' fits. Every trial and run to its epoch cap (early stopping not counted: an upper "
+        "bound where a suite sets patience); a tuned model measured at its fixed params and "
+        "train settings (a search over latent size, hidden widths or batch size changes each "
+        "trial's cost, not counted here); evaluation, downstream classifiers and data loading "
+        "not counted; one epoch = n_train / samples/s + n_valid / (3 samples/s); "
         + DATA_ROWS.replace("\n", " ")
     )
 
@@ -476,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--parts: unknown {sorted(unknown)}")
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)  # as the trainer does
-    console = Console(width=max(Console().width, 120))
+    console = Console(width=max(Console().width, 160))
     stem = args.out / f"scaling-cpu-{args.threads}threads-{datetime.date.today()}"
     args.out.mkdir(parents=True, exist_ok=True)
     points = sweeps(args, console)
