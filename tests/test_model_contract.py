@@ -101,9 +101,7 @@ def test_model_trains_under_bfloat16_autocast_close_to_float32(name, small_digit
     for precision in ("float32", "bfloat16"):
         model = cls(**cls.config_class.test_params)
         settings = TrainConfig(epochs=1, batch_size=64, lr=1e-3, precision=precision)
-        report = model.fit(
-            small_digits.train, small_digits.valid, trainer=settings, n_classes=10
-        )
+        report = model.fit(small_digits.train, small_digits.valid, trainer=settings, n_classes=10)
         if report.stopped_by == "closed_form":
             pytest.skip(f"{name} has no training step")
         losses[precision] = report.history[0]["loss"]
