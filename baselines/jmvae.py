@@ -52,14 +52,11 @@ from mmbench.model import DataSpec, LatentMeanModel, PosteriorTensors, concat
 from mmbench.multimodal_vae import (
     MultimodalVAENetwork,
     gaussian_experts,
-    modality_decoders,
     stack_experts,
 )
 from mmbench.nn import (
     GaussianHead,
-    decoder_layers,
     gaussian_posterior,
-    likelihood_head,
     log_variances,
     standard_normal_like,
     stochastic_mlp,
@@ -108,16 +105,7 @@ class JMVAENetwork(MultimodalVAENetwork):
             drop,
         )
         self.encoders = gaussian_experts(spec.dims, config.hidden, latent, act, drop)
-        self.decoders = modality_decoders(
-            self.names,
-            latent,
-            decoder_layers(config.hidden, config.decoder_hidden),
-            lambda m, width: likelihood_head(
-                spec.likelihoods[m], width, spec.dims[m], config.decoder_variance
-            ),
-            act,
-            drop,
-        )
+        self.decoders = self.data_likelihood_decoders()
 
     def loss(
         self, batch: Batch, progress: Progress | None = None

@@ -57,10 +57,9 @@ from mmbench.model import DataSpec, LatentMeanModel, PosteriorTensors
 from mmbench.multimodal_vae import (
     MultimodalVAENetwork,
     gaussian_experts,
-    modality_decoders,
     stack_experts,
 )
-from mmbench.nn import decoder_layers, gaussian_logvars, gaussian_posterior, likelihood_head
+from mmbench.nn import gaussian_logvars, gaussian_posterior
 from mmbench.trainer import Batch, Progress
 
 
@@ -98,18 +97,10 @@ class MVAENetwork(MultimodalVAENetwork):
 
     def __init__(self, spec: DataSpec, config: MVAEConfig):
         super().__init__(spec, config)
-        latent, act, drop = config.latent_dim, config.activation, config.dropout
-        self.encoders = gaussian_experts(spec.dims, config.hidden, latent, act, drop)
-        self.decoders = modality_decoders(
-            self.names,
-            latent,
-            decoder_layers(config.hidden, config.decoder_hidden),
-            lambda m, width: likelihood_head(
-                spec.likelihoods[m], width, spec.dims[m], config.decoder_variance
-            ),
-            act,
-            drop,
+        self.encoders = gaussian_experts(
+            spec.dims, config.hidden, config.latent_dim, config.activation, config.dropout
         )
+        self.decoders = self.data_likelihood_decoders()
         # The fixed subsets: all modalities, then each one alone.
         n = len(self.names)
         self.fixed_subsets = [tuple(range(n))] + ([(j,) for j in range(n)] if n > 1 else [])

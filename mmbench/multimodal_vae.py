@@ -14,7 +14,7 @@ from torch import nn
 
 from mmbench import bounds
 from mmbench.model import DataSpec
-from mmbench.nn import GaussianHead, stochastic_mlp
+from mmbench.nn import GaussianHead, decoder_layers, likelihood_head, stochastic_mlp
 from mmbench.trainer import Batch, Progress
 
 
@@ -29,6 +29,23 @@ class MultimodalVAENetwork(nn.Module):
         self.spec, self.config = spec, config
         self.names = spec.modalities
         self.weights = spec.per_modality(config.likelihood_weights, 1.0, "likelihood_weights")
+
+    def data_likelihood_decoders(self) -> nn.ModuleDict:
+        """:func:`modality_decoders` whose heads are each modality's own likelihood
+        (:func:`mmbench.nn.likelihood_head` with ``config.decoder_variance``), of ``config``'s
+        latent_dim, decoder layers (``decoder_hidden``, else ``hidden`` reversed), activation and
+        dropout."""
+        config, spec = self.config, self.spec
+        return modality_decoders(
+            self.names,
+            config.latent_dim,
+            decoder_layers(config.hidden, config.decoder_hidden),
+            lambda m, width: likelihood_head(
+                spec.likelihoods[m], width, spec.dims[m], config.decoder_variance
+            ),
+            config.activation,
+            config.dropout,
+        )
 
 
 class StratifiedMixtureNetwork(MultimodalVAENetwork, ABC):
